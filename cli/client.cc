@@ -1,0 +1,473 @@
+#include "jobd/client.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <zmq.hpp>
+
+#include "common/paths.h"
+#include "common/payload.h"
+#include "common/wire.h"
+#include "jobd.pb.h"
+
+namespace jobd {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> g_interrupted{false};
+
+// Bytes of inline items per Items message, so messages stay far below the limit.
+constexpr size_t kMaxBatchBytes = 4 << 20;
+constexpr size_t kMaxBatchItems = 4096;
+constexpr auto kReplyTimeout = std::chrono::seconds(10);
+// While a job runs and nothing arrives for this long, check the daemon lives.
+constexpr auto kDaemonCheckInterval = std::chrono::seconds(2);
+
+std::string Encode(const google::protobuf::MessageLite& message) {
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  return bytes;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- sources
+
+Result<bool> VectorSource::Read(ItemSink& sink, size_t max) {
+  for (size_t n = 0; n < max && !sink.Full() && next_ < items_.size(); ++n) {
+    if (jobd::Status s = sink.Add(items_[next_++]); !s.ok()) return s;
+  }
+  return next_ < items_.size();
+}
+
+Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
+  size_t added = 0;
+  while (added < max && !sink.Full()) {
+    const size_t end = buffer_.find(delimiter_, start_);
+    if (end != std::string::npos) {
+      if (jobd::Status s = sink.Add(std::string_view(buffer_).substr(start_, end - start_)); !s.ok()) {
+        return s;
+      }
+      start_ = end + 1;
+      ++added;
+      continue;
+    }
+    if (eof_) {
+      if (start_ < buffer_.size()) {  // a last item without a delimiter
+        if (jobd::Status s = sink.Add(std::string_view(buffer_).substr(start_)); !s.ok()) return s;
+        start_ = buffer_.size();
+      }
+      return false;
+    }
+    if (added > 0) return true;  // hand over what we have before blocking again
+    buffer_.erase(0, start_);
+    start_ = 0;
+    const size_t old_size = buffer_.size();
+    buffer_.resize(old_size + (1 << 20));
+    ssize_t n;
+    do {
+      n = read(fd_, buffer_.data() + old_size, 1 << 20);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      return jobd::Status::Error(std::string("cannot read the input: ") + std::strerror(errno));
+    }
+    buffer_.resize(old_size + static_cast<size_t>(n));
+    eof_ = n == 0;
+  }
+  return true;
+}
+
+Result<bool> FileSource::Read(ItemSink& sink, size_t max) {
+  for (size_t n = 0; n < max && !sink.Full() && next_ < paths_.size(); ++n) {
+    if (jobd::Status s = sink.AddFile(paths_[next_++]); !s.ok()) return s;
+  }
+  return next_ < paths_.size();
+}
+
+// ---------------------------------------------------------------- the client
+
+struct Client::Impl {
+  std::string endpoint;
+  uint32_t daemon_pid = 0;
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::dealer};
+
+  void Send(const wire::Request& request) {
+    socket.send(zmq::buffer(Encode(request)), zmq::send_flags::none);
+  }
+
+  // Waits up to `timeout` for one reply.
+  Result<wire::Reply> Receive(std::chrono::milliseconds timeout) {
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) == 0) {
+      return jobd::Status::Error("jobd at " + endpoint + " did not answer within " +
+                                 std::to_string(timeout.count() / 1000) + " s");
+    }
+    zmq::message_t message;
+    (void)socket.recv(message, zmq::recv_flags::none);
+    wire::Reply reply;
+    if (jobd::Status s = DecodeReply(message.to_string_view(), &reply); !s.ok()) return s;
+    return reply;
+  }
+
+  // Sends `request`, returns the reply or the daemon's error.
+  Result<wire::Reply> Call(const wire::Request& request) {
+    Send(request);
+    Result<wire::Reply> reply = Receive(kReplyTimeout);
+    if (reply.ok() && reply->has_error()) return jobd::Status::Error(reply->error().message());
+    return reply;
+  }
+};
+
+namespace {
+wire::Request NewRequest() {
+  wire::Request request;
+  request.set_version(wire::VERSION_CURRENT);
+  return request;
+}
+}  // namespace
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+Client::~Client() = default;
+
+const std::string& Client::endpoint() const { return impl_->endpoint; }
+uint32_t Client::daemon_pid() const { return impl_->daemon_pid; }
+void Client::Interrupt() { g_interrupted = true; }
+
+Result<Client> Client::Connect(const std::string& endpoint) {
+  auto impl = std::make_unique<Impl>();
+  impl->endpoint = endpoint.empty() ? DefaultEndpoint() : endpoint;
+  Result<std::string> path = IpcPath(impl->endpoint);
+  if (!path.ok()) return path.status();
+  struct stat st{};
+  if (stat(path->c_str(), &st) != 0) {
+    return jobd::Status::Error("no jobd is running at " + impl->endpoint + " (" + *path +
+                               " does not exist); start one with `jobd --detach` (or `jobd` in "
+                               "another terminal), or point at another with --socket");
+  }
+  impl->socket.set(zmq::sockopt::linger, 0);
+  impl->socket.set(zmq::sockopt::rcvhwm, 0);
+  impl->socket.set(zmq::sockopt::sndhwm, 0);
+  impl->socket.connect(impl->endpoint);
+  wire::Request ping = NewRequest();
+  ping.mutable_ping();
+  impl->Send(ping);
+  Result<wire::Reply> pong = impl->Receive(std::chrono::seconds(3));
+  if (!pong.ok() || !pong->has_pong()) {
+    return jobd::Status::Error("no jobd answers at " + impl->endpoint + " (the socket " + *path +
+                               " exists but nobody replied within 3 s: a jobd that died?); "
+                               "start one with `jobd --detach`");
+  }
+  impl->daemon_pid = pong->pong().pid();
+  return Client(std::move(impl));
+}
+
+Result<wire::StatusReport> Client::Status() {
+  wire::Request request = NewRequest();
+  request.mutable_status();
+  Result<wire::Reply> reply = impl_->Call(request);
+  if (!reply.ok()) return reply.status();
+  return std::move(*reply->mutable_status());
+}
+
+Result<wire::FunctionList> Client::Functions() {
+  wire::Request request = NewRequest();
+  request.mutable_functions();
+  Result<wire::Reply> reply = impl_->Call(request);
+  if (!reply.ok()) return reply.status();
+  return std::move(*reply->mutable_functions());
+}
+
+Result<uint32_t> Client::Shutdown() {
+  wire::Request request = NewRequest();
+  request.mutable_shutdown();
+  Result<wire::Reply> reply = impl_->Call(request);
+  if (!reply.ok()) return reply.status();
+  return reply->shutdown().running_jobs();
+}
+
+// ---------------------------------------------------------------- map
+
+namespace {
+
+// One running map job on the client side: windows of items out, results in,
+// shared-memory segments removed as soon as nothing refers to them.
+class MapRun : public ItemSink {
+ public:
+  MapRun(zmq::socket_t& socket, uint64_t job, const MapOptions& options)
+      : socket_(socket), job_(job), options_(options) {}
+
+  ~MapRun() override {
+    for (const auto& [name, count] : input_refs_) RemoveSegment(name);
+    for (const auto& [name, count] : output_refs_) RemoveSegment(name);
+  }
+
+  Status Add(std::string_view bytes) override {
+    wire::Payload* payload = NewItem();
+    if (Status s = writer_.Add(bytes, payload); !s.ok()) return s;
+    Track(*payload);
+    return {};
+  }
+
+  bool Full() const override { return batch_bytes_ >= kMaxBatchBytes; }
+
+  Status AddFile(const std::string& path) override {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st{};
+    if (fd < 0 || fstat(fd, &st) != 0) {
+      const std::string why = std::strerror(errno);
+      if (fd >= 0) close(fd);
+      return Status::Error("cannot read " + path + ": " + why);
+    }
+    wire::Payload* payload = NewItem();
+    const size_t size = static_cast<size_t>(st.st_size);
+    Result<char*> space = writer_.Reserve(size, payload);
+    size_t done = 0;
+    while (space.ok() && done < size) {
+      const ssize_t n = read(fd, *space + done, size - done);
+      if (n <= 0 && !(n < 0 && errno == EINTR)) break;
+      if (n > 0) done += static_cast<size_t>(n);
+    }
+    close(fd);
+    if (!space.ok()) return space.status();
+    if (done != size) return Status::Error("cannot read " + path + ": it changed while being read");
+    Track(*payload);
+    return {};
+  }
+
+  // Reads up to a window's worth of items and sends them.
+  Status SendItems(ItemSource& source) {
+    const size_t room = options_.window - (sent_ - delivered_);
+    Result<bool> more = source.Read(*this, std::min(room, kMaxBatchItems));
+    if (!more.ok()) return more.status();
+    input_done_ = !*more;
+    batch_.set_last(input_done_);
+    batch_.set_first_index(sent_ - static_cast<uint64_t>(batch_.items_size()));
+    writer_.Seal();  // later items go to new segments, so these can be removed early
+    for (std::string& name : writer_.TakeNewSegments()) batch_.add_segments(std::move(name));
+    wire::Request request;
+    request.set_version(wire::VERSION_CURRENT);
+    request.mutable_items()->Swap(&batch_);
+    request.mutable_items()->set_job(job_);
+    socket_.send(zmq::buffer(Encode(request)), zmq::send_flags::none);
+    batch_.Clear();
+    batch_bytes_ = 0;
+    return {};
+  }
+
+  bool WantsInput() const {
+    return !input_done_ && sent_ - delivered_ + kMaxBatchItems / 4 <= options_.window;
+  }
+  bool input_done() const { return input_done_; }
+
+  // Takes a Results message; calls `on_result` for what can be delivered now.
+  Status Take(wire::Results& results, const Client::ResultCallback& on_result) {
+    for (wire::ItemResult& result : *results.mutable_results()) {
+      if (result.index() >= sent_) return Status::Error("jobd sent a result for an unknown item");
+      if (const wire::Outcome& o = result.outcome(); o.has_value() && o.value().has_ref()) {
+        ++output_refs_[o.value().ref().segment()];
+      }
+      if (options_.ordered) {
+        pending_.emplace(result.index(), std::move(result));
+      } else if (Status s = Deliver(result, on_result); !s.ok()) {
+        return s;
+      }
+    }
+    while (options_.ordered) {
+      auto next = pending_.find(delivered_);
+      if (next == pending_.end()) break;
+      Status s = Deliver(next->second, on_result);
+      pending_.erase(next);
+      if (!s.ok()) return s;
+    }
+    return {};
+  }
+
+  uint64_t delivered() const { return delivered_; }
+
+ private:
+  wire::Payload* NewItem() {
+    ++sent_;
+    return batch_.add_items();
+  }
+
+  void Track(const wire::Payload& payload) {
+    batch_bytes_ += payload.data().size() + 32;
+    if (payload.has_ref()) {
+      ++input_refs_[payload.ref().segment()];
+      input_segment_of_[sent_ - 1] = payload.ref().segment();
+    }
+  }
+
+  static void Release(std::map<std::string, uint64_t>& refs, const std::string& name) {
+    auto found = refs.find(name);
+    if (found != refs.end() && --found->second == 0) {
+      RemoveSegment(name);
+      refs.erase(found);
+    }
+  }
+
+  Status Deliver(const wire::ItemResult& result, const Client::ResultCallback& on_result) {
+    ItemResult item;
+    item.index = result.index();
+    const wire::Outcome& outcome = result.outcome();
+    Result<std::string_view> value = std::string_view();
+    if (outcome.has_value()) value = reader_.Read(outcome.value());
+    item.ok = outcome.has_value() && value.ok();
+    item.value = outcome.has_error() ? std::string_view(outcome.error())
+                                     : value.ok() ? *value : std::string_view(value.message());
+    Status s = on_result(item);
+    ++delivered_;
+    if (auto input = input_segment_of_.find(item.index); input != input_segment_of_.end()) {
+      Release(input_refs_, input->second);
+      input_segment_of_.erase(input);
+    }
+    if (outcome.has_value() && outcome.value().has_ref()) {
+      const std::string& name = outcome.value().ref().segment();
+      if (output_refs_[name] == 1) reader_.Forget(name);
+      Release(output_refs_, name);
+    }
+    return s;
+  }
+
+  zmq::socket_t& socket_;
+  uint64_t job_;
+  const MapOptions& options_;
+  PayloadWriter writer_;
+  SegmentReader reader_;
+  wire::Items batch_;
+  size_t batch_bytes_ = 0;
+  uint64_t sent_ = 0;
+  uint64_t delivered_ = 0;
+  bool input_done_ = false;
+  std::map<uint64_t, wire::ItemResult> pending_;  // ordered mode: results waiting their turn
+  std::map<std::string, uint64_t> input_refs_;     // segment -> items not yet delivered
+  std::unordered_map<uint64_t, std::string> input_segment_of_;
+  std::map<std::string, uint64_t> output_refs_;    // segment -> results not yet delivered
+};
+
+}  // namespace
+
+Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
+                               const MapOptions& options, const ResultCallback& on_result) {
+  if (options.window == 0) return jobd::Status::Error("the window must hold at least one item");
+  wire::Request request = NewRequest();
+  wire::Submit* submit = request.mutable_submit();
+  submit->set_function(function);
+  submit->set_pool(options.pool);
+  submit->set_chunksize(options.chunksize);
+  submit->set_client_pid(static_cast<uint32_t>(getpid()));
+  Result<wire::Reply> accepted = impl_->Call(request);
+  if (!accepted.ok()) return accepted.status();
+  if (!accepted->has_accepted()) return jobd::Status::Error("jobd answered Submit oddly");
+  const uint64_t job = accepted->accepted().job();
+
+  MapRun run(impl_->socket, job, options);
+  auto release = [&] {
+    wire::Request done = NewRequest();
+    done.mutable_release()->set_job(job);
+    impl_->Send(done);
+  };
+  JobSummary summary;
+  summary.job = job;
+  Clock::time_point last_heard = Clock::now();
+  bool ended = false;
+  while (!ended) {
+    if (g_interrupted) {
+      release();
+      return jobd::Status::Error("interrupted; job " + std::to_string(job) + " cancelled");
+    }
+    const bool want_input = run.WantsInput();
+    if (want_input && items.fd() < 0) {
+      if (jobd::Status s = run.SendItems(items); !s.ok()) {
+        release();
+        return s;
+      }
+      continue;
+    }
+    zmq::pollitem_t poll_items[] = {{impl_->socket.handle(), 0, ZMQ_POLLIN, 0},
+                                    {nullptr, items.fd(), ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(poll_items, want_input ? 2 : 1, std::chrono::milliseconds(500));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      throw;
+    }
+    if (want_input && (poll_items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+      if (jobd::Status s = run.SendItems(items); !s.ok()) {
+        release();
+        return s;
+      }
+    }
+    if (!(poll_items[0].revents & ZMQ_POLLIN)) {
+      if (Clock::now() - last_heard > kDaemonCheckInterval) {
+        if (kill(static_cast<pid_t>(impl_->daemon_pid), 0) != 0 && errno == ESRCH) {
+          return jobd::Status::Error("jobd (pid " + std::to_string(impl_->daemon_pid) +
+                                     ") died while running job " + std::to_string(job) + "; " +
+                                     std::to_string(run.delivered()) + " results were delivered");
+        }
+        last_heard = Clock::now();
+      }
+      continue;
+    }
+    // Everything that has arrived, then back to the input.
+    while (impl_->socket.get(zmq::sockopt::events) & ZMQ_POLLIN) {
+      last_heard = Clock::now();
+      zmq::message_t message;
+      (void)impl_->socket.recv(message, zmq::recv_flags::none);
+      wire::Reply reply;
+      if (jobd::Status s = DecodeReply(message.to_string_view(), &reply); !s.ok()) {
+        release();
+        return s;
+      }
+      if (reply.has_results() && reply.results().job() == job) {
+        if (jobd::Status s = run.Take(*reply.mutable_results(), on_result); !s.ok()) {
+          release();
+          return s;
+        }
+      } else if (reply.has_end() && reply.end().job() == job) {
+        summary.succeeded = reply.end().succeeded();
+        summary.failed = reply.end().failed();
+        summary.retried = reply.end().retried();
+        ended = true;
+      } else if (reply.has_error() && reply.error().job() == job) {
+        return jobd::Status::Error(reply.error().message());
+      }
+    }
+  }
+  release();
+  return summary;
+}
+
+Result<std::vector<std::string>> Client::Map(const std::string& function,
+                                             const std::vector<std::string>& items,
+                                             const MapOptions& options) {
+  std::vector<std::string> results(items.size());
+  std::string first_error;
+  VectorSource source(items);
+  Result<JobSummary> summary =
+      Map(function, source, options, [&](const ItemResult& result) -> jobd::Status {
+        if (result.ok) {
+          results[result.index] = std::string(result.value);
+        } else if (first_error.empty()) {
+          first_error = "item " + std::to_string(result.index) + ": " + std::string(result.value);
+        }
+        return {};
+      });
+  if (!summary.ok()) return summary.status();
+  if (!first_error.empty()) return jobd::Status::Error(first_error);
+  return results;
+}
+
+}  // namespace jobd

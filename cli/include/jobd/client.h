@@ -1,0 +1,148 @@
+// The jobd client library: submit map jobs to a running jobd from C++.
+//
+//   auto client = jobd::Client::Connect();            // the default endpoint
+//   if (!client.ok()) { std::cerr << client.message(); return 1; }
+//   auto digests = client->Map("sha256", {"a", "b"});  // like Pool.map
+//
+// Items stream in windows, so the input need not fit in memory; items and
+// results above 16 KiB travel through shared memory, never through a socket.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace jobd {
+
+namespace wire {
+class StatusReport;
+class FunctionList;
+}  // namespace wire
+
+struct MapOptions {
+  std::string pool;        // empty: jobd's default pool
+  uint32_t chunksize = 0;  // items per task; 0: adapted to the measured cost of an item
+  bool ordered = true;     // results in input order; false: as they complete
+  size_t window = 8192;    // at most this many items sent and not yet delivered
+};
+
+// The outcome of one item, passed to the result callback.
+struct ItemResult {
+  uint64_t index = 0;      // position in the input, from 0
+  bool ok = false;
+  std::string_view value;  // the result if ok, else the error; valid during the call only
+};
+
+struct JobSummary {
+  uint64_t job = 0;
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+  uint64_t retried = 0;  // items re-run because a worker died under them
+};
+
+// Where an ItemSource puts items.
+class ItemSink {
+ public:
+  virtual ~ItemSink() = default;
+  virtual Status Add(std::string_view bytes) = 0;
+  // The whole contents of a file as one item, read straight into shared memory.
+  virtual Status AddFile(const std::string& path) = 0;
+  // True once the current batch is big enough to send; sources stop adding.
+  virtual bool Full() const = 0;
+};
+
+// A stream of items, read as the job's window allows.
+class ItemSource {
+ public:
+  virtual ~ItemSource() = default;
+  // A descriptor to wait on before Read, or -1 if Read never blocks.
+  virtual int fd() const { return -1; }
+  // Adds up to `max` items to `sink`, fewer if it is Full() or the input would
+  // block. Returns false once the input is exhausted.
+  virtual Result<bool> Read(ItemSink& sink, size_t max) = 0;
+};
+
+// Items from memory.
+class VectorSource : public ItemSource {
+ public:
+  explicit VectorSource(const std::vector<std::string>& items) : items_(items) {}
+  Result<bool> Read(ItemSink& sink, size_t max) override;
+
+ private:
+  const std::vector<std::string>& items_;
+  size_t next_ = 0;
+};
+
+// Items separated by `delimiter` ('\n' or '\0') read from a descriptor; a
+// final delimiter is optional.
+class DelimitedSource : public ItemSource {
+ public:
+  DelimitedSource(int fd, char delimiter) : fd_(fd), delimiter_(delimiter) {}
+  int fd() const override { return fd_; }
+  Result<bool> Read(ItemSink& sink, size_t max) override;
+
+ private:
+  int fd_;
+  char delimiter_;
+  std::string buffer_;
+  size_t start_ = 0;  // first unconsumed byte of buffer_
+  bool eof_ = false;
+};
+
+// Each file's whole contents is one item.
+class FileSource : public ItemSource {
+ public:
+  explicit FileSource(std::vector<std::string> paths) : paths_(std::move(paths)) {}
+  Result<bool> Read(ItemSink& sink, size_t max) override;
+
+ private:
+  std::vector<std::string> paths_;
+  size_t next_ = 0;
+};
+
+class Client {
+ public:
+  // Connects to jobd at `endpoint` (default: ipc://$XDG_RUNTIME_DIR/jobd/jobd.sock)
+  // and checks that it answers; the error says where it looked and how to
+  // start one.
+  static Result<Client> Connect(const std::string& endpoint = "");
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();
+
+  const std::string& endpoint() const;
+  // The daemon's pid.
+  uint32_t daemon_pid() const;
+
+  Result<wire::StatusReport> Status();
+  Result<wire::FunctionList> Functions();
+  // Asks jobd to finish running jobs and stop. Returns how many were running.
+  Result<uint32_t> Shutdown();
+
+  using ResultCallback = std::function<jobd::Status(const ItemResult&)>;
+  // Runs `function` over every item of `items`, calling `on_result` once per
+  // item (in input order unless !options.ordered). Returns the job's summary;
+  // failed items are not an error of Map (they reach on_result with ok false).
+  // An error from on_result cancels the job and is returned.
+  Result<JobSummary> Map(const std::string& function, ItemSource& items,
+                         const MapOptions& options, const ResultCallback& on_result);
+  // Convenience: the results of every item in order, or the first item's error.
+  Result<std::vector<std::string>> Map(const std::string& function,
+                                       const std::vector<std::string>& items,
+                                       const MapOptions& options = {});
+
+  // Makes a running Map stop soon (cancelling its job); safe from a signal handler.
+  static void Interrupt();
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace jobd

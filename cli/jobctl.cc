@@ -1,0 +1,397 @@
+// jobctl: the command line of jobd.
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "jobd.pb.h"
+#include "jobd/client.h"
+
+namespace {
+
+// Exit statuses, documented in --help.
+enum Exit : int {
+  kOk = 0,
+  kItemsFailed = 1,
+  kBadUsage = 2,
+  kNoDaemon = 3,
+  kJobFailed = 4,
+  kInterrupted = 130,
+};
+
+constexpr const char* kHelp = R"(usage: jobctl [--socket ENDPOINT] COMMAND [ARGS...]
+
+Runs functions over many items on jobd's warm worker processes, one per core.
+
+commands:
+  map FUNCTION [ITEM...]   apply FUNCTION to every ITEM (or to each line of stdin)
+  functions                list the functions each pool offers
+  status                   pools, workers (pid, state, tasks, restarts), running jobs
+  ping                     check that jobd answers
+  shutdown                 let running jobs finish, then stop jobd
+  help [COMMAND]           this text, or a command's
+
+--socket ENDPOINT   jobd's endpoint (default ipc://$XDG_RUNTIME_DIR/jobd/jobd.sock,
+                    or $JOBD_SOCKET)
+
+examples:
+  jobctl map sha256 --files *.iso          # like sha256sum, on every core
+  seq 1 64 | jobctl map primes             # one item per line of stdin
+  jobctl map --pool io sleep 100 200 300   # a pool with many workers for I/O
+
+exit status: 0 all went well; 1 some items failed (see stderr); 2 bad usage;
+3 no jobd answering; 4 the job was refused or broken off; 130 interrupted.
+)";
+
+constexpr const char* kMapUsage = R"(usage: jobctl map FUNCTION [OPTIONS] [ITEM...]
+
+Applies FUNCTION to every item on the workers of a pool and prints one result
+per line, in input order. Items are the ITEM arguments; without any, each line
+of stdin is an item (read and sent in windows, so stdin may be endless).
+
+options:
+  -0, --null           stdin items are separated by NUL, not newline
+  --files              each ITEM (or stdin line) names a file whose whole
+                       contents is one item (large files go through shared memory)
+  --unordered          print results as they complete, not in input order
+  --json               print one JSON record per item:
+                       {"index":N,"ok":true,"result":"..."} or
+                       {"index":N,"ok":false,"error":"..."}
+  --pool NAME          run in pool NAME (default: jobd's default pool)
+  --chunksize N        items per task (default: adapted to the cost of an item)
+  --progress           show progress on stderr (default: when stderr is a terminal)
+  --no-progress        never show progress
+
+A failed item prints nothing on stdout; its index and error go to stderr and
+the exit status is 1. Every other item still runs. `jobctl functions` lists
+the functions; Ctrl-C cancels the job.
+)";
+
+int Usage(const char* text, const std::string& problem) {
+  std::fprintf(stderr, "jobctl: %s\n\n%s", problem.c_str(), text);
+  return kBadUsage;
+}
+
+void AppendJsonString(std::string* out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': *out += "\\\""; break;
+      case '\\': *out += "\\\\"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\t': *out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          *out += "\\u00";
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 15]);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+void OnInterrupt(int) { jobd::Client::Interrupt(); }
+
+// Progress on stderr, redrawn at most five times a second.
+class Progress {
+ public:
+  Progress(bool enabled, uint64_t total) : enabled_(enabled), total_(total) {}
+  void Update(uint64_t done, uint64_t failed) {
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - drawn_ < std::chrono::milliseconds(200)) return;
+    drawn_ = now;
+    const double seconds = std::chrono::duration<double>(now - start_).count();
+    std::fprintf(stderr, "\r\033[K%llu", static_cast<unsigned long long>(done));
+    if (total_ > 0) std::fprintf(stderr, "/%llu", static_cast<unsigned long long>(total_));
+    std::fprintf(stderr, " items, %llu failed, %.0f items/s, %.1f s",
+                 static_cast<unsigned long long>(failed), seconds > 0 ? done / seconds : 0.0, seconds);
+  }
+  void Finish() {
+    if (enabled_) std::fprintf(stderr, "\r\033[K");
+  }
+
+ private:
+  bool enabled_;
+  uint64_t total_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point drawn_{};
+};
+
+int ConnectFailed(const jobd::Status& status) {
+  std::fprintf(stderr, "jobctl: %s\n", status.message().c_str());
+  return kNoDaemon;
+}
+
+int Map(const std::string& socket, std::vector<std::string> args) {
+  jobd::MapOptions options;
+  bool null_separated = false, files = false, json = false;
+  bool progress = isatty(STDERR_FILENO);
+  std::string function;
+  std::vector<std::string> items;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    auto value = [&](const char* name) -> const std::string* {
+      if (i + 1 >= args.size()) return nullptr;
+      (void)name;
+      return &args[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kMapUsage, stdout);
+      return kOk;
+    } else if (arg == "-0" || arg == "--null") {
+      null_separated = true;
+    } else if (arg == "--files") {
+      files = true;
+    } else if (arg == "--unordered") {
+      options.ordered = false;
+    } else if (arg == "--json") {
+      json = true;
+    } else if (arg == "--progress") {
+      progress = true;
+    } else if (arg == "--no-progress") {
+      progress = false;
+    } else if (arg == "--pool") {
+      const std::string* pool = value("--pool");
+      if (pool == nullptr) return Usage(kMapUsage, "--pool needs a NAME");
+      options.pool = *pool;
+    } else if (arg == "--chunksize") {
+      const std::string* n = value("--chunksize");
+      char* end = nullptr;
+      const long chunk = n ? std::strtol(n->c_str(), &end, 10) : 0;
+      if (n == nullptr || *end != '\0' || chunk < 1 || chunk > 65536) {
+        return Usage(kMapUsage, "--chunksize needs a whole number from 1 to 65536");
+      }
+      options.chunksize = static_cast<uint32_t>(chunk);
+    } else if (arg == "--") {
+      items.insert(items.end(), args.begin() + static_cast<long>(i) + 1, args.end());
+      break;
+    } else if (arg.size() > 1 && arg[0] == '-' && function.empty()) {
+      return Usage(kMapUsage, "unknown option '" + arg + "'");
+    } else if (function.empty()) {
+      function = arg;
+    } else {
+      items.push_back(arg);
+    }
+  }
+  if (function.empty()) return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`)");
+  if (files) {
+    for (const std::string& path : items) {
+      struct stat st{};
+      if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || access(path.c_str(), R_OK) != 0) {
+        std::fprintf(stderr, "jobctl: --files: cannot read '%s': %s\n", path.c_str(),
+                     errno != 0 ? std::strerror(errno) : "not a regular file");
+        return kBadUsage;
+      }
+    }
+  }
+
+  jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+  if (!client.ok()) return ConnectFailed(client.status());
+
+  // Files named on stdin: read the names first (a file list is small).
+  if (files && items.empty()) {
+    jobd::DelimitedSource names(STDIN_FILENO, null_separated ? '\0' : '\n');
+    struct Names : jobd::ItemSink {
+      std::vector<std::string>* out;
+      jobd::Status Add(std::string_view bytes) override {
+        out->emplace_back(bytes);
+        return {};
+      }
+      jobd::Status AddFile(const std::string&) override { return {}; }
+      bool Full() const override { return false; }
+    } sink;
+    sink.out = &items;
+    while (true) {
+      jobd::Result<bool> more = names.Read(sink, SIZE_MAX);
+      if (!more.ok()) return ConnectFailed(more.status());
+      if (!*more) break;
+    }
+  }
+  std::unique_ptr<jobd::ItemSource> source;
+  const bool from_stdin = items.empty() && !files;
+  if (files) {
+    source = std::make_unique<jobd::FileSource>(items);
+  } else if (from_stdin) {
+    source = std::make_unique<jobd::DelimitedSource>(STDIN_FILENO, null_separated ? '\0' : '\n');
+  } else {
+    source = std::make_unique<jobd::VectorSource>(items);
+  }
+
+  signal(SIGINT, OnInterrupt);
+  signal(SIGTERM, OnInterrupt);
+  Progress shown(progress, from_stdin ? 0 : items.size());
+  uint64_t done = 0, failed = 0;
+  std::string line;
+  jobd::Result<jobd::JobSummary> summary = client->Map(
+      function, *source, options, [&](const jobd::ItemResult& result) -> jobd::Status {
+        ++done;
+        line.clear();
+        if (json) {
+          line = "{\"index\":" + std::to_string(result.index) +
+                 (result.ok ? ",\"ok\":true,\"result\":" : ",\"ok\":false,\"error\":");
+          AppendJsonString(&line, result.value);
+          line += "}\n";
+        } else if (result.ok) {
+          line.assign(result.value);
+          line.push_back('\n');
+        }
+        if (!result.ok) {
+          ++failed;
+          std::fprintf(stderr, "%sjobctl: item %llu failed: %.*s\n", progress ? "\r\033[K" : "",
+                       static_cast<unsigned long long>(result.index),
+                       static_cast<int>(result.value.size()), result.value.data());
+        }
+        if (!line.empty() && std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) {
+          return jobd::Status::Error(std::string("cannot write results: ") + std::strerror(errno));
+        }
+        shown.Update(done, failed);
+        return {};
+      });
+  std::fflush(stdout);
+  shown.Finish();
+  if (!summary.ok()) {
+    std::fprintf(stderr, "jobctl: %s\n", summary.message().c_str());
+    return summary.message().rfind("interrupted", 0) == 0 ? kInterrupted : kJobFailed;
+  }
+  if (summary->failed > 0) {
+    std::fprintf(stderr, "jobctl: %llu of %llu items failed\n",
+                 static_cast<unsigned long long>(summary->failed),
+                 static_cast<unsigned long long>(summary->succeeded + summary->failed));
+    return kItemsFailed;
+  }
+  return kOk;
+}
+
+int Status(const std::string& socket, bool json) {
+  jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+  if (!client.ok()) return ConnectFailed(client.status());
+  jobd::Result<jobd::wire::StatusReport> report = client->Status();
+  if (!report.ok()) return ConnectFailed(report.status());
+  if (json) {
+    std::fputs(ToJson(*report).c_str(), stdout);
+    return kOk;
+  }
+  std::printf("jobd %s, pid %u, up %.1f s, serving %s\n", report->version().c_str(), report->pid(),
+              report->uptime_seconds(), client->endpoint().c_str());
+  for (const auto& pool : report->pools()) {
+    std::printf("\npool %s%s: %d workers, retries %u\n", pool.name().c_str(),
+                pool.name() == report->default_pool() ? " (default)" : "", pool.workers_size(),
+                pool.retries());
+    std::printf("  %-5s %-8s %-9s %10s %9s\n", "SLOT", "PID", "STATE", "TASKS", "RESTARTS");
+    for (const auto& w : pool.workers()) {
+      std::printf("  %-5u %-8u %-9s %10llu %9u\n", w.slot(), w.pid(), w.state().c_str(),
+                  static_cast<unsigned long long>(w.tasks_done()), w.restarts());
+    }
+  }
+  std::printf("\n%d running jobs\n", report->jobs_size());
+  if (report->jobs_size() > 0) {
+    std::printf("  %-6s %-12s %-8s %-8s %12s %8s %9s\n", "JOB", "FUNCTION", "POOL", "CLIENT",
+                "DONE", "FAILED", "SECONDS");
+    for (const auto& job : report->jobs()) {
+      const std::string done = std::to_string(job.done()) + "/" + std::to_string(job.received()) +
+                               (job.input_complete() ? "" : "+");
+      std::printf("  %-6llu %-12s %-8s %-8u %12s %8llu %9.1f\n",
+                  static_cast<unsigned long long>(job.id()), job.function().c_str(),
+                  job.pool().c_str(), job.client_pid(), done.c_str(),
+                  static_cast<unsigned long long>(job.failed()), job.seconds());
+    }
+  }
+  return kOk;
+}
+
+int Functions(const std::string& socket, bool json) {
+  jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+  if (!client.ok()) return ConnectFailed(client.status());
+  jobd::Result<jobd::wire::FunctionList> list = client->Functions();
+  if (!list.ok()) return ConnectFailed(list.status());
+  if (json) {
+    std::fputs(ToJson(*list).c_str(), stdout);
+    return kOk;
+  }
+  for (const auto& pool : list->pools()) {
+    std::printf("pool %s:\n", pool.name().c_str());
+    for (const auto& f : pool.functions()) {
+      std::printf("  %-10s %s\n", f.name().c_str(), f.summary().c_str());
+    }
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket;
+  if (const char* env = std::getenv("JOBD_SOCKET")) socket = env;
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kHelp, stdout);
+      return kOk;
+    } else if (arg == "--socket" && i + 1 < argc) {
+      socket = argv[++i];
+    } else {
+      return Usage(kHelp, "unknown option '" + arg + "'");
+    }
+  }
+  if (i >= argc) return Usage(kHelp, "missing COMMAND");
+  const std::string command = argv[i];
+  std::vector<std::string> args(argv + i + 1, argv + argc);
+  const bool json = args.size() == 1 && args[0] == "--json";
+  if (!args.empty() && !json && command != "map" && command != "help") {
+    return Usage(kHelp, command + " takes no arguments but --json");
+  }
+  try {
+    if (command == "map") return Map(socket, args);
+    if (command == "status") return Status(socket, json);
+    if (command == "functions") return Functions(socket, json);
+    if (command == "ping") {
+      jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+      if (!client.ok()) return ConnectFailed(client.status());
+      if (json) {
+        std::printf("{\"pid\": %u, \"endpoint\": \"%s\"}\n", client->daemon_pid(), client->endpoint().c_str());
+      } else {
+        std::printf("jobd (pid %u) answers at %s\n", client->daemon_pid(), client->endpoint().c_str());
+      }
+      return kOk;
+    }
+    if (command == "shutdown") {
+      jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+      if (!client.ok()) return ConnectFailed(client.status());
+      jobd::Result<uint32_t> running = client->Shutdown();
+      if (!running.ok()) return ConnectFailed(running.status());
+      std::printf("jobd (pid %u) is stopping after %u running jobs finish\n", client->daemon_pid(), *running);
+      return kOk;
+    }
+    if (command == "help") {
+      std::fputs(!args.empty() && args[0] == "map" ? kMapUsage : kHelp, stdout);
+      return kOk;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "jobctl: %s\n", e.what());
+    return kJobFailed;
+  }
+  return Usage(kHelp, "unknown command '" + command + "'");
+}

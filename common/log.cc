@@ -1,0 +1,46 @@
+#include "common/log.h"
+
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace jobd {
+namespace {
+LogLevel g_level = LogLevel::kInfo;
+std::string g_name = "jobd";
+}  // namespace
+
+bool ParseLogLevel(std::string_view text, LogLevel* level) {
+  static constexpr std::pair<std::string_view, LogLevel> kLevels[] = {
+      {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
+      {"warn", LogLevel::kWarn},   {"error", LogLevel::kError}};
+  for (const auto& [name, value] : kLevels) {
+    if (text == name) {
+      *level = value;
+      return true;
+    }
+  }
+  return false;
+}
+
+void SetLogLevel(LogLevel level) { g_level = level; }
+void SetLogName(std::string name) { g_name = std::move(name); }
+bool LogEnabled(LogLevel level) { return level >= g_level; }
+
+void WriteLog(LogLevel level, const std::string& text) {
+  static constexpr const char* kNames[] = {"debug", "info", "warn", "error"};
+  timeval now{};
+  gettimeofday(&now, nullptr);
+  tm utc{};
+  gmtime_r(&now.tv_sec, &utc);
+  char stamp[32];
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+  // One fprintf per line so that lines from several processes do not interleave.
+  std::fprintf(stderr, "%s.%03ldZ %s[%d] %s: %s\n", stamp, static_cast<long>(now.tv_usec / 1000),
+               g_name.c_str(), static_cast<int>(getpid()), kNames[static_cast<int>(level)],
+               text.c_str());
+}
+
+}  // namespace jobd

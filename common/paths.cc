@@ -1,0 +1,90 @@
+#include "common/paths.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+namespace jobd {
+
+std::string RuntimeBase() {
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && *xdg != '\0') return xdg;
+  return "/tmp/jobd-" + std::to_string(getuid());
+}
+
+std::string DefaultRuntimeDir() { return RuntimeBase() + "/jobd"; }
+
+std::string DefaultEndpoint() { return "ipc://" + DefaultRuntimeDir() + "/jobd.sock"; }
+
+Status EnsurePrivateDir(const std::string& dir) {
+  // Every directory we create on the way is private too (the /tmp fallback).
+  const mode_t old_umask = umask(077);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  umask(old_umask);
+  if (ec) return Status::Error("cannot create directory " + dir + ": " + ec.message());
+  struct stat st{};
+  if (lstat(dir.c_str(), &st) != 0) {
+    return Status::Error("cannot stat " + dir + ": " + std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::Error(dir + " is not a directory");
+  if (st.st_uid != getuid()) {
+    return Status::Error(dir + " belongs to uid " + std::to_string(st.st_uid) +
+                         ", not to us (uid " + std::to_string(getuid()) +
+                         "); remove it or choose another endpoint");
+  }
+  if ((st.st_mode & 0777) != 0700 && chmod(dir.c_str(), 0700) != 0) {
+    return Status::Error("cannot make " + dir + " private (mode 0700): " + std::strerror(errno));
+  }
+  return {};
+}
+
+Result<std::string> IpcPath(const std::string& endpoint) {
+  constexpr std::string_view kScheme = "ipc://";
+  if (endpoint.rfind(kScheme, 0) != 0 || endpoint.size() == kScheme.size()) {
+    return Status::Error("endpoint '" + endpoint +
+                         "' is not supported: jobd listens on ipc://PATH endpoints only");
+  }
+  return endpoint.substr(kScheme.size());
+}
+
+std::string ExpandEnv(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size();) {
+    if (text[i] != '$') {
+      out += text[i++];
+      continue;
+    }
+    size_t start = i + 1;
+    bool braced = start < text.size() && text[start] == '{';
+    if (braced) ++start;
+    size_t end = start;
+    while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
+    if (end == start || (braced && (end >= text.size() || text[end] != '}'))) {
+      out += text[i++];
+      continue;
+    }
+    const std::string name = text.substr(start, end - start);
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr && name == "XDG_RUNTIME_DIR") {
+      out += RuntimeBase();
+    } else if (value != nullptr) {
+      out += value;
+    }
+    i = braced ? end + 1 : end;
+  }
+  return out;
+}
+
+std::string ExecutableDir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : exe.parent_path().string();
+}
+
+}  // namespace jobd

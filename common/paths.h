@@ -1,0 +1,29 @@
+// Where jobd's sockets live. The client endpoint defaults to
+// ipc://$XDG_RUNTIME_DIR/jobd/jobd.sock (else /tmp/jobd-$UID/jobd/jobd.sock), in a
+// directory of mode 0700 owned by the user.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+
+namespace jobd {
+
+// $XDG_RUNTIME_DIR, or /tmp/jobd-<uid> when it is unset.
+std::string RuntimeBase();
+// RuntimeBase()/jobd
+std::string DefaultRuntimeDir();
+// ipc://<DefaultRuntimeDir()>/jobd.sock
+std::string DefaultEndpoint();
+// Creates `dir` (mode 0700) if missing; fails if it is not a directory of ours
+// that only we can enter.
+Status EnsurePrivateDir(const std::string& dir);
+// The filesystem path of an ipc:// endpoint; an error for other transports.
+Result<std::string> IpcPath(const std::string& endpoint);
+// Expands $VAR and ${VAR} from the environment (unset variables expand to "",
+// an unset XDG_RUNTIME_DIR to RuntimeBase()).
+std::string ExpandEnv(const std::string& text);
+// Directory holding the running executable.
+std::string ExecutableDir();
+
+}  // namespace jobd

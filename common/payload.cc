@@ -1,0 +1,180 @@
+#include "common/payload.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+namespace jobd {
+namespace bip = boost::interprocess;
+
+namespace {
+
+std::string UidPrefix() { return "jobd-" + std::to_string(getuid()) + "-"; }
+
+// The creator pid in a name IsSegmentName accepted, else 0.
+pid_t CreatorOf(std::string_view name) {
+  name.remove_prefix(UidPrefix().size());
+  pid_t pid = 0;
+  std::from_chars(name.data(), name.data() + name.size(), pid);
+  return pid;
+}
+
+}  // namespace
+
+std::string NewSegmentName(pid_t creator) {
+  uint64_t random = 0;
+  while (getrandom(&random, sizeof random, 0) != sizeof random) {
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(random));
+  return UidPrefix() + std::to_string(creator != 0 ? creator : getpid()) + "-" + hex;
+}
+
+bool IsSegmentName(std::string_view name) {
+  const std::string prefix = UidPrefix();
+  if (name.size() > 128 || name.substr(0, prefix.size()) != prefix) return false;
+  std::string_view rest = name.substr(prefix.size());
+  const size_t dash = rest.find('-');
+  if (dash == 0 || dash == std::string_view::npos || dash > 10) return false;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    const char c = rest[i];
+    const bool ok = i < dash ? (c >= '0' && c <= '9')
+                             : i == dash || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
+    if (!ok) return false;
+  }
+  return rest.size() > dash + 1;
+}
+
+void RemoveSegment(const std::string& name) { bip::shared_memory_object::remove(name.c_str()); }
+
+std::vector<std::string> ListSegments() {
+  std::vector<std::string> names;
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return names;
+  while (dirent* entry = readdir(dir)) {
+    if (IsSegmentName(entry->d_name)) names.emplace_back(entry->d_name);
+  }
+  closedir(dir);
+  return names;
+}
+
+int ReapOrphanSegments() {
+  int removed = 0;
+  for (const std::string& name : ListSegments()) {
+    const pid_t creator = CreatorOf(name);
+    if (creator > 0 && kill(creator, 0) != 0 && errno == ESRCH) {
+      RemoveSegment(name);
+      ++removed;
+    }
+  }
+  return removed;
+}
+
+// ------------------------------------------------------------------ Segment
+
+Segment::Segment(std::string name, std::unique_ptr<bip::mapped_region> region)
+    : name_(std::move(name)), region_(std::move(region)) {
+  if (region_) {
+    data_ = static_cast<char*>(region_->get_address());
+    size_ = region_->get_size();
+  }
+}
+Segment::Segment(Segment&&) noexcept = default;
+Segment& Segment::operator=(Segment&&) noexcept = default;
+Segment::~Segment() = default;
+
+Result<Segment> Segment::Create(const std::string& name, size_t size) {
+  try {
+    bip::shared_memory_object shm(bip::create_only, name.c_str(), bip::read_write,
+                                  bip::permissions(0600));
+    shm.truncate(static_cast<bip::offset_t>(size));
+    auto region = size == 0 ? nullptr : std::make_unique<bip::mapped_region>(shm, bip::read_write);
+    return Segment(name, std::move(region));
+  } catch (const bip::interprocess_exception& e) {
+    RemoveSegment(name);
+    return Status::Error("cannot create shared-memory segment " + name + " of " +
+                         std::to_string(size) + " bytes: " + e.what());
+  }
+}
+
+Result<Segment> Segment::Open(const std::string& name, bool writable) {
+  if (!IsSegmentName(name)) {
+    return Status::Error("'" + name + "' is not a jobd segment name of this user");
+  }
+  try {
+    const bip::mode_t mode = writable ? bip::read_write : bip::read_only;
+    bip::shared_memory_object shm(bip::open_only, name.c_str(), mode);
+    bip::offset_t size = 0;
+    shm.get_size(size);
+    auto region = size == 0 ? nullptr : std::make_unique<bip::mapped_region>(shm, mode);
+    return Segment(name, std::move(region));
+  } catch (const bip::interprocess_exception& e) {
+    return Status::Error("cannot open shared-memory segment " + name + ": " + e.what());
+  }
+}
+
+Result<std::string_view> Segment::Slice(uint64_t offset, uint64_t length) const {
+  if (offset > size_ || length > size_ - offset) {
+    return Status::Error("payload [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                         ") lies outside segment " + name_ + " of " + std::to_string(size_) +
+                         " bytes");
+  }
+  return std::string_view(data_ + offset, length);
+}
+
+// ------------------------------------------------------------ SegmentReader
+
+Result<std::string_view> SegmentReader::Read(const wire::Payload& payload) {
+  if (!payload.has_ref()) return std::string_view(payload.data());
+  const wire::SegmentRef& ref = payload.ref();
+  auto found = mapped_.find(ref.segment());
+  if (found == mapped_.end()) {
+    Result<Segment> opened = Segment::Open(ref.segment());
+    if (!opened.ok()) return opened.status();
+    found = mapped_.emplace(ref.segment(), std::move(opened).value()).first;
+  }
+  return found->second.Slice(ref.offset(), ref.length());
+}
+
+// ------------------------------------------------------------ PayloadWriter
+
+Result<char*> PayloadWriter::Reserve(size_t size, wire::Payload* out) {
+  if (size <= kInlineLimit) {
+    std::string* data = out->mutable_data();
+    data->resize(size);
+    return data->data();
+  }
+  if (!current_ || current_->size() - used_ < size) {
+    const std::string name = NewSegmentName();
+    Result<Segment> created = Segment::Create(name, std::max(size, segment_size_));
+    if (!created.ok()) return created.status();
+    current_ = std::make_unique<Segment>(std::move(created).value());
+    used_ = 0;
+    new_segments_.push_back(name);
+  }
+  wire::SegmentRef* ref = out->mutable_ref();
+  ref->set_segment(current_->name());
+  ref->set_offset(used_);
+  ref->set_length(size);
+  char* start = current_->data() + used_;
+  used_ += size;
+  return start;
+}
+
+Status PayloadWriter::Add(std::string_view bytes, wire::Payload* out) {
+  Result<char*> space = Reserve(bytes.size(), out);
+  if (!space.ok()) return space.status();
+  if (!bytes.empty()) std::memcpy(*space, bytes.data(), bytes.size());
+  return {};
+}
+
+std::vector<std::string> PayloadWriter::TakeNewSegments() { return std::exchange(new_segments_, {}); }
+
+}  // namespace jobd

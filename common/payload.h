@@ -1,0 +1,105 @@
+// Shared-memory segments that carry payloads too large to inline in a message.
+//
+// Ownership, with no interprocess lock: every segment has one writer, which
+// fills it completely before sending the message that names it; readers map it
+// read-only and check every offset and length against its size. Names are
+// "jobd-<uid>-<creator pid>-<random>", mode 0600, so that a segment whose
+// creator is gone can be found and removed (ReapOrphanSegments).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "jobd.pb.h"
+
+namespace boost::interprocess {
+class mapped_region;
+}
+
+namespace jobd {
+
+// Items and results above this many bytes travel in shared memory.
+inline constexpr size_t kInlineLimit = 16 * 1024;
+
+// A fresh segment name owned by process `creator` (default: this process).
+std::string NewSegmentName(pid_t creator = 0);
+// True if `name` has the shape NewSegmentName makes, for the current uid.
+bool IsSegmentName(std::string_view name);
+// Removes the segment (no error if it is already gone).
+void RemoveSegment(const std::string& name);
+// Removes this uid's segments whose creator process no longer exists.
+// Returns how many were removed.
+int ReapOrphanSegments();
+// Names of this uid's segments that exist now (for tests and reaping).
+std::vector<std::string> ListSegments();
+
+// A mapped segment. Movable, not copyable; unmaps when destroyed.
+class Segment {
+ public:
+  // Creates `name` with `size` bytes (mode 0600) and maps it read-write.
+  static Result<Segment> Create(const std::string& name, size_t size);
+  // Maps an existing segment, read-only unless `writable`.
+  static Result<Segment> Open(const std::string& name, bool writable = false);
+
+  Segment(Segment&&) noexcept;
+  Segment& operator=(Segment&&) noexcept;
+  ~Segment();
+
+  const std::string& name() const { return name_; }
+  size_t size() const { return size_; }
+  char* data() { return data_; }
+  // The bytes [offset, offset + length), or an error if they are not all inside.
+  Result<std::string_view> Slice(uint64_t offset, uint64_t length) const;
+
+ private:
+  Segment(std::string name, std::unique_ptr<boost::interprocess::mapped_region> region);
+  std::string name_;
+  std::unique_ptr<boost::interprocess::mapped_region> region_;  // null when size is 0
+  char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Read-only mappings of the segments a process reads payloads from, opened on
+// first use. Keep() bounds how many stay mapped.
+class SegmentReader {
+ public:
+  // The bytes of `payload`: inline data, or the checked slice of its segment.
+  Result<std::string_view> Read(const wire::Payload& payload);
+  // Unmaps `name` if mapped.
+  void Forget(const std::string& name) { mapped_.erase(name); }
+  void Clear() { mapped_.clear(); }
+
+ private:
+  std::map<std::string, Segment, std::less<>> mapped_;
+};
+
+// Places payloads: small ones inline, large ones in segments this process
+// creates, each at least `segment_size` bytes. Remembers which segments it made.
+class PayloadWriter {
+ public:
+  explicit PayloadWriter(size_t segment_size = 16 << 20) : segment_size_(segment_size) {}
+  // Reserves `size` bytes for one payload and points `out` at them. Large
+  // payloads get shared memory; the caller fills the returned span. Small
+  // ones get out->data.
+  Result<char*> Reserve(size_t size, wire::Payload* out);
+  Status Add(std::string_view bytes, wire::Payload* out);
+  // Segments created since the last call.
+  std::vector<std::string> TakeNewSegments();
+  // Drops the current segment so the next large payload opens a new one.
+  void Seal() { current_.reset(); }
+
+ private:
+  size_t segment_size_;
+  std::unique_ptr<Segment> current_;
+  size_t used_ = 0;
+  std::vector<std::string> new_segments_;
+};
+
+}  // namespace jobd

@@ -1,0 +1,164 @@
+#include "common/wire.h"
+
+#include <cctype>
+
+#include "common/payload.h"
+
+namespace jobd {
+namespace {
+
+Status Parse(std::string_view bytes, google::protobuf::MessageLite* out, const char* what) {
+  if (static_cast<int64_t>(bytes.size()) > kMaxMessageBytes) {
+    return Status::Error(std::string(what) + " of " + std::to_string(bytes.size()) +
+                         " bytes exceeds the limit of " + std::to_string(kMaxMessageBytes));
+  }
+  if (!out->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Status::Error(std::string("malformed ") + what + " (" + std::to_string(bytes.size()) +
+                         " bytes that are not a valid jobd " + what + ")");
+  }
+  return {};
+}
+
+Status CheckVersion(wire::Version version, const char* what) {
+  if (version == wire::VERSION_CURRENT) return {};
+  return Status::Error(std::string(what) + " speaks protocol version " + std::to_string(version) +
+                       "; this jobd speaks version " + std::to_string(wire::VERSION_CURRENT) +
+                       " (use jobctl and jobd from the same release)");
+}
+
+template <typename Payloads>
+Status ValidatePayloads(const Payloads& payloads) {
+  if (payloads.size() > kMaxItemsPerMessage) {
+    return Status::Error("too many items in one message: " + std::to_string(payloads.size()) +
+                         " (at most " + std::to_string(kMaxItemsPerMessage) + ")");
+  }
+  for (const wire::Payload& payload : payloads) {
+    if (Status s = ValidatePayload(payload); !s.ok()) return s;
+  }
+  return {};
+}
+
+Status ValidateItems(const wire::Items& items) {
+  if (Status s = ValidatePayloads(items.items()); !s.ok()) return s;
+  if (items.first_index() > (uint64_t{1} << 62)) return Status::Error("item index out of range");
+  for (const std::string& name : items.segments()) {
+    if (!IsSegmentName(name)) return Status::Error("'" + name + "' is not a jobd segment name");
+  }
+  return {};
+}
+
+Status ValidateOutcome(const wire::Outcome& outcome) {
+  switch (outcome.kind_case()) {
+    case wire::Outcome::kValue:
+      return ValidatePayload(outcome.value());
+    case wire::Outcome::kError:
+      return {};
+    default:
+      return Status::Error("an outcome has neither value nor error");
+  }
+}
+
+}  // namespace
+
+bool IsValidName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status ValidatePayload(const wire::Payload& payload) {
+  if (!payload.has_ref()) return {};
+  const wire::SegmentRef& ref = payload.ref();
+  if (!IsSegmentName(ref.segment())) {
+    return Status::Error("payload refers to '" + ref.segment() +
+                         "', which is not a jobd segment of this user");
+  }
+  if (ref.offset() > UINT64_MAX - ref.length()) return Status::Error("payload offset overflows");
+  return {};
+}
+
+Status DecodeRequest(std::string_view bytes, wire::Request* out) {
+  if (Status s = Parse(bytes, out, "request"); !s.ok()) return s;
+  if (Status s = CheckVersion(out->version(), "the client"); !s.ok()) return s;
+  switch (out->kind_case()) {
+    case wire::Request::kPing:
+    case wire::Request::kStatus:
+    case wire::Request::kFunctions:
+    case wire::Request::kShutdown:
+    case wire::Request::kRelease:
+      return {};
+    case wire::Request::kSubmit: {
+      const wire::Submit& submit = out->submit();
+      if (!IsValidName(submit.function())) {
+        return Status::Error("invalid function name '" + submit.function().substr(0, 80) +
+                             "' (names are 1-64 characters of letters, digits, '_', '-', '.')");
+      }
+      if (!submit.pool().empty() && !IsValidName(submit.pool())) {
+        return Status::Error("invalid pool name '" + submit.pool().substr(0, 80) + "'");
+      }
+      if (submit.chunksize() > kMaxItemsPerMessage) {
+        return Status::Error("chunksize " + std::to_string(submit.chunksize()) +
+                             " is too large (at most " + std::to_string(kMaxItemsPerMessage) + ")");
+      }
+      return {};
+    }
+    case wire::Request::kItems:
+      return ValidateItems(out->items());
+    default:
+      return Status::Error("request names no known operation (an empty or newer request?)");
+  }
+}
+
+Status DecodeReply(std::string_view bytes, wire::Reply* out) {
+  if (Status s = Parse(bytes, out, "reply"); !s.ok()) return s;
+  if (out->kind_case() == wire::Reply::KIND_NOT_SET) return Status::Error("empty reply from jobd");
+  if (out->has_results()) {
+    for (const wire::ItemResult& result : out->results().results()) {
+      if (Status s = ValidateOutcome(result.outcome()); !s.ok()) return s;
+    }
+  }
+  return {};
+}
+
+Status DecodeFromWorker(std::string_view bytes, wire::FromWorker* out) {
+  if (Status s = Parse(bytes, out, "worker message"); !s.ok()) return s;
+  if (Status s = CheckVersion(out->version(), "the worker"); !s.ok()) return s;
+  switch (out->kind_case()) {
+    case wire::FromWorker::kHello:
+      return {};
+    case wire::FromWorker::kResults:
+      for (const wire::TaskResult& result : out->results().results()) {
+        for (const wire::Outcome& outcome : result.outcomes()) {
+          if (Status s = ValidateOutcome(outcome); !s.ok()) return s;
+        }
+      }
+      return {};
+    default:
+      return Status::Error("worker message names no known kind");
+  }
+}
+
+Status DecodeToWorker(std::string_view bytes, wire::ToWorker* out) {
+  if (Status s = Parse(bytes, out, "task message"); !s.ok()) return s;
+  if (Status s = CheckVersion(out->version(), "jobd"); !s.ok()) return s;
+  switch (out->kind_case()) {
+    case wire::ToWorker::kStop:
+      return {};
+    case wire::ToWorker::kTasks:
+      for (const wire::Task& task : out->tasks().tasks()) {
+        if (Status s = ValidatePayloads(task.items()); !s.ok()) return s;
+        if (!task.output_segment().empty() && !IsSegmentName(task.output_segment())) {
+          return Status::Error("task output segment '" + task.output_segment() + "' is invalid");
+        }
+      }
+      return {};
+    default:
+      return Status::Error("task message names no known kind");
+  }
+}
+
+}  // namespace jobd

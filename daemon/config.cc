@@ -1,0 +1,175 @@
+#include "daemon/config.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/paths.h"
+#include "common/wire.h"
+
+namespace jobd {
+namespace {
+
+// Thrown inside this file only; ParseConfig turns it into a Status.
+struct ConfigError {
+  std::string message;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void Fail(const YAML::Node& node, const std::string& what) const {
+    std::ostringstream out;
+    out << source_;
+    if (node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
+    out << ": " << what;
+    throw ConfigError{out.str()};
+  }
+
+  void CheckKeys(const YAML::Node& map, const std::string& path,
+                 const std::set<std::string>& known) const {
+    if (!map.IsMap()) Fail(map, "'" + path + "' must be a mapping of keys to values");
+    for (const auto& entry : map) {
+      const std::string key = entry.first.as<std::string>();
+      if (known.count(key) == 0) {
+        std::string list;
+        for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+        Fail(entry.first, "unknown key '" + (path.empty() ? key : path + "." + key) +
+                              "' (known keys here: " + list + ")");
+      }
+    }
+  }
+
+  std::string String(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsScalar()) Fail(node, "'" + key + "' must be a string");
+    return node.Scalar();
+  }
+
+  uint32_t Count(const YAML::Node& node, const std::string& key, uint32_t min, uint32_t max,
+                 const char* extra = "") const {
+    if (node.IsScalar()) {
+      const std::string& text = node.Scalar();
+      uint64_t value = 0;
+      bool digits = !text.empty() && text.size() < 12;
+      for (char c : text) digits = digits && c >= '0' && c <= '9';
+      if (digits) value = std::stoull(text);
+      if (digits && value >= min && value <= max) return static_cast<uint32_t>(value);
+    }
+    Fail(node, "'" + key + "' must be a whole number from " + std::to_string(min) + " to " +
+                   std::to_string(max) + extra + ", not '" +
+                   (node.IsScalar() ? node.Scalar() : std::string("a list or mapping")) + "'");
+  }
+
+ private:
+  std::string source_;
+};
+
+uint32_t OnlineCores() {
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return cores > 0 ? static_cast<uint32_t>(cores) : 1;
+}
+
+PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::Node& node) {
+  const std::string path = "pools." + name;
+  PoolConfig pool;
+  pool.name = name;
+  pool.workers = OnlineCores();
+  if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
+  reader.CheckKeys(node, path, {"workers", "retries"});
+  if (const YAML::Node workers = node["workers"]) {
+    if (!(workers.IsScalar() && workers.Scalar() == "auto")) {
+      pool.workers = reader.Count(workers, path + ".workers", 1, 1024, " or 'auto'");
+    }
+  }
+  if (const YAML::Node retries = node["retries"]) {
+    pool.retries = reader.Count(retries, path + ".retries", 0, 100);
+  }
+  return pool;
+}
+
+}  // namespace
+
+const PoolConfig* Config::FindPool(std::string_view name) const {
+  for (const PoolConfig& pool : pools) {
+    if (pool.name == name) return &pool;
+  }
+  return nullptr;
+}
+
+Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
+  Reader reader(source);
+  Config config;
+  config.listen = DefaultEndpoint();
+  config.default_pool = "cpu";
+  try {
+    const YAML::Node root = YAML::Load(std::string(yaml));
+    if (root.IsNull()) {
+      config.pools.push_back(ParsePool(reader, "cpu", YAML::Node()));
+      return config;
+    }
+    reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "pools"});
+    if (const YAML::Node listen = root["listen"]) {
+      config.listen = ExpandEnv(reader.String(listen, "listen"));
+      if (Result<std::string> path = IpcPath(config.listen); !path.ok()) {
+        reader.Fail(listen, "'listen': " + path.message());
+      }
+    }
+    if (const YAML::Node level = root["log_level"]) {
+      if (!ParseLogLevel(reader.String(level, "log_level"), &config.log_level)) {
+        reader.Fail(level, "'log_level' must be debug, info, warn or error, not '" +
+                               level.Scalar() + "'");
+      }
+    }
+    if (const YAML::Node pool = root["default_pool"]) {
+      config.default_pool = reader.String(pool, "default_pool");
+    }
+    if (const YAML::Node pools = root["pools"]) {
+      if (!pools.IsMap() || pools.size() == 0) {
+        reader.Fail(pools, "'pools' must map pool names to their settings");
+      }
+      for (const auto& entry : pools) {
+        const std::string name = entry.first.as<std::string>();
+        if (!IsValidName(name)) {
+          reader.Fail(entry.first, "pool name '" + name +
+                                       "' is invalid (use 1-64 letters, digits, '_', '-', '.')");
+        }
+        if (config.FindPool(name) != nullptr) {
+          reader.Fail(entry.first, "pool '" + name + "' is defined twice");
+        }
+        config.pools.push_back(ParsePool(reader, name, entry.second));
+      }
+    } else {
+      config.pools.push_back(ParsePool(reader, "cpu", YAML::Node()));
+    }
+    if (config.FindPool(config.default_pool) == nullptr) {
+      std::string names;
+      for (const PoolConfig& pool : config.pools) names += (names.empty() ? "" : ", ") + pool.name;
+      const YAML::Node at = root["default_pool"] ? root["default_pool"] : root;
+      reader.Fail(at, "default_pool '" + config.default_pool + "' is not one of the pools (" +
+                          names + "); set default_pool to one of them");
+    }
+  } catch (const ConfigError& error) {
+    return Status::Error(error.message);
+  } catch (const YAML::Exception& error) {
+    std::string where = source;
+    if (error.mark.line >= 0) where += ":" + std::to_string(error.mark.line + 1);
+    return Status::Error(where + ": not valid YAML: " + error.msg);
+  }
+  return config;
+}
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::Error("cannot read config file " + path + ": " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path);
+}
+
+}  // namespace jobd

@@ -1,0 +1,36 @@
+// jobd's configuration, read from YAML (the embedded default is etc/jobd.yaml).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/log.h"
+#include "common/status.h"
+
+namespace jobd {
+
+struct PoolConfig {
+  std::string name;
+  uint32_t workers = 1;  // "auto" resolves to the number of online cores
+  uint32_t retries = 2;  // crashes an item may cause before it fails alone
+};
+
+struct Config {
+  std::string listen;  // ipc:// endpoint, environment variables expanded
+  LogLevel log_level = LogLevel::kInfo;
+  std::string default_pool;
+  std::vector<PoolConfig> pools;  // in file order, never empty
+
+  const PoolConfig* FindPool(std::string_view name) const;
+};
+
+// Parses YAML text. `source` names it in errors ("FILE:LINE: ...").
+Result<Config> ParseConfig(std::string_view yaml, const std::string& source);
+// Reads and parses a file.
+Result<Config> LoadConfigFile(const std::string& path);
+// The embedded default configuration (the text of etc/jobd.yaml).
+std::string_view DefaultConfigText();
+
+}  // namespace jobd

@@ -1,0 +1,161 @@
+// jobd: the supervisor daemon. Runs in the foreground, logging to stderr,
+// unless --detach.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "common/log.h"
+#include "common/paths.h"
+#include "daemon/config.h"
+#include "daemon/supervisor.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: jobd [--config FILE] [--detach [--pid-file FILE] [--log-file FILE]]
+       jobd --check-config [--config FILE]
+       jobd --print-default-config
+
+jobd keeps one warm worker process per core (per pool) and runs map jobs
+submitted with `jobctl map` on them.
+
+  --config FILE         pools and settings (YAML); without it, the embedded
+                        default (print it with --print-default-config)
+  --detach              run in the background; returns once jobd is serving
+  --pid-file FILE       with --detach: write the daemon's pid here
+  --log-file FILE       with --detach: append the log here (default: none)
+  --check-config        validate the configuration and exit
+  --print-default-config
+                        print the embedded default configuration
+  -h, --help            this text
+  --version             print the version
+
+Stop it with `jobctl shutdown`, SIGTERM or Ctrl-C: running jobs finish first.
+Exit status: 0 after a clean stop, 1 if it could not start, 2 on bad usage.
+)";
+
+int Usage(const std::string& problem) {
+  std::fprintf(stderr, "jobd: %s\n\n%s", problem.c_str(), kUsage);
+  return 2;
+}
+
+// Forks into the background. Returns in the child with `ready_fd` to report
+// on; the parent waits for that report and exits with it.
+void Detach(int* ready_fd) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) {
+    std::perror("jobd: pipe");
+    std::exit(1);
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    std::perror("jobd: fork");
+    std::exit(1);
+  }
+  if (pid > 0) {
+    close(pipe_fds[1]);
+    std::string report;
+    char buffer[512];
+    ssize_t n;
+    while ((n = read(pipe_fds[0], buffer, sizeof buffer)) > 0) report.append(buffer, n);
+    if (report.rfind("ok ", 0) == 0) {
+      std::printf("jobd started (pid %s)\n", report.substr(3).c_str());
+      std::exit(0);
+    }
+    std::fprintf(stderr, "jobd: %s\n", report.empty() ? "the daemon died while starting" : report.c_str());
+    std::exit(1);
+  }
+  close(pipe_fds[0]);
+  setsid();
+  *ready_fd = pipe_fds[1];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, pid_file, log_file;
+  bool detach = false, check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--version") {
+      std::printf("jobd %s\n", JOBD_VERSION);
+      return 0;
+    } else if (arg == "--print-default-config") {
+      std::fwrite(jobd::DefaultConfigText().data(), 1, jobd::DefaultConfigText().size(), stdout);
+      return 0;
+    } else if (arg == "--config") {
+      if (!value(&config_path)) return Usage("--config needs a FILE");
+    } else if (arg == "--pid-file") {
+      if (!value(&pid_file)) return Usage("--pid-file needs a FILE");
+    } else if (arg == "--log-file") {
+      if (!value(&log_file)) return Usage("--log-file needs a FILE");
+    } else if (arg == "--detach") {
+      detach = true;
+    } else if (arg == "--check-config") {
+      check_only = true;
+    } else {
+      return Usage("unknown argument '" + arg + "'");
+    }
+  }
+
+  jobd::Result<jobd::Config> config = config_path.empty()
+                                          ? jobd::ParseConfig(jobd::DefaultConfigText(), "<default config>")
+                                          : jobd::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "jobd: %s\n", config.message().c_str());
+    return 1;
+  }
+  if (check_only) {
+    std::printf("%s: ok (%zu pools, listening on %s)\n",
+                config_path.empty() ? "<default config>" : config_path.c_str(),
+                config->pools.size(), config->listen.c_str());
+    return 0;
+  }
+  jobd::SetLogLevel(config->log_level);
+
+  int ready_fd = -1;
+  if (detach) {
+    Detach(&ready_fd);
+    const int null_fd = open("/dev/null", O_RDWR);
+    const int log_fd = log_file.empty() ? null_fd
+                                        : open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (log_fd < 0) {
+      const std::string why = "cannot open log file " + log_file + ": " + std::strerror(errno);
+      (void)!write(ready_fd, why.data(), why.size());
+      return 1;
+    }
+    dup2(null_fd, 0);
+    dup2(null_fd, 1);
+    dup2(log_fd, 2);
+  }
+
+  auto supervisor = jobd::Supervisor::Start(std::move(config).value(),
+                                            jobd::ExecutableDir() + "/jobd-worker");
+  if (!supervisor.ok()) {
+    if (ready_fd >= 0) {
+      (void)!write(ready_fd, supervisor.message().data(), supervisor.message().size());
+    }
+    JOBD_LOG(kError) << supervisor.message();
+    return 1;
+  }
+  if (ready_fd >= 0) {
+    if (!pid_file.empty()) std::ofstream(pid_file) << getpid() << "\n";
+    const std::string ok = "ok " + std::to_string(getpid()) + ", serving " + (*supervisor)->endpoint();
+    (void)!write(ready_fd, ok.data(), ok.size());
+    close(ready_fd);
+  }
+  const int status = (*supervisor)->Run();
+  if (!pid_file.empty()) unlink(pid_file.c_str());
+  return status;
+}

@@ -1,0 +1,205 @@
+#include "daemon/scheduler.h"
+
+#include <algorithm>
+
+#include "common/payload.h"
+
+namespace jobd {
+
+Job& Scheduler::AddJob(JobSpec spec, Clock::time_point now) {
+  const uint64_t id = next_job_++;
+  Job& job = jobs_[id];
+  job.id = id;
+  job.spec = std::move(spec);
+  job.started = now;
+  return job;
+}
+
+Job* Scheduler::FindJob(uint64_t id) {
+  auto found = jobs_.find(id);
+  return found == jobs_.end() ? nullptr : &found->second;
+}
+
+Status Scheduler::AddItems(Job& job, wire::Items& items) {
+  if (job.input_complete) {
+    return Status::Error("job " + std::to_string(job.id) + " already received its last item");
+  }
+  if (items.first_index() != job.received) {
+    return Status::Error("items out of sequence for job " + std::to_string(job.id) +
+                         ": expected index " + std::to_string(job.received) + ", got " +
+                         std::to_string(items.first_index()));
+  }
+  for (std::string& name : *items.mutable_segments()) job.segments.push_back(std::move(name));
+  for (wire::Payload& payload : *items.mutable_items()) {
+    job.queue.push_back({job.received++, std::move(payload)});
+  }
+  job.input_complete = items.last();
+  if (!job.queue.empty()) MarkReady(job);
+  if (job.finished()) finished_.push_back(job.id);  // an empty job
+  return {};
+}
+
+void Scheduler::EraseJob(uint64_t id) {
+  auto found = jobs_.find(id);
+  if (found == jobs_.end()) return;
+  for (const std::string& name : found->second.segments) RemoveSegment(name);
+  jobs_.erase(found);
+  results_.erase(id);
+  // Its entry in ready_ is skipped and dropped by NextTask.
+}
+
+void Scheduler::MarkReady(const Job& job) {
+  std::deque<uint64_t>& ready = ready_[job.spec.pool];
+  if (std::find(ready.begin(), ready.end(), job.id) == ready.end()) ready.push_back(job.id);
+}
+
+uint64_t Scheduler::ItemCostNs(const std::string& pool, const std::string& function) const {
+  auto found = cost_ns_.find({pool, function});
+  return found == cost_ns_.end() ? 0 : static_cast<uint64_t>(found->second);
+}
+
+uint32_t Scheduler::ChunkSize(const Job& job, size_t pool_workers) const {
+  if (job.spec.chunksize != 0) return job.spec.chunksize;
+  const uint64_t cost = ItemCostNs(job.spec.pool, job.spec.function);
+  // Unknown cost: one item, so that the first results measure it quickly.
+  if (cost == 0) return 1;
+  uint64_t chunk = std::clamp<uint64_t>(kTargetTaskNs / cost, 1, kMaxChunk);
+  // Leave enough tasks for every worker to take a share of what is queued.
+  const uint64_t share = job.queue.size() / (2 * std::max<size_t>(pool_workers, 1));
+  return static_cast<uint32_t>(std::max<uint64_t>(1, std::min(chunk, share)));
+}
+
+const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers) {
+  auto ready_it = ready_.find(pool);
+  if (ready_it == ready_.end()) return nullptr;
+  std::deque<uint64_t>& ready = ready_it->second;
+  while (!ready.empty()) {
+    const uint64_t job_id = ready.front();
+    ready.pop_front();
+    Job* job = FindJob(job_id);
+    if (job == nullptr || job->queue.empty()) continue;
+
+    const uint32_t chunk = std::min<size_t>(ChunkSize(*job, pool_workers), job->queue.size());
+    const uint64_t id = next_task_++;
+    Task& task = tasks_[id];
+    task.job = job_id;
+    task.pool = pool;
+    task.message = std::make_unique<wire::Task>();
+    task.message->set_id(id);
+    task.message->set_function(job->spec.function);
+    task.message->set_output_segment(NewSegmentName(segment_owner_));
+    task.indexes.reserve(chunk);
+    for (uint32_t i = 0; i < chunk; ++i) {
+      QueuedItem& item = job->queue.front();
+      task.indexes.push_back(item.index);
+      *task.message->add_items() = std::move(item.payload);
+      job->queue.pop_front();
+    }
+    task.estimate_ns = ItemCostNs(pool, job->spec.function) * chunk;
+    if (!job->queue.empty()) ready.push_back(job_id);  // its turn comes again after the others
+    return &task;
+  }
+  return nullptr;
+}
+
+const Task* Scheduler::FindTask(uint64_t id) const {
+  auto found = tasks_.find(id);
+  return found == tasks_.end() ? nullptr : &found->second;
+}
+
+void Scheduler::Deliver(Job& job, uint64_t index, wire::Outcome&& outcome) {
+  if (outcome.has_error()) {
+    ++job.failed;
+  } else {
+    ++job.succeeded;
+  }
+  wire::Results& results = results_[job.id];
+  results.set_job(job.id);
+  wire::ItemResult* result = results.add_results();
+  result->set_index(index);
+  *result->mutable_outcome() = std::move(outcome);
+  if (job.finished()) finished_.push_back(job.id);
+}
+
+void Scheduler::Complete(uint64_t task_id, const wire::TaskResult& result) {
+  auto found = tasks_.find(task_id);
+  if (found == tasks_.end()) return;
+  Task task = std::move(found->second);
+  tasks_.erase(found);
+  const std::string& output = task.message->output_segment();
+
+  bool wrote_output = false;
+  for (const wire::Outcome& outcome : result.outcomes()) {
+    wrote_output = wrote_output || (outcome.has_value() && outcome.value().has_ref());
+  }
+  Job* job = FindJob(task.job);
+  if (job == nullptr) {  // cancelled meanwhile
+    if (wrote_output) RemoveSegment(output);
+    return;
+  }
+  if (wrote_output) job->segments.push_back(output);
+
+  const size_t items = task.indexes.size();
+  if (static_cast<size_t>(result.outcomes_size()) != items) {
+    for (uint64_t index : task.indexes) {
+      wire::Outcome outcome;
+      outcome.set_error("internal error: the worker returned " +
+                        std::to_string(result.outcomes_size()) + " outcomes for " +
+                        std::to_string(items) + " items");
+      Deliver(*job, index, std::move(outcome));
+    }
+    return;
+  }
+  if (items > 0 && result.busy_ns() > 0) {
+    const double per_item = static_cast<double>(result.busy_ns()) / static_cast<double>(items);
+    auto [cost, inserted] = cost_ns_.try_emplace({task.pool, job->spec.function}, per_item);
+    if (!inserted) cost->second = 0.7 * cost->second + 0.3 * per_item;
+  }
+  for (size_t i = 0; i < items; ++i) {
+    wire::Outcome outcome = result.outcomes(static_cast<int>(i));
+    // A worker may only point into the segment it was given for this task.
+    if (outcome.has_value() && outcome.value().has_ref() &&
+        outcome.value().ref().segment() != output) {
+      outcome.set_error("internal error: the worker returned a result outside its segment");
+    }
+    Deliver(*job, task.indexes[i], std::move(outcome));
+  }
+}
+
+void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
+                        const std::string& cause) {
+  auto found = tasks_.find(task_id);
+  if (found == tasks_.end()) return;
+  Task task = std::move(found->second);
+  tasks_.erase(found);
+  // The worker may have created the output segment before it died.
+  RemoveSegment(task.message->output_segment());
+  Job* job = FindJob(task.job);
+  if (job == nullptr) return;
+
+  std::vector<QueuedItem> back;
+  for (size_t i = 0; i < task.indexes.size(); ++i) {
+    const uint64_t index = task.indexes[i];
+    wire::Payload& payload = *task.message->mutable_items(static_cast<int>(i));
+    if (running_item && *running_item == i) {
+      const uint32_t crashes = ++job->crashes[index];
+      if (crashes > job->spec.retries) {
+        wire::Outcome outcome;
+        outcome.set_error(cause + " while running this item, " + std::to_string(crashes) +
+                          (crashes == 1 ? " time" : " times") + "; giving up (retries: " +
+                          std::to_string(job->spec.retries) + ")");
+        job->crashes.erase(index);
+        Deliver(*job, index, std::move(outcome));
+        continue;
+      }
+    }
+    ++job->retried;
+    back.push_back({index, std::move(payload)});
+  }
+  // Back to the front, in index order, so ordered output is not held up.
+  job->queue.insert(job->queue.begin(), std::make_move_iterator(back.begin()),
+                    std::make_move_iterator(back.end()));
+  if (!job->queue.empty()) MarkReady(*job);
+}
+
+}  // namespace jobd

@@ -1,0 +1,123 @@
+// Jobs, their queued items, the tasks in flight, and the policy that cuts
+// items into tasks: fair across the jobs of a pool, chunk size adapted to the
+// measured cost of an item, retries charged to the item that killed a worker.
+//
+// Pure bookkeeping: no sockets, no processes, no clock of its own (callers
+// pass the time), so it is tested directly. Owned by the supervisor loop;
+// never shared between threads.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "jobd.pb.h"
+
+namespace jobd {
+
+using Clock = std::chrono::steady_clock;
+
+struct JobSpec {
+  std::string client;  // ZeroMQ routing id of the submitter
+  pid_t client_pid = 0;
+  std::string function;
+  std::string pool;
+  uint32_t chunksize = 0;  // 0: adaptive
+  uint32_t retries = 2;    // crashes one item may cause before it fails
+};
+
+struct QueuedItem {
+  uint64_t index;
+  wire::Payload payload;
+};
+
+struct Job {
+  uint64_t id = 0;
+  JobSpec spec;
+  Clock::time_point started;
+  std::deque<QueuedItem> queue;  // items waiting for a worker, by index
+  uint64_t received = 0;         // items received so far (next expected index)
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+  uint64_t retried = 0;  // items re-queued after a worker died
+  bool input_complete = false;
+  bool ended = false;  // JobEnd was sent; waiting for Release
+  std::vector<std::string> segments;             // removed when the job is erased
+  std::unordered_map<uint64_t, uint32_t> crashes;  // item index -> crashes charged
+
+  uint64_t done() const { return succeeded + failed; }
+  bool finished() const { return input_complete && done() == received; }
+};
+
+struct Task {
+  uint64_t job = 0;
+  std::string pool;
+  std::vector<uint64_t> indexes;         // item index of each payload in message
+  std::unique_ptr<wire::Task> message;  // what the worker is sent
+  uint64_t estimate_ns = 0;             // expected run time; 0 if unknown
+};
+
+class Scheduler {
+ public:
+  // Adapted chunks aim at tasks of about this run time.
+  static constexpr uint64_t kTargetTaskNs = 5'000'000;
+  static constexpr uint32_t kMaxChunk = 4096;
+
+  // `segment_owner`: the pid named in output segment names (the supervisor).
+  explicit Scheduler(pid_t segment_owner) : segment_owner_(segment_owner) {}
+
+  Job& AddJob(JobSpec spec, Clock::time_point now);
+  Job* FindJob(uint64_t id);
+  const std::map<uint64_t, Job>& jobs() const { return jobs_; }
+  // Appends a window of items; they must continue the job's numbering.
+  Status AddItems(Job& job, wire::Items& items);
+  // Drops the job: queued items, segments, and the results of its tasks still
+  // running (they are discarded when they arrive).
+  void EraseJob(uint64_t id);
+
+  // The next task for a worker of `pool`, which has `pool_workers` workers,
+  // taken from its jobs in turn. Null if no item of the pool is waiting.
+  const Task* NextTask(const std::string& pool, size_t pool_workers);
+  const Task* FindTask(uint64_t id) const;
+  // A worker returned the outcomes of a task.
+  void Complete(uint64_t task_id, const wire::TaskResult& result);
+  // The worker running a task died. `running_item` is the task's item it was
+  // running, if known: that item is charged one crash, and fails with `cause`
+  // once it has more crashes than its job's retries. Everything else goes back
+  // to the front of its job's queue.
+  void Requeue(uint64_t task_id, std::optional<uint32_t> running_item, const std::string& cause);
+
+  // Results produced since the last call, per job.
+  std::map<uint64_t, wire::Results> TakeResults() { return std::exchange(results_, {}); }
+  // Jobs that became finished since the last call.
+  std::vector<uint64_t> TakeFinished() { return std::exchange(finished_, {}); }
+  // Measured run time of one item of `function` in `pool`; 0 if unknown yet.
+  uint64_t ItemCostNs(const std::string& pool, const std::string& function) const;
+
+ private:
+  uint32_t ChunkSize(const Job& job, size_t pool_workers) const;
+  void Deliver(Job& job, uint64_t index, wire::Outcome&& outcome);
+  void MarkReady(const Job& job);
+
+  pid_t segment_owner_;
+  uint64_t next_job_ = 1;
+  uint64_t next_task_ = 1;
+  std::map<uint64_t, Job> jobs_;
+  std::unordered_map<uint64_t, Task> tasks_;  // in flight, by id
+  // Per pool, the jobs with queued items, in the order they are served.
+  std::map<std::string, std::deque<uint64_t>, std::less<>> ready_;
+  std::map<std::pair<std::string, std::string>, double> cost_ns_;  // (pool, function)
+  std::map<uint64_t, wire::Results> results_;
+  std::vector<uint64_t> finished_;
+};
+
+}  // namespace jobd

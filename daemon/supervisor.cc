@@ -1,0 +1,747 @@
+#include "daemon/supervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "common/log.h"
+#include "common/paths.h"
+#include "common/running_item.h"
+#include "common/wire.h"
+
+#ifndef JOBD_VERSION
+#define JOBD_VERSION "0"
+#endif
+
+namespace jobd {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// A worker may hold at least this many tasks (one running, one waiting): the
+// waiting one hides the round trip to the supervisor.
+constexpr size_t kMinCredit = 2;
+// More tasks than that only while their estimated run time stays this short,
+// so that tiny tasks flow in batches and long ones are not hoarded.
+constexpr uint64_t kCreditWindowNs = 2'000'000;
+constexpr size_t kMaxCredit = 256;
+// How long running jobs may take to finish after a shutdown request.
+constexpr auto kDrainDeadline = seconds(30);
+// How long workers get to exit after Stop before SIGKILL.
+constexpr auto kStopDeadline = seconds(5);
+constexpr auto kStartDeadline = seconds(15);
+constexpr auto kLivenessInterval = seconds(1);
+// A worker that died before saying Hello is restarted after this pause, so a
+// worker that cannot start does not spin.
+constexpr auto kFailedStartBackoff = seconds(1);
+
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signal);
+}
+
+std::string DescribeExit(int wait_status) {
+  if (WIFSIGNALED(wait_status)) {
+    const int signal = WTERMSIG(wait_status);
+    return "killed by " + SignalName(signal) + " (signal " + std::to_string(signal) + ")";
+  }
+  return "exited with status " + std::to_string(WEXITSTATUS(wait_status));
+}
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The pid of the process at the other end of the connection `fd` of a
+// received message, or 0 if the kernel does not say.
+pid_t PeerPid(int fd) {
+  ucred credentials{};
+  socklen_t length = sizeof credentials;
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return 0;
+  return credentials.pid;
+}
+
+std::string Encode(const google::protobuf::MessageLite& message) {
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  return bytes;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(Config config, std::string worker_binary)
+    : config_(std::move(config)),
+      worker_binary_(std::move(worker_binary)),
+      started_(Clock::now()),
+      scheduler_(getpid()) {}
+
+Supervisor::~Supervisor() {
+  for (auto& [name, pool] : pools_) {
+    for (auto& worker : pool.workers) {
+      if (worker->pid > 0) kill(worker->pid, SIGKILL);
+      if (worker->running_item) RemoveSegment(worker->running_item->name());
+    }
+  }
+  // The sockets close before the files go, so a new jobd can bind at once.
+  clients_.close();
+  workers_.close();
+  if (Result<std::string> path = IpcPath(config_.listen); path.ok()) {
+    unlink(path->c_str());
+    unlink((*path + ".workers").c_str());
+  }
+  if (signal_fd_ >= 0) close(signal_fd_);
+  if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Start(Config config, std::string worker_binary) {
+  if (access(worker_binary.c_str(), X_OK) != 0) {
+    return Status::Error("cannot run the worker program " + worker_binary + ": " +
+                         std::strerror(errno) + " (install jobd-worker beside jobd)");
+  }
+  std::unique_ptr<Supervisor> supervisor(new Supervisor(std::move(config), std::move(worker_binary)));
+  if (Status s = supervisor->Listen(); !s.ok()) return s;
+  return supervisor;
+}
+
+Status Supervisor::Listen() {
+  Result<std::string> path = IpcPath(config_.listen);
+  if (!path.ok()) return path.status();
+  const std::string dir = std::filesystem::path(*path).parent_path().string();
+  if (Status s = EnsurePrivateDir(dir); !s.ok()) return s;
+
+  // One jobd per endpoint: the lock dies with its holder, however it dies.
+  const std::string lock_path = *path + ".lock";
+  lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return Status::Error("cannot open " + lock_path + ": " + std::strerror(errno));
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    (void)!pread(lock_fd_, pid, sizeof pid - 1, 0);
+    return Status::Error("another jobd (pid " + std::string(pid) + ") is already serving " +
+                         config_.listen + "; stop it with `jobctl shutdown`, or give this one " +
+                         "another `listen:` endpoint in its config");
+  }
+  const std::string pid_text = std::to_string(getpid());
+  (void)!ftruncate(lock_fd_, 0);
+  (void)!pwrite(lock_fd_, pid_text.data(), pid_text.size(), 0);
+
+  if (int reaped = ReapOrphanSegments(); reaped > 0) {
+    JOBD_LOG(kInfo) << "removed " << reaped << " shared-memory segments left by dead processes";
+  }
+
+  // Signals arrive through the loop. Blocked before ZeroMQ starts its threads,
+  // which inherit the mask, so that no other thread takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signal_fd_ = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) return Status::Error(std::string("signalfd: ") + std::strerror(errno));
+
+  try {
+    workers_ = zmq::socket_t(context_, zmq::socket_type::router);
+    workers_.set(zmq::sockopt::linger, 0);
+    workers_.set(zmq::sockopt::sndhwm, 0);  // credit bounds what is queued
+    workers_.set(zmq::sockopt::rcvhwm, 0);
+    worker_endpoint_ = config_.listen + ".workers";
+    workers_.bind(worker_endpoint_);
+  } catch (const zmq::error_t& e) {
+    return Status::Error("cannot listen on " + worker_endpoint_ + ": " + e.what());
+  }
+
+  for (const PoolConfig& pool_config : config_.pools) {
+    PoolState& pool = pools_[pool_config.name];
+    pool.config = pool_config;
+    pool.functions.set_name(pool_config.name);
+    for (uint32_t slot = 0; slot < pool_config.workers; ++slot) {
+      auto worker = std::make_unique<Worker>();
+      worker->slot = slot;
+      worker->pool = pool_config.name;
+      if (Status s = Spawn(*worker); !s.ok()) return s;
+      pool.workers.push_back(std::move(worker));
+    }
+  }
+  if (Status s = WaitForWorkers(Clock::now() + kStartDeadline); !s.ok()) return s;
+
+  try {
+    clients_ = zmq::socket_t(context_, zmq::socket_type::router);
+    clients_.set(zmq::sockopt::linger, 0);
+    clients_.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+    clients_.set(zmq::sockopt::router_mandatory, true);
+    clients_.set(zmq::sockopt::sndhwm, 0);  // each client's window bounds this
+    clients_.set(zmq::sockopt::rcvhwm, 0);
+    clients_.bind(config_.listen);
+  } catch (const zmq::error_t& e) {
+    return Status::Error("cannot listen on " + config_.listen + ": " + e.what());
+  }
+  size_t total = 0;
+  for (const auto& [name, pool] : pools_) total += pool.workers.size();
+  JOBD_LOG(kInfo) << "serving " << config_.listen << " with " << total << " workers in "
+                  << pools_.size() << (pools_.size() == 1 ? " pool" : " pools");
+  next_liveness_check_ = Clock::now() + kLivenessInterval;
+  return {};
+}
+
+Status Supervisor::Spawn(Worker& worker) {
+  Result<Segment> page = Segment::Create(NewSegmentName(), sizeof(RunningItem));
+  if (!page.ok()) return page.status();
+  new (page->data()) RunningItem();
+  worker.running_item = std::make_unique<Segment>(std::move(page).value());
+  worker.identity = "w" + std::to_string(worker.slot) + "." + std::to_string(++generation_);
+  worker.ready = false;
+  worker.tasks.clear();
+  worker.started = Clock::now();
+
+  const std::string supervisor_pid = std::to_string(getpid());
+  const char* argv[] = {worker_binary_.c_str(), worker_endpoint_.c_str(), worker.identity.c_str(),
+                        worker.running_item->name().c_str(), supervisor_pid.c_str(), nullptr};
+  const pid_t pid = fork();
+  if (pid < 0) return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    close_range(3, ~0U, 0);
+    execv(argv[0], const_cast<char* const*>(argv));
+    _exit(127);
+  }
+  worker.pid = pid;
+  by_identity_[worker.identity] = &worker;
+  by_pid_[pid] = &worker;
+  JOBD_LOG(kDebug) << "started worker " << worker.identity << " of pool " << worker.pool
+                   << " as pid " << pid;
+  return {};
+}
+
+Status Supervisor::WaitForWorkers(Clock::time_point deadline) {
+  auto all_ready = [this] {
+    for (const auto& [name, pool] : pools_) {
+      for (const auto& worker : pool.workers) {
+        if (!worker->ready) return false;
+      }
+    }
+    return true;
+  };
+  while (!all_ready()) {
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      return Status::Error("workers did not start within " +
+                           std::to_string(std::chrono::duration_cast<seconds>(kStartDeadline).count()) +
+                           " s (see the log above for why)");
+    }
+    zmq::pollitem_t items[] = {{workers_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, std::chrono::duration_cast<milliseconds>(deadline - now));
+    if (items[0].revents & ZMQ_POLLIN) HandleWorkerMessages();
+    if (items[1].revents & ZMQ_POLLIN) HandleSignals();
+    if (shutting_down_) return Status::Error("interrupted while starting workers");
+    HandleTimers(Clock::now());
+    for (const auto& [name, pool] : pools_) {
+      for (const auto& worker : pool.workers) {
+        if (worker->restarts >= 3 && !worker->ready) {
+          return Status::Error("workers of pool '" + name + "' die as they start (" +
+                               worker_binary_ + "); see the log above");
+        }
+      }
+    }
+  }
+  return {};
+}
+
+Supervisor::Worker* Supervisor::FindWorker(const std::string& identity) {
+  auto found = by_identity_.find(identity);
+  return found == by_identity_.end() ? nullptr : found->second;
+}
+
+// ------------------------------------------------------------------ the loop
+
+int Supervisor::Run() {
+  while (!(shutting_down_ && Drained())) {
+    const auto now = Clock::now();
+    zmq::pollitem_t items[] = {{workers_.handle(), 0, ZMQ_POLLIN, 0},
+                               {clients_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 3, NextTimeout(now));
+    if (items[0].revents & ZMQ_POLLIN) HandleWorkerMessages();
+    if (items[1].revents & ZMQ_POLLIN) HandleClientMessages();
+    if (items[2].revents & ZMQ_POLLIN) HandleSignals();
+    HandleTimers(Clock::now());
+    Dispatch();
+    FlushResults();
+  }
+  JOBD_LOG(kInfo) << "stopped";
+  return 0;
+}
+
+std::chrono::milliseconds Supervisor::NextTimeout(Clock::time_point now) const {
+  Clock::time_point next = next_liveness_check_;
+  for (const Respawn& respawn : respawns_) next = std::min(next, respawn.at);
+  if (shutting_down_) next = std::min(next, workers_stopping_ ? kill_deadline_ : drain_deadline_);
+  const auto wait = std::chrono::duration_cast<milliseconds>(next - now) + milliseconds(1);
+  return std::clamp(wait, milliseconds(0), milliseconds(1000));
+}
+
+void Supervisor::HandleWorkerMessages() {
+  wire::FromWorker message;
+  // Bounded, so that clients are served between bursts of results.
+  for (int i = 0; i < 1024; ++i) {
+    zmq::message_t identity;
+    zmq::message_t body;
+    if (!workers_.recv(identity, zmq::recv_flags::dontwait)) return;
+    if (!identity.more() || !workers_.recv(body, zmq::recv_flags::none)) continue;
+    while (body.more()) {  // a worker sends one frame; drop any extras
+      zmq::message_t extra;
+      (void)workers_.recv(extra, zmq::recv_flags::none);
+      body.move(extra);
+    }
+    Worker* worker = FindWorker(identity.to_string());
+    if (worker == nullptr) continue;  // a late message from a worker that died
+    if (Status s = DecodeFromWorker(body.to_string_view(), &message); !s.ok()) {
+      JOBD_LOG(kError) << "worker " << worker->identity << " (pid " << worker->pid
+                       << ") sent a bad message: " << s.message() << "; replacing it";
+      kill(worker->pid, SIGKILL);
+      continue;
+    }
+    if (message.has_hello()) {
+      worker->ready = true;
+      PoolState& pool = pools_[worker->pool];
+      if (pool.functions.functions_size() == 0) {
+        *pool.functions.mutable_functions() = message.hello().functions();
+      }
+      JOBD_LOG(kDebug) << "worker " << worker->identity << " (pid " << worker->pid << ") is ready";
+      continue;
+    }
+    for (const wire::TaskResult& result : message.results().results()) {
+      // Tasks finish in the order they were sent; anything else is not ours.
+      if (worker->tasks.empty() || worker->tasks.front() != result.id()) {
+        JOBD_LOG(kWarn) << "worker " << worker->identity << " returned unexpected task "
+                        << result.id();
+        continue;
+      }
+      Untrack(*worker, result.id());
+      worker->tasks.pop_front();
+      ++worker->tasks_done;
+      scheduler_.Complete(result.id(), result);
+    }
+  }
+}
+
+void Supervisor::HandleClientMessages() {
+  for (int i = 0; i < 256; ++i) {
+    zmq::message_t identity;
+    if (!clients_.recv(identity, zmq::recv_flags::dontwait)) return;
+    std::vector<zmq::message_t> frames;
+    bool more = identity.more();
+    while (more) {
+      zmq::message_t frame;
+      if (!clients_.recv(frame, zmq::recv_flags::none)) break;
+      more = frame.more();
+      frames.push_back(std::move(frame));
+    }
+    const std::string client = identity.to_string();
+    if (frames.size() != 1) {
+      ReplyError(client, "malformed request: expected 1 frame, got " +
+                             std::to_string(frames.size()) + " (use the jobd client library)");
+      continue;
+    }
+    HandleRequest(client, frames[0]);
+  }
+}
+
+void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& body) {
+  wire::Request request;
+  if (Status s = DecodeRequest(body.to_string_view(), &request); !s.ok()) {
+    JOBD_LOG(kWarn) << "refused a request: " << s.message();
+    ReplyError(client, s.message());
+    return;
+  }
+  wire::Reply reply;
+  switch (request.kind_case()) {
+    case wire::Request::kPing:
+      reply.mutable_pong()->set_pid(static_cast<uint32_t>(getpid()));
+      reply.mutable_pong()->set_version(JOBD_VERSION);
+      Reply(client, reply);
+      return;
+    case wire::Request::kStatus:
+      *reply.mutable_status() = BuildStatus();
+      Reply(client, reply);
+      return;
+    case wire::Request::kFunctions:
+      for (const auto& [name, pool] : pools_) *reply.mutable_functions()->add_pools() = pool.functions;
+      Reply(client, reply);
+      return;
+    case wire::Request::kShutdown:
+      reply.mutable_shutdown()->set_running_jobs(static_cast<uint32_t>(scheduler_.jobs().size()));
+      Reply(client, reply);
+      BeginShutdown("shutdown requested by a client");
+      return;
+    case wire::Request::kSubmit: {
+      // The kernel's word on who sent it, not the message's.
+      const int fd = const_cast<zmq::message_t&>(body).get(ZMQ_SRCFD);
+      Submit(client, fd, *request.mutable_submit());
+      return;
+    }
+    case wire::Request::kItems: {
+      wire::Items& items = *request.mutable_items();
+      Job* job = scheduler_.FindJob(items.job());
+      if (job == nullptr || job->spec.client != client) {
+        ReplyError(client, "no job " + std::to_string(items.job()) + " of yours is running",
+                   items.job());
+        return;
+      }
+      if (Status s = scheduler_.AddItems(*job, items); !s.ok()) {
+        EndJob(job->id, s.message());
+      }
+      return;
+    }
+    case wire::Request::kRelease: {
+      Job* job = scheduler_.FindJob(request.release().job());
+      if (job == nullptr || job->spec.client != client) return;
+      if (!job->ended) {
+        JOBD_LOG(kInfo) << "job " << job->id << " cancelled by its client after " << job->done()
+                        << " of " << job->received << " items";
+      }
+      scheduler_.EraseJob(job->id);
+      return;
+    }
+    default:
+      ReplyError(client, "unsupported request");
+  }
+}
+
+void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& submit) {
+  if (shutting_down_) {
+    ReplyError(client, "jobd is shutting down and accepts no new jobs; start it again with `jobd`");
+    return;
+  }
+  const std::string pool_name = submit.pool().empty() ? config_.default_pool : submit.pool();
+  auto pool = pools_.find(pool_name);
+  if (pool == pools_.end()) {
+    std::string names;
+    for (const auto& [name, state] : pools_) names += (names.empty() ? "" : ", ") + name;
+    ReplyError(client, "unknown pool '" + pool_name + "'; this jobd has: " + names);
+    return;
+  }
+  const auto& offered = pool->second.functions.functions();
+  const bool known = std::any_of(offered.begin(), offered.end(), [&](const wire::FunctionInfo& f) {
+    return f.name() == submit.function();
+  });
+  if (!known) {
+    std::string names;
+    for (const wire::FunctionInfo& f : offered) names += (names.empty() ? "" : ", ") + f.name();
+    ReplyError(client, "unknown function '" + submit.function() + "' in pool '" + pool_name +
+                           "'; it offers: " + names + " (see `jobctl functions`)");
+    return;
+  }
+  JobSpec spec;
+  spec.client = client;
+  spec.client_pid = PeerPid(peer_fd);
+  if (spec.client_pid == 0) spec.client_pid = static_cast<pid_t>(submit.client_pid());
+  spec.function = submit.function();
+  spec.pool = pool_name;
+  spec.chunksize = submit.chunksize();
+  spec.retries = pool->second.config.retries;
+  Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
+  JOBD_LOG(kInfo) << "job " << job.id << ": " << job.spec.function << " on pool " << pool_name
+                  << " for pid " << job.spec.client_pid;
+  wire::Reply reply;
+  reply.mutable_accepted()->set_job(job.id);
+  reply.mutable_accepted()->set_pool(pool_name);
+  Reply(client, reply);
+}
+
+void Supervisor::Dispatch() {
+  std::map<Worker*, wire::ToWorker> batches;
+  for (auto& [name, pool] : pools_) {
+    const size_t size = pool.workers.size();
+    // Rounds of one task per worker with credit, until no worker takes one.
+    bool gave = true;
+    while (gave) {
+      gave = false;
+      for (auto& worker : pool.workers) {
+        if (!worker->ready || !HasCredit(*worker)) continue;
+        const Task* task = scheduler_.NextTask(name, size);
+        if (task == nullptr) break;
+        worker->tasks.push_back(task->message->id());
+        worker->estimate_ns += task->estimate_ns;
+        worker->unestimated += task->estimate_ns == 0;
+        auto [batch, fresh] = batches.try_emplace(worker.get());
+        if (fresh) batch->second.set_version(wire::VERSION_CURRENT);
+        // Lent to the batch for serialisation, taken back below: no copy.
+        batch->second.mutable_tasks()->mutable_tasks()->AddAllocated(task->message.get());
+        gave = true;
+      }
+    }
+  }
+  for (auto& [worker, batch] : batches) {
+    const std::string bytes = Encode(batch);
+    auto* tasks = batch.mutable_tasks()->mutable_tasks();
+    while (!tasks->empty()) tasks->ReleaseLast();
+    workers_.send(zmq::buffer(worker->identity), zmq::send_flags::sndmore);
+    workers_.send(zmq::buffer(bytes), zmq::send_flags::none);
+  }
+}
+
+bool Supervisor::HasCredit(const Worker& worker) const {
+  const size_t held = worker.tasks.size();
+  if (held < kMinCredit) return true;
+  return held < kMaxCredit && worker.unestimated == 0 && worker.estimate_ns < kCreditWindowNs;
+}
+
+void Supervisor::Untrack(Worker& worker, uint64_t task_id) {
+  if (const Task* task = scheduler_.FindTask(task_id)) {
+    worker.estimate_ns -= task->estimate_ns;
+    worker.unestimated -= task->estimate_ns == 0;
+  }
+}
+
+void Supervisor::FlushResults() {
+  for (auto& [job_id, results] : scheduler_.TakeResults()) {
+    const Job* job = scheduler_.FindJob(job_id);
+    if (job == nullptr) continue;
+    wire::Reply reply;
+    *reply.mutable_results() = std::move(results);
+    Reply(job->spec.client, reply);
+  }
+  for (uint64_t job_id : scheduler_.TakeFinished()) {
+    Job* job = scheduler_.FindJob(job_id);
+    if (job == nullptr || job->ended) continue;
+    job->ended = true;
+    JOBD_LOG(kInfo) << "job " << job->id << " done: " << job->received << " items, "
+                    << job->succeeded << " succeeded, " << job->failed << " failed, "
+                    << job->retried << " re-queued after worker deaths, in "
+                    << SecondsSince(job->started) << " s";
+    wire::Reply reply;
+    wire::JobEnd* end = reply.mutable_end();
+    end->set_job(job->id);
+    end->set_succeeded(job->succeeded);
+    end->set_failed(job->failed);
+    end->set_retried(job->retried);
+    Reply(job->spec.client, reply);
+  }
+}
+
+void Supervisor::EndJob(uint64_t job_id, const std::string& why) {
+  Job* job = scheduler_.FindJob(job_id);
+  if (job == nullptr) return;
+  JOBD_LOG(kWarn) << "job " << job_id << " ended early: " << why;
+  ReplyError(job->spec.client, why, job_id);
+  scheduler_.EraseJob(job_id);
+}
+
+void Supervisor::Reply(const std::string& client, const wire::Reply& reply) {
+  const std::string bytes = Encode(reply);
+  try {
+    clients_.send(zmq::buffer(client), zmq::send_flags::sndmore);
+    clients_.send(zmq::buffer(bytes), zmq::send_flags::none);
+  } catch (const zmq::error_t& e) {
+    // The client is gone: its jobs go with it.
+    std::vector<uint64_t> orphaned;
+    for (const auto& [id, job] : scheduler_.jobs()) {
+      if (job.spec.client == client) orphaned.push_back(id);
+    }
+    for (uint64_t id : orphaned) {
+      JOBD_LOG(kInfo) << "job " << id << " cancelled: its client disconnected";
+      scheduler_.EraseJob(id);
+    }
+  }
+}
+
+void Supervisor::ReplyError(const std::string& client, const std::string& message, uint64_t job) {
+  wire::Reply reply;
+  reply.mutable_error()->set_message(message);
+  reply.mutable_error()->set_job(job);
+  Reply(client, reply);
+}
+
+wire::StatusReport Supervisor::BuildStatus() const {
+  wire::StatusReport report;
+  report.set_pid(static_cast<uint32_t>(getpid()));
+  report.set_version(JOBD_VERSION);
+  report.set_uptime_seconds(SecondsSince(started_));
+  report.set_default_pool(config_.default_pool);
+  for (const auto& [name, pool] : pools_) {
+    wire::StatusReport::Pool* out = report.add_pools();
+    out->set_name(name);
+    out->set_retries(pool.config.retries);
+    for (const auto& worker : pool.workers) {
+      wire::StatusReport::Worker* w = out->add_workers();
+      w->set_slot(worker->slot);
+      w->set_pid(static_cast<uint32_t>(worker->pid));
+      w->set_state(!worker->ready ? "starting" : worker->tasks.empty() ? "idle" : "busy");
+      w->set_tasks_done(worker->tasks_done);
+      w->set_restarts(worker->restarts);
+    }
+  }
+  for (const auto& [id, job] : scheduler_.jobs()) {
+    wire::StatusReport::Job* out = report.add_jobs();
+    out->set_id(id);
+    out->set_function(job.spec.function);
+    out->set_pool(job.spec.pool);
+    out->set_client_pid(static_cast<uint32_t>(job.spec.client_pid));
+    out->set_received(job.received);
+    out->set_done(job.done());
+    out->set_failed(job.failed);
+    out->set_input_complete(job.input_complete);
+    out->set_seconds(SecondsSince(job.started));
+  }
+  return report;
+}
+
+// ------------------------------------------------------- signals and workers
+
+void Supervisor::HandleSignals() {
+  signalfd_siginfo info{};
+  while (read(signal_fd_, &info, sizeof info) == sizeof info) {
+    switch (info.ssi_signo) {
+      case SIGCHLD: {
+        int wait_status = 0;
+        pid_t pid;
+        while ((pid = waitpid(-1, &wait_status, WNOHANG)) > 0) Reap(pid, wait_status);
+        break;
+      }
+      case SIGTERM:
+      case SIGINT:
+        BeginShutdown(SignalName(static_cast<int>(info.ssi_signo)) + " received");
+        break;
+      case SIGHUP:
+        JOBD_LOG(kInfo) << "SIGHUP ignored: reloading the configuration is not supported yet; "
+                           "restart jobd to apply a new one";
+        break;
+    }
+  }
+}
+
+void Supervisor::Reap(pid_t pid, int wait_status) {
+  auto found = by_pid_.find(pid);
+  if (found == by_pid_.end()) return;
+  Worker& worker = *found->second;
+  by_pid_.erase(found);
+  by_identity_.erase(worker.identity);
+  worker.pid = 0;
+
+  const std::string how = DescribeExit(wait_status);
+  // Which item was it running? The worker's own page says; check it against
+  // what we gave it before believing it.
+  const auto* page = reinterpret_cast<const RunningItem*>(worker.running_item->data());
+  const uint64_t running_task = page->task.load(std::memory_order_relaxed);
+  const uint32_t running_index = page->item.load(std::memory_order_relaxed);
+  RemoveSegment(worker.running_item->name());
+  worker.running_item.reset();
+
+  if (!(workers_stopping_ && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0)) {
+    JOBD_LOG(kWarn) << "worker " << worker.identity << " (pid " << pid << ") of pool "
+                    << worker.pool << " " << how
+                    << (worker.tasks.empty() ? "" : "; re-queueing its tasks");
+  }
+  const std::string cause = "the worker was " + how;
+  for (uint64_t task_id : worker.tasks) {
+    std::optional<uint32_t> running;
+    const Task* task = scheduler_.FindTask(task_id);
+    if (task_id == running_task && task != nullptr && running_index < task->indexes.size()) {
+      running = running_index;
+    }
+    scheduler_.Requeue(task_id, running, cause);
+  }
+  worker.tasks.clear();
+  worker.estimate_ns = 0;
+  worker.unestimated = 0;
+  if (workers_stopping_) return;
+  ++worker.restarts;
+  const auto delay = worker.ready ? Clock::duration::zero() : Clock::duration(kFailedStartBackoff);
+  worker.ready = false;
+  respawns_.push_back({Clock::now() + delay, &worker});
+}
+
+void Supervisor::HandleTimers(Clock::time_point now) {
+  std::vector<Respawn> due;
+  auto split = std::partition(respawns_.begin(), respawns_.end(),
+                              [&](const Respawn& r) { return r.at > now; });
+  due.assign(split, respawns_.end());
+  respawns_.erase(split, respawns_.end());
+  for (const Respawn& respawn : due) {
+    if (Status s = Spawn(*respawn.worker); !s.ok()) {
+      JOBD_LOG(kError) << "cannot restart a worker: " << s.message() << "; retrying";
+      respawns_.push_back({now + kFailedStartBackoff, respawn.worker});
+    }
+  }
+
+  if (now >= next_liveness_check_) {
+    next_liveness_check_ = now + kLivenessInterval;
+    std::vector<uint64_t> orphaned;
+    for (const auto& [id, job] : scheduler_.jobs()) {
+      if (job.spec.client_pid > 0 && kill(job.spec.client_pid, 0) != 0 && errno == ESRCH) {
+        orphaned.push_back(id);
+      }
+    }
+    for (uint64_t id : orphaned) {
+      JOBD_LOG(kInfo) << "job " << id << " cancelled: its client (pid "
+                      << scheduler_.FindJob(id)->spec.client_pid << ") has exited";
+      scheduler_.EraseJob(id);
+    }
+  }
+
+  if (!shutting_down_) return;
+  if (!workers_stopping_ && (scheduler_.jobs().empty() || now >= drain_deadline_)) {
+    std::vector<uint64_t> unfinished;
+    for (const auto& [id, job] : scheduler_.jobs()) unfinished.push_back(id);
+    for (uint64_t id : unfinished) {
+      EndJob(id, "jobd stopped before the job finished (shutdown deadline of " +
+                     std::to_string(std::chrono::duration_cast<seconds>(kDrainDeadline).count()) +
+                     " s passed)");
+    }
+    workers_stopping_ = true;
+    kill_deadline_ = now + kStopDeadline;
+    respawns_.clear();
+    wire::ToWorker stop;
+    stop.set_version(wire::VERSION_CURRENT);
+    stop.mutable_stop();
+    const std::string bytes = Encode(stop);
+    for (auto& [name, pool] : pools_) {
+      for (auto& worker : pool.workers) {
+        if (worker->pid == 0) continue;
+        workers_.send(zmq::buffer(worker->identity), zmq::send_flags::sndmore);
+        workers_.send(zmq::buffer(bytes), zmq::send_flags::none);
+      }
+    }
+  }
+  if (workers_stopping_ && now >= kill_deadline_) {
+    for (auto& [name, pool] : pools_) {
+      for (auto& worker : pool.workers) {
+        if (worker->pid > 0) kill(worker->pid, SIGKILL);
+      }
+    }
+  }
+}
+
+void Supervisor::BeginShutdown(const std::string& why) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  drain_deadline_ = Clock::now() + kDrainDeadline;
+  JOBD_LOG(kInfo) << why << ": draining " << scheduler_.jobs().size()
+                  << " running jobs, accepting no new ones";
+}
+
+bool Supervisor::Drained() const {
+  if (!workers_stopping_) return false;
+  for (const auto& [name, pool] : pools_) {
+    for (const auto& worker : pool.workers) {
+      if (worker->pid > 0) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace jobd

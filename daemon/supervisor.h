@@ -1,0 +1,112 @@
+// The jobd supervisor: one thread around one poll loop over the client
+// socket, the worker socket and a signalfd. It forks and execs the workers,
+// feeds them tasks from the Scheduler, forwards results to clients, replaces
+// workers that die, and drains on shutdown. No locks: all state below is
+// owned by the loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/payload.h"
+#include "common/status.h"
+#include "daemon/config.h"
+#include "daemon/scheduler.h"
+
+namespace jobd {
+
+class Supervisor {
+ public:
+  // Takes the endpoint's lock, starts every pool's workers, waits until they
+  // are ready, then binds the client endpoint. Fails with a message for the
+  // user: the endpoint is already served, a worker cannot start, ...
+  static Result<std::unique_ptr<Supervisor>> Start(Config config, std::string worker_binary);
+  ~Supervisor();
+
+  // Serves until shut down (jobctl shutdown, SIGTERM or SIGINT); returns the
+  // process exit status.
+  int Run();
+
+  const std::string& endpoint() const { return config_.listen; }
+
+ private:
+  struct Worker {
+    uint32_t slot = 0;  // stable position in its pool, survives restarts
+    std::string pool;
+    pid_t pid = 0;
+    std::string identity;  // routing id of this incarnation
+    bool ready = false;    // said Hello
+    std::deque<uint64_t> tasks;  // in flight, in the order the worker runs them
+    uint64_t estimate_ns = 0;    // sum of the estimates of those tasks
+    uint32_t unestimated = 0;    // how many of them have no estimate
+    uint64_t tasks_done = 0;
+    uint32_t restarts = 0;
+    Clock::time_point started;
+    std::unique_ptr<Segment> running_item;  // the worker's RunningItem page
+  };
+  struct PoolState {
+    PoolConfig config;
+    std::vector<std::unique_ptr<Worker>> workers;
+    wire::FunctionList::Pool functions;  // from the first Hello
+  };
+  struct Respawn {
+    Clock::time_point at;
+    Worker* worker;
+  };
+
+  Supervisor(Config config, std::string worker_binary);
+  Status Listen();
+  Status Spawn(Worker& worker);
+  Status WaitForWorkers(Clock::time_point deadline);
+
+  void HandleWorkerMessages();
+  void HandleClientMessages();
+  void HandleSignals();
+  void HandleTimers(Clock::time_point now);
+  void Reap(pid_t pid, int wait_status);
+  void HandleRequest(const std::string& client, const zmq::message_t& body);
+  void Submit(const std::string& client, int peer_fd, wire::Submit& submit);
+  void Dispatch();
+  bool HasCredit(const Worker& worker) const;
+  void Untrack(Worker& worker, uint64_t task_id);
+  void FlushResults();
+  void EndJob(uint64_t job_id, const std::string& why);
+  void BeginShutdown(const std::string& why);
+  bool Drained() const;
+
+  void Reply(const std::string& client, const wire::Reply& reply);
+  void ReplyError(const std::string& client, const std::string& message, uint64_t job = 0);
+  wire::StatusReport BuildStatus() const;
+  Worker* FindWorker(const std::string& identity);
+  std::chrono::milliseconds NextTimeout(Clock::time_point now) const;
+
+  Config config_;
+  std::string worker_binary_;
+  std::string worker_endpoint_;
+  Clock::time_point started_;
+  int lock_fd_ = -1;
+  int signal_fd_ = -1;
+  zmq::context_t context_{1};
+  zmq::socket_t clients_;
+  zmq::socket_t workers_;
+  std::map<std::string, PoolState, std::less<>> pools_;
+  std::map<std::string, Worker*, std::less<>> by_identity_;
+  std::map<pid_t, Worker*> by_pid_;
+  std::vector<Respawn> respawns_;
+  uint64_t generation_ = 0;
+  Scheduler scheduler_;
+  Clock::time_point next_liveness_check_;
+  bool shutting_down_ = false;
+  Clock::time_point drain_deadline_;
+  Clock::time_point kill_deadline_;
+  bool workers_stopping_ = false;
+};
+
+}  // namespace jobd

@@ -1,0 +1,38 @@
+// The functions a worker can apply to an item, by name.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace jobd {
+
+// Maps one item to its result, or to an error message for that item alone.
+using FunctionBody = std::function<Result<std::string>(std::string_view item)>;
+
+struct Function {
+  std::string name;
+  std::string summary;  // one line for `jobctl functions`
+  FunctionBody body;
+};
+
+class FunctionRegistry {
+ public:
+  void Add(Function function);
+  // Null if there is no function of that name.
+  const Function* Find(std::string_view name) const;
+  // Every function, sorted by name.
+  std::vector<const Function*> List() const;
+
+ private:
+  std::map<std::string, Function, std::less<>> functions_;
+};
+
+// sha256, identity, len, primes, sleep, fail, crash.
+FunctionRegistry BuiltinFunctions();
+
+}  // namespace jobd

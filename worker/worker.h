@@ -1,0 +1,20 @@
+// jobd-worker: the task loop of one worker process. It says Hello to the
+// supervisor, then runs the tasks it is sent, in order, one at a time.
+#pragma once
+
+#include <string>
+
+#include "worker/functions.h"
+
+namespace jobd {
+
+struct WorkerOptions {
+  std::string endpoint;      // the supervisor's worker endpoint
+  std::string identity;      // ZeroMQ routing id the supervisor knows this worker by
+  std::string running_item;  // segment holding this worker's RunningItem page
+};
+
+// Serves tasks until told to stop; returns the process exit status.
+int RunWorker(const WorkerOptions& options, const FunctionRegistry& functions);
+
+}  // namespace jobd
