@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""Benchmarks jobd against what it stands in for, on a private jobd.
+
+  cpu       jobctl map primes: 2 workers against 1 (target: >= 1.9x faster)
+  overhead  jobctl map identity --chunksize 1 against multiprocessing.Pool(2)
+            (target: >= 5x the items/s)
+  payload   jobctl map sha256 --files against xargs -P2 sha256sum on 1 GiB
+            (target: >= 0.8x as fast)
+
+Each benchmark runs its two sides alternately, best of 3 (1 with --quick).
+Prints a table (or, with --json, a JSON summary on stdout and the table on
+stderr); exits 1 if a target is missed or jobd leaves shared memory behind,
+2 if something could not be run at all. See bench/README.md.
+"""
+import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+
+# primes(N) for N near 2*10^7 takes ~35 ms on one core: 64 of them ~2.3 s.
+CPU_ITEMS = [str(20_000_000 + i) for i in range(64)]
+OVERHEAD_ITEMS = 100_000
+PAYLOAD_FILES = 64
+PAYLOAD_FILE_BYTES = 16 << 20
+
+CONFIG = """\
+log_level: info
+default_pool: two
+pools:
+  one: {workers: 1}
+  two: {workers: 2}
+"""
+
+
+class BenchError(Exception):
+    """Something could not be run; the benchmark has no result."""
+
+
+@dataclass
+class Measure:
+    label: str
+    value: float
+    unit: str  # "s", "items/s" or "MiB"
+
+    def __str__(self):
+        if self.unit == "items/s":
+            return f"{self.value:,.0f} items/s"
+        return f"{self.value:.{1 if self.unit == 'MiB' else 2}f} {self.unit}"
+
+
+@dataclass
+class Result:
+    name: str
+    jobd: Measure
+    baseline: Measure
+    ratio: float  # how many times better jobd did than the baseline
+    target: float  # the least ratio that passes
+    extras: list = field(default_factory=list)  # more Measures, for information
+
+    @property
+    def passed(self):
+        return self.ratio >= self.target
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed(argv, *, env=None, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+    """Runs argv to completion; returns (Popen, seconds, stdout text or None)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                            text=True)
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BenchError(f"`{shlex.join(argv)}` exited with {proc.returncode}: {err.strip()}")
+    return proc, seconds, out
+
+
+def alive(pid):
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def shm_segments():
+    prefix = f"jobd-{os.getuid()}-"
+    return {name for name in os.listdir("/dev/shm") if name.startswith(prefix)}
+
+
+def segment_creator(name):
+    """The pid in jobd-UID-PID-RANDOM."""
+    return int(name.split("-")[2])
+
+
+class Jobd:
+    """A private jobd, serving under its own XDG_RUNTIME_DIR."""
+
+    def __init__(self, build_dir, runtime_dir):
+        self.bin = build_dir / "bin"
+        self.dir = runtime_dir
+        self.env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)}
+        self.env.pop("JOBD_SOCKET", None)
+        self.pid = None
+        # Every process that may create segments in jobd's name: the daemon,
+        # its workers and our jobctls. Segments of other jobds are not ours to judge.
+        self.pids = set()
+
+    def start(self):
+        config = self.dir / "jobd.yaml"
+        config.write_text(CONFIG)
+        pid_file = self.dir / "jobd.pid"
+        argv = [str(self.bin / "jobd"), "--config", str(config), "--detach",
+                "--pid-file", str(pid_file), "--log-file", str(self.dir / "jobd.log")]
+        timed(argv, env=self.env)
+        self.pid = int(pid_file.read_text())
+        self.pids.add(self.pid)
+        self.note_workers()
+
+    def jobctl(self, *args, **kwargs):
+        """Runs jobctl; returns (seconds, stdout text or None)."""
+        proc, seconds, out = timed([str(self.bin / "jobctl"), *args], env=self.env, **kwargs)
+        self.pids.add(proc.pid)
+        return seconds, out
+
+    def note_workers(self):
+        _, out = self.jobctl("status", "--json", stdout=subprocess.PIPE)
+        for pool in json.loads(out)["pools"]:
+            self.pids.update(worker["pid"] for worker in pool["workers"])
+
+    def peak_rss_mib(self):
+        """The daemon's peak resident set since it started (VmHWM)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise BenchError(f"no VmHWM in /proc/{self.pid}/status")
+
+    def shutdown(self, timeout=30):
+        """Stops jobd; returns the shared-memory segments it left behind."""
+        self.note_workers()
+        self.jobctl("shutdown")
+        deadline = time.monotonic() + timeout
+        while alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
+            raise BenchError(f"jobd (pid {self.pid}) was still running {timeout} s after "
+                             "`jobctl shutdown`; sent it SIGTERM")
+        return sorted(s for s in shm_segments() if segment_creator(s) in self.pids)
+
+
+def bench_cpu(jobd, repeats):
+    one, two = [], []
+    for run in range(repeats):
+        t1, out1 = jobd.jobctl("map", "primes", "--pool", "one", *CPU_ITEMS, stdout=subprocess.PIPE)
+        t2, out2 = jobd.jobctl("map", "primes", "--pool", "two", *CPU_ITEMS, stdout=subprocess.PIPE)
+        if out1 != out2 or len(out1.splitlines()) != len(CPU_ITEMS):
+            raise BenchError("cpu: pools one and two gave different results")
+        log(f"cpu      run {run + 1}/{repeats}: 1 worker {t1:.2f} s, 2 workers {t2:.2f} s")
+        one.append(t1)
+        two.append(t2)
+    best1, best2 = min(one), min(two)
+    return Result("cpu",
+                  Measure("jobctl map primes --pool two (2 workers), 64 items", best2, "s"),
+                  Measure("jobctl map primes --pool one (1 worker)", best1, "s"),
+                  ratio=best1 / best2, target=1.9)
+
+
+def bench_overhead(jobd, repeats):
+    items = jobd.dir / "overhead-items.txt"
+    items.write_text("".join(f"{i}\n" for i in range(1, OVERHEAD_ITEMS + 1)))
+
+    def jobctl_rate(*options):
+        with items.open() as stdin:
+            seconds, _ = jobd.jobctl("map", "identity", "--pool", "two", *options, stdin=stdin)
+        return OVERHEAD_ITEMS / seconds
+
+    pool_argv = [sys.executable, str(BENCH_DIR / "pool_identity.py"),
+                 "--items", str(OVERHEAD_ITEMS), "--workers", "2"]
+    chunk1, adaptive, python = [], [], []
+    for run in range(repeats):
+        chunk1.append(jobctl_rate("--chunksize", "1"))
+        adaptive.append(jobctl_rate())
+        python.append(json.loads(timed(pool_argv, stdout=subprocess.PIPE)[2])["items_per_s"])
+        log(f"overhead run {run + 1}/{repeats}: jobd {chunk1[-1]:,.0f} items/s "
+            f"(adaptive {adaptive[-1]:,.0f}), Python {python[-1]:,.0f} items/s")
+    best_jobd, best_python = max(chunk1), max(python)
+    return Result("overhead",
+                  Measure(f"jobctl map identity --pool two --chunksize 1, {OVERHEAD_ITEMS:,} items "
+                          "on stdin (whole command)", best_jobd, "items/s"),
+                  Measure("multiprocessing.Pool(2).map(identity, chunksize=1) (map call only)",
+                          best_python, "items/s"),
+                  ratio=best_jobd / best_python, target=5.0,
+                  extras=[Measure("jobd with adaptive chunk size", max(adaptive), "items/s")])
+
+
+def make_payload(directory):
+    """PAYLOAD_FILES files of random data, written back to disk (so that writeback does
+    not run during the timing) and read once (so that they are in the page cache)."""
+    files = []
+    for i in range(PAYLOAD_FILES):
+        path = directory / f"payload-{i:02d}.bin"
+        path.write_bytes(os.urandom(PAYLOAD_FILE_BYTES))
+        files.append(str(path))
+    os.sync()
+    for path in files:
+        with open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    return files
+
+
+def bench_payload(jobd, repeats):
+    directory = Path(tempfile.mkdtemp(prefix="jobd-bench-payload-", dir="/var/tmp"))
+    try:
+        log(f"payload  writing {PAYLOAD_FILES} x {PAYLOAD_FILE_BYTES >> 20} MiB to {directory}")
+        files = make_payload(directory)
+        xargs_argv = ["bash", "-c", "set -o pipefail; ls " + shlex.join(files) +
+                      " | xargs -P2 -n8 sha256sum"]
+        ours, theirs = [], []
+        for run in range(repeats):
+            t_jobd, out = jobd.jobctl("map", "sha256", "--pool", "two", "--files", *files,
+                                      stdout=subprocess.PIPE)
+            _, t_xargs, sums = timed(xargs_argv, stdout=subprocess.PIPE)
+            expected = {path: digest for digest, path in
+                        (line.split(maxsplit=1) for line in sums.splitlines())}
+            if out.splitlines() != [expected.get(path) for path in files]:
+                raise BenchError("payload: jobctl's digests differ from sha256sum's")
+            log(f"payload  run {run + 1}/{repeats}: jobd {t_jobd:.2f} s, xargs {t_xargs:.2f} s "
+                "(digests agree)")
+            ours.append(t_jobd)
+            theirs.append(t_xargs)
+    finally:
+        shutil.rmtree(directory)
+    best_jobd, best_xargs = min(ours), min(theirs)
+    return Result("payload",
+                  Measure(f"jobctl map sha256 --pool two --files, {PAYLOAD_FILES} x "
+                          f"{PAYLOAD_FILE_BYTES >> 20} MiB, cache-warm; digests agree with "
+                          "sha256sum", best_jobd, "s"),
+                  Measure("ls FILES | xargs -P2 -n8 sha256sum", best_xargs, "s"),
+                  ratio=best_xargs / best_jobd, target=0.8,
+                  extras=[Measure("jobd daemon peak RSS (VmHWM since start)",
+                                  jobd.peak_rss_mib(), "MiB")])
+
+
+BENCHMARKS = {"cpu": bench_cpu, "overhead": bench_overhead, "payload": bench_payload}
+
+
+def table(results, leftover, out):
+    rows = [("benchmark", "jobd", "baseline", "ratio", "target", "result")]
+    rows += [(r.name, str(r.jobd), str(r.baseline), f"{r.ratio:.2f}x", f">= {r.target:.2f}x",
+              "PASS" if r.passed else "FAIL") for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(file=out)
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+    print(file=out)
+    for r in results:
+        print(f"{r.name}: jobd = {r.jobd.label}", file=out)
+        print(f"{' ' * len(r.name)}  baseline = {r.baseline.label}", file=out)
+        for extra in r.extras:
+            print(f"{' ' * len(r.name)}  {extra.label}: {extra}", file=out)
+    if leftover:
+        print(f"\nFAIL: jobd left {len(leftover)} shared-memory segments in /dev/shm: "
+              + ", ".join(leftover), file=out)
+    else:
+        print("\njobd left no shared-memory segment in /dev/shm", file=out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build-dir", type=Path, default=REPO / "build",
+                        help="where jobd was built (default: build/ in the repository)")
+    parser.add_argument("--only", choices=BENCHMARKS, help="run only this benchmark")
+    parser.add_argument("--quick", action="store_true", help="one run of each side, not best of 3")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON summary on stdout (the table goes to stderr)")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+    names = [args.only] if args.only else list(BENCHMARKS)
+
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(f"bench: warning: the load average is {load:.2f} before starting; other work on "
+            "this machine will skew the numbers")
+    runtime_dir = Path(tempfile.mkdtemp(prefix="jobd-bench-"))
+    jobd = Jobd(args.build_dir.resolve(), runtime_dir)
+    results, leftover = [], []
+    try:
+        try:
+            jobd.start()
+            log(f"jobd (pid {jobd.pid}) serving in {runtime_dir}; {os.cpu_count()} CPUs, "
+                f"best of {repeats}")
+            results = [BENCHMARKS[name](jobd, repeats) for name in names]
+        finally:
+            if jobd.pid is not None:
+                leftover = jobd.shutdown()
+    except BenchError as e:
+        log(f"bench: {e}")
+        if leftover:
+            log(f"bench: jobd also left shared-memory segments: {', '.join(leftover)}")
+        log(f"bench: jobd's log is kept in {runtime_dir}")
+        return 2
+    shutil.rmtree(runtime_dir)
+
+    passed = all(r.passed for r in results) and not leftover
+    table(results, leftover, sys.stderr if args.json else sys.stdout)
+    if args.json:
+        summary = {
+            "passed": passed,
+            "cpus": os.cpu_count(),
+            "load_before": load,
+            "repeats": repeats,
+            "results": [{**asdict(r), "passed": r.passed} for r in results],
+            "shm_leftover": leftover,
+        }
+        print(json.dumps(summary, indent=2))
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

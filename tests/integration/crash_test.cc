@@ -1,0 +1,73 @@
+// Workers that die cost a retry, not the job.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon_fixture.h"
+#include "jobd.pb.h"
+
+namespace jobd::testing {
+namespace {
+
+using CrashTest = DaemonTest;
+
+uint32_t Restarts(DaemonTest& test, Client& client) {
+  Result<wire::StatusReport> report = client.Status();
+  uint32_t restarts = 0;
+  for (const auto& pool : report->pools()) {
+    for (const auto& worker : pool.workers()) restarts += worker.restarts();
+  }
+  return restarts;
+}
+
+TEST_F(CrashTest, AnItemThatKillsWorkersFailsAloneNamingTheSignal) {
+  for (const char* chunksize : {"1", "4"}) {
+    Command run = Jobctl({"map", "--chunksize", chunksize, "crash", "ok1", "boom", "ok2", "ok3"});
+    EXPECT_EQ(run.status, 1) << run.err;
+    EXPECT_EQ(run.out, "ok1\nok2\nok3\n") << "chunksize " << chunksize;
+    EXPECT_NE(run.err.find("item 1 failed: the worker was killed by SIGABRT (signal 6) while "
+                           "running this item, 3 times; giving up (retries: 2)"),
+              std::string::npos)
+        << run.err;
+  }
+  // Every death was replaced, and the pool still works.
+  Client client = Connect();
+  EXPECT_EQ(Restarts(*this, client), 6u);
+  Result<std::vector<std::string>> after = client.Map("len", {"abc"});
+  ASSERT_TRUE(after.ok()) << after.message();
+  EXPECT_EQ((*after)[0], "3");
+}
+
+TEST_F(CrashTest, KillingABusyWorkerCostsNothing) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  std::string items;
+  for (int i = 0; i < 30; ++i) items += std::to_string(40 + i) + "\n";
+  WriteFile(in, items);
+  const pid_t jobctl = Spawn({Bin("jobctl"), "map", "--chunksize", "1", "sleep"}, in, out, Env());
+  pids_.insert(jobctl);
+
+  // Find a busy worker and kill it mid-task.
+  Client client = Connect();
+  pid_t victim = 0;
+  for (int i = 0; i < 200 && victim == 0; ++i) {
+    Result<wire::StatusReport> report = client.Status();
+    for (const auto& worker : report->pools(0).workers()) {
+      if (worker.state() == "busy") victim = static_cast<pid_t>(worker.pid());
+    }
+    if (victim == 0) usleep(10000);
+  }
+  ASSERT_NE(victim, 0) << "no worker became busy";
+  usleep(20000);
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+
+  int status = 0;
+  waitpid(jobctl, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadFile(out + ".err");
+  EXPECT_EQ(ReadFile(out), items);
+  EXPECT_EQ(Restarts(*this, client), 1u);
+  EXPECT_NE(Log().find("killed by SIGKILL (signal 9); re-queueing its tasks"), std::string::npos);
+  EXPECT_NE(Log().find("re-queued after worker deaths"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace jobd::testing

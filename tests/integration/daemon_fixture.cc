@@ -1,0 +1,193 @@
+#include "daemon_fixture.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/payload.h"
+#include "jobd.pb.h"
+
+namespace jobd::testing {
+namespace {
+
+std::vector<char*> CStrings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+std::string TempPath(const std::string& tag) {
+  static int counter = 0;
+  return (std::filesystem::temp_directory_path() /
+          ("jobd-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter) + tag))
+      .string();
+}
+
+int DecodeWait(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+std::string Bin(const std::string& program) { return std::string(JOBD_BIN_DIR) + "/" + program; }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& stdin_path,
+            const std::string& stdout_path, const std::vector<std::string>& env) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (const std::string& assignment : env) putenv(const_cast<char*>(assignment.c_str()));
+    const int in = open(stdin_path.c_str(), O_RDONLY);
+    const int out = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int err = open((stdout_path + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    execv(argv[0].c_str(), CStrings(argv).data());
+    _exit(127);
+  }
+  return pid;
+}
+
+Command RunCommand(const std::vector<std::string>& argv, const std::string& input,
+            const std::vector<std::string>& env) {
+  const std::string in = TempPath(".in"), out = TempPath(".out");
+  WriteFile(in, input);
+  const pid_t pid = Spawn(argv, in, out, env);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Command result{DecodeWait(status), pid, ReadFile(out), ReadFile(out + ".err")};
+  std::filesystem::remove(in);
+  std::filesystem::remove(out);
+  std::filesystem::remove(out + ".err");
+  return result;
+}
+
+std::string DaemonTest::Config() const {
+  return "default_pool: cpu\n"
+         "pools:\n"
+         "  cpu: {workers: 2, retries: 2}\n"
+         "  four: {workers: 4}\n";
+}
+
+std::vector<std::string> DaemonTest::Env() const { return {"XDG_RUNTIME_DIR=" + dir_}; }
+
+void DaemonTest::SetUp() {
+  dir_ = TempPath(".rt");
+  std::filesystem::create_directories(dir_);
+  endpoint_ = "ipc://" + dir_ + "/jobd/jobd.sock";
+  pids_.insert(getpid());
+  Command started = StartDaemon(Config());
+  ASSERT_EQ(started.status, 0) << started.err << Log();
+}
+
+void DaemonTest::TearDown() {
+  if (daemon_pid_ > 0) EXPECT_EQ(StopDaemon(), 0) << Log();
+  EXPECT_EQ(OurSegments(), std::vector<std::string>{}) << "segments left behind\n" << Log();
+  if (HasFailure()) std::cerr << "---- jobd log ----\n" << Log();
+  std::filesystem::remove_all(dir_);
+}
+
+Command DaemonTest::StartDaemon(const std::string& yaml) {
+  const std::string config = dir_ + "/jobd.yaml";
+  WriteFile(config, yaml);
+  const std::string log = dir_ + "/jobd.log";
+  const pid_t pid = Spawn({Bin("jobd"), "--config", config}, "/dev/null", dir_ + "/jobd.out", Env());
+  // jobd logs to stderr, which Spawn puts beside stdout.
+  std::filesystem::remove(log);
+  std::filesystem::create_symlink(dir_ + "/jobd.out.err", log);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return {DecodeWait(status), pid, "", Log()};
+    if (Log().find("serving ") != std::string::npos) {
+      daemon_pid_ = pid;
+      pids_.insert(pid);
+      return {0, pid, "", ""};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return {-1, pid, "", "jobd did not start within 20 s\n" + Log()};
+}
+
+int DaemonTest::StopDaemon() {
+  Command stop = Jobctl({"shutdown"});
+  EXPECT_EQ(stop.status, 0) << stop.err;
+  int status = 0;
+  for (int i = 0; i < 400 && waitpid(daemon_pid_, &status, WNOHANG) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (waitpid(daemon_pid_, &status, WNOHANG) == 0) {
+    ADD_FAILURE() << "jobd did not stop within 20 s of `jobctl shutdown`";
+    kill(daemon_pid_, SIGKILL);
+    waitpid(daemon_pid_, &status, 0);
+  }
+  daemon_pid_ = 0;
+  return DecodeWait(status);
+}
+
+Command DaemonTest::Jobctl(const std::vector<std::string>& args, const std::string& input) {
+  std::vector<std::string> argv{Bin("jobctl")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Command result = RunCommand(argv, input, Env());
+  pids_.insert(result.pid);
+  return result;
+}
+
+Client DaemonTest::Connect() {
+  Result<Client> client = Client::Connect(endpoint_);
+  if (!client.ok()) throw std::runtime_error(client.message());
+  return std::move(client).value();
+}
+
+std::vector<std::string> DaemonTest::OurSegments() const {
+  std::vector<std::string> ours;
+  for (const std::string& name : ListSegments()) {
+    // jobd-<uid>-<pid>-<random>
+    const size_t start = name.find('-', 5) + 1;
+    const pid_t creator = std::atoi(name.c_str() + start);
+    if (pids_.count(creator) > 0) ours.push_back(name);
+  }
+  return ours;
+}
+
+std::vector<std::pair<pid_t, uint64_t>> DaemonTest::Workers(const std::string& pool) {
+  Client client = Connect();
+  Result<wire::StatusReport> report = client.Status();
+  EXPECT_TRUE(report.ok()) << report.message();
+  std::vector<std::pair<pid_t, uint64_t>> workers;
+  for (const auto& p : report->pools()) {
+    if (p.name() != pool) continue;
+    for (const auto& w : p.workers()) workers.emplace_back(w.pid(), w.tasks_done());
+  }
+  return workers;
+}
+
+int DaemonTest::RunningJobs() {
+  Client client = Connect();
+  Result<wire::StatusReport> report = client.Status();
+  return report.ok() ? report->jobs_size() : -1;
+}
+
+}  // namespace jobd::testing

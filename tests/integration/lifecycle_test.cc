@@ -1,0 +1,79 @@
+// Starting, detaching and stopping jobd.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "daemon_fixture.h"
+
+namespace jobd::testing {
+namespace {
+
+using LifecycleTest = DaemonTest;
+
+TEST_F(LifecycleTest, ShutdownLetsRunningJobsFinishAndRefusesNewOnes) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  WriteFile(in, "400\n400\n400\n");
+  const pid_t job = Spawn({Bin("jobctl"), "map", "--chunksize", "1", "sleep"}, in, out, Env());
+  pids_.insert(job);
+  for (int i = 0; i < 100 && RunningJobs() == 0; ++i) usleep(20000);
+  ASSERT_EQ(RunningJobs(), 1);
+
+  Command shutdown = Jobctl({"shutdown"});
+  EXPECT_EQ(shutdown.status, 0) << shutdown.err;
+  EXPECT_NE(shutdown.out.find("stopping after 1 running jobs finish"), std::string::npos)
+      << shutdown.out;
+  Command refused = Jobctl({"map", "len", "x"});
+  EXPECT_EQ(refused.status, 4);
+  EXPECT_NE(refused.err.find("jobd is shutting down and accepts no new jobs"), std::string::npos)
+      << refused.err;
+
+  int status = 0;
+  waitpid(job, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(ReadFile(out), "400\n400\n400\n");
+  waitpid(daemon_pid_, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  daemon_pid_ = 0;
+  EXPECT_NE(Log().find("stopped"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/jobd/jobd.sock"));
+}
+
+TEST_F(LifecycleTest, SigtermStopsCleanlyAndNoWorkerOutlivesTheDaemon) {
+  std::vector<pid_t> workers;
+  for (auto [pid, done] : Workers("cpu")) workers.push_back(pid);
+  for (auto [pid, done] : Workers("four")) workers.push_back(pid);
+  ASSERT_EQ(workers.size(), 6u);
+  ASSERT_EQ(kill(daemon_pid_, SIGTERM), 0);
+  int status = 0;
+  waitpid(daemon_pid_, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Log();
+  daemon_pid_ = 0;
+  for (pid_t pid : workers) {
+    for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i) usleep(10000);
+    EXPECT_NE(kill(pid, 0), 0) << "worker " << pid << " outlived jobd";
+  }
+}
+
+TEST_F(LifecycleTest, DetachReturnsOnceServingAndWritesThePidFile) {
+  ASSERT_EQ(StopDaemon(), 0);
+  const std::string pid_file = dir_ + "/jobd.pid";
+  Command detached = RunCommand({Bin("jobd"), "--config", dir_ + "/jobd.yaml", "--detach", "--pid-file",
+                          pid_file, "--log-file", dir_ + "/detached.log"},
+                         "", Env());
+  ASSERT_EQ(detached.status, 0) << detached.err;
+  EXPECT_NE(detached.out.find("jobd started (pid "), std::string::npos) << detached.out;
+  const pid_t pid = std::atoi(ReadFile(pid_file).c_str());
+  ASSERT_GT(pid, 0);
+  pids_.insert(pid);
+  EXPECT_EQ(Jobctl({"ping"}).status, 0) << "serving as soon as --detach returned";
+  EXPECT_EQ(Jobctl({"map", "len", "abcd"}).out, "4\n");
+  EXPECT_EQ(Jobctl({"shutdown"}).status, 0);
+  for (int i = 0; i < 200 && std::filesystem::exists(pid_file); ++i) usleep(25000);
+  EXPECT_FALSE(std::filesystem::exists(pid_file)) << "jobd removes its pid file when it stops";
+  EXPECT_NE(ReadFile(dir_ + "/detached.log").find("serving ipc://"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace jobd::testing

@@ -1,0 +1,247 @@
+// jobctl map and the client library against a real jobd: results, order,
+// input forms, output forms, exit statuses, shared-memory payloads.
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "daemon_fixture.h"
+#include "jobd.pb.h"
+
+namespace jobd::testing {
+namespace {
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char digest[32];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  char hex[65];
+  for (int i = 0; i < 32; ++i) std::snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  return std::string(hex, 64);
+}
+
+uint64_t SerialPrimes(uint64_t n) {
+  uint64_t count = 0;
+  for (uint64_t k = 2; k <= n; ++k) {
+    bool prime = true;
+    for (uint64_t d = 2; d * d <= k && prime; ++d) prime = k % d != 0;
+    count += prime;
+  }
+  return count;
+}
+
+std::string Lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const std::string& line : lines) out += line + "\n";
+  return out;
+}
+
+std::string RandomBytes(size_t size, unsigned seed) {
+  std::string bytes(size, '\0');
+  uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (char& c : bytes) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    c = static_cast<char>(state);
+  }
+  return bytes;
+}
+
+using MapTest = DaemonTest;
+
+TEST_F(MapTest, PrimesEqualSerialComputation) {
+  std::vector<std::string> items, expected;
+  for (int n = 0; n < 300; n += 7) {
+    items.push_back(std::to_string(n));
+    expected.push_back(std::to_string(SerialPrimes(n)));
+  }
+  Command run = Jobctl({"map", "primes"}, Lines(items));  // one item per stdin line
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, Lines(expected));
+  EXPECT_EQ(run.err, "");
+}
+
+TEST_F(MapTest, ClientLibraryMapsInOrder) {
+  Client client = Connect();
+  std::vector<std::string> items;
+  for (int i = 0; i < 5000; ++i) items.push_back("item-" + std::to_string(i));
+  Result<std::vector<std::string>> digests = client.Map("sha256", items);
+  ASSERT_TRUE(digests.ok()) << digests.message();
+  ASSERT_EQ(digests->size(), items.size());
+  for (size_t i = 0; i < items.size(); ++i) ASSERT_EQ((*digests)[i], Sha256Hex(items[i])) << i;
+
+  Result<std::vector<std::string>> failed = client.Map("fail", {"a"});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("item 0: fail: this function always fails"), std::string::npos);
+}
+
+TEST_F(MapTest, ArgumentsAreItemsAndShaMatchesSha256sum) {
+  Command run = Jobctl({"map", "sha256", "hello", "", "a b"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, Lines({Sha256Hex("hello"), Sha256Hex(""), Sha256Hex("a b")}));
+}
+
+TEST_F(MapTest, TasksRunInEveryWorkerOfThePool) {
+  std::vector<std::string> items(40, "30");  // 40 x 30 ms on 4 workers
+  Command run = Jobctl({"map", "--pool", "four", "--chunksize", "1", "sleep"}, Lines(items));
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, Lines(items));
+  std::set<pid_t> pids;
+  uint64_t tasks = 0;
+  for (auto [pid, done] : Workers("four")) {
+    EXPECT_GT(done, 0u) << "worker " << pid << " ran nothing";
+    EXPECT_NE(pid, getpid());
+    pids.insert(pid);
+    tasks += done;
+  }
+  EXPECT_EQ(pids.size(), 4u);
+  EXPECT_EQ(tasks, 40u);
+  for (auto [pid, done] : Workers("cpu")) EXPECT_EQ(done, 0u) << "the cpu pool was not asked";
+}
+
+TEST_F(MapTest, UnorderedPrintsAsResultsComeAndOrderedWaits) {
+  // Item 0 is slow: ordered output still starts with it; unordered ends with it.
+  const std::vector<std::string> items{"300", "1", "2", "3"};
+  Command ordered = Jobctl({"map", "--chunksize", "1", "sleep"}, Lines(items));
+  ASSERT_EQ(ordered.status, 0) << ordered.err;
+  EXPECT_EQ(ordered.out, Lines(items));
+  Command unordered = Jobctl({"map", "--unordered", "--chunksize", "1", "sleep"}, Lines(items));
+  ASSERT_EQ(unordered.status, 0) << unordered.err;
+  EXPECT_EQ(unordered.out.substr(unordered.out.size() - 4), "300\n") << unordered.out;
+}
+
+TEST_F(MapTest, NulSeparatedItemsKeepNewlines) {
+  const std::string input("one\ntwo\0three\0", 14);
+  Command run = Jobctl({"map", "-0", "len"}, input);
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "7\n5\n");
+}
+
+TEST_F(MapTest, JsonRecordsCarryIndexResultOrError) {
+  Command run = Jobctl({"map", "--json", "primes", "10", "x\"y"});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out,
+            "{\"index\":0,\"ok\":true,\"result\":\"4\"}\n"
+            "{\"index\":1,\"ok\":false,\"error\":\"primes: expected a whole number, got "
+            "'x\\\"y'\"}\n");
+}
+
+TEST_F(MapTest, FailedItemsGoToStderrWithTheirIndexAndExitOne) {
+  Command run = Jobctl({"map", "primes", "5", "five", "7"});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "3\n4\n");
+  EXPECT_NE(run.err.find("item 1 failed: primes: expected a whole number, got 'five'"),
+            std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("1 of 3 items failed"), std::string::npos) << run.err;
+}
+
+TEST_F(MapTest, LargeStdinStreamsThroughWindows) {
+  std::string input;
+  const int count = 200000;
+  for (int i = 0; i < count; ++i) input += std::to_string(i) + "\n";
+  Command run = Jobctl({"map", "identity"}, input);
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, input);
+}
+
+TEST_F(MapTest, LargeItemsAndResultsTravelInSharedMemory) {
+  // Files above the inline limit go through segments both ways; identity
+  // returns them byte for byte, sha256 agrees with an independent digest.
+  std::vector<std::string> paths, contents;
+  for (unsigned i = 0; i < 6; ++i) {
+    const size_t size = i == 0 ? 10 : (i == 1 ? 16 * 1024 + 1 : (3u << 20) + i);
+    contents.push_back(RandomBytes(size, i));
+    paths.push_back(dir_ + "/file" + std::to_string(i));
+    WriteFile(paths.back(), contents.back());
+  }
+  std::vector<std::string> args{"map", "sha256", "--files"};
+  args.insert(args.end(), paths.begin(), paths.end());
+  Command digests = Jobctl(args);
+  ASSERT_EQ(digests.status, 0) << digests.err;
+  std::vector<std::string> expected;
+  for (const std::string& c : contents) expected.push_back(Sha256Hex(c));
+  EXPECT_EQ(digests.out, Lines(expected));
+
+  args[1] = "identity";
+  Command copies = Jobctl(args);
+  ASSERT_EQ(copies.status, 0) << copies.err;
+  std::string all;
+  for (const std::string& c : contents) all += c + "\n";
+  EXPECT_TRUE(copies.out == all) << "identity changed the bytes of large items";
+
+  // File names may come on stdin too.
+  Command from_stdin = Jobctl({"map", "len", "--files"}, Lines(paths));
+  ASSERT_EQ(from_stdin.status, 0) << from_stdin.err;
+  EXPECT_EQ(from_stdin.out.substr(0, 19), "10\n16385\n3145730\n31");
+}
+
+TEST_F(MapTest, SupervisorNeverHoldsPayloads) {
+  // 3 x 64 MiB through sha256 and identity: the supervisor's peak memory stays
+  // far below one payload, because payload bytes never pass through it.
+  std::vector<std::string> paths;
+  for (unsigned i = 0; i < 3; ++i) {
+    paths.push_back(dir_ + "/big" + std::to_string(i));
+    WriteFile(paths.back(), RandomBytes(64u << 20, i));
+  }
+  std::vector<std::string> args{"map", "identity", "--files"};
+  args.insert(args.end(), paths.begin(), paths.end());
+  Command run = Jobctl(args);
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out.size(), 3 * ((64u << 20) + 1));
+  const std::string status = ReadFile("/proc/" + std::to_string(daemon_pid_) + "/status");
+  const size_t at = status.find("VmHWM:");
+  ASSERT_NE(at, std::string::npos);
+  const long peak_kib = std::atol(status.c_str() + at + 6);
+  EXPECT_LT(peak_kib, 32 * 1024) << "the supervisor's peak RSS suggests it held a payload";
+  for (const std::string& path : paths) std::filesystem::remove(path);
+}
+
+TEST_F(MapTest, FunctionsStatusAndPing) {
+  Command functions = Jobctl({"functions"});
+  ASSERT_EQ(functions.status, 0) << functions.err;
+  for (const char* name : {"sha256", "identity", "len", "primes", "sleep", "fail", "crash"}) {
+    EXPECT_NE(functions.out.find(std::string("  ") + name + " "), std::string::npos) << name;
+  }
+  EXPECT_NE(functions.out.find("pool four:"), std::string::npos);
+  Command json = Jobctl({"functions", "--json"});
+  EXPECT_NE(json.out.find("\"name\": \"primes\""), std::string::npos) << json.out;
+
+  Command status = Jobctl({"status"});
+  ASSERT_EQ(status.status, 0) << status.err;
+  EXPECT_NE(status.out.find("pool cpu (default): 2 workers, retries 2"), std::string::npos)
+      << status.out;
+  EXPECT_NE(status.out.find("pool four: 4 workers"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("0 running jobs"), std::string::npos) << status.out;
+  Command status_json = Jobctl({"status", "--json"});
+  EXPECT_NE(status_json.out.find("\"default_pool\": \"cpu\""), std::string::npos);
+
+  Command ping = Jobctl({"ping"});
+  EXPECT_EQ(ping.status, 0);
+  EXPECT_NE(ping.out.find("jobd (pid " + std::to_string(daemon_pid_) + ") answers"),
+            std::string::npos) << ping.out;
+}
+
+TEST_F(MapTest, StatusShowsARunningJob) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  WriteFile(in, Lines(std::vector<std::string>(20, "100")));
+  const pid_t pid = Spawn({Bin("jobctl"), "map", "--chunksize", "1", "sleep"}, in, out, Env());
+  pids_.insert(pid);
+  Command status;
+  for (int i = 0; i < 100; ++i) {
+    status = Jobctl({"status"});
+    if (status.out.find("1 running jobs") != std::string::npos) break;
+    usleep(20000);
+  }
+  EXPECT_NE(status.out.find("1 running jobs"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("sleep"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("busy"), std::string::npos) << status.out;
+  int wait_status = 0;
+  waitpid(pid, &wait_status, 0);
+  EXPECT_EQ(WEXITSTATUS(wait_status), 0);
+}
+
+}  // namespace
+}  // namespace jobd::testing

@@ -1,0 +1,113 @@
+#include "daemon/config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace jobd {
+namespace {
+
+Config Parse(const std::string& yaml) {
+  Result<Config> config = ParseConfig(yaml, "test.yaml");
+  EXPECT_TRUE(config.ok()) << config.message();
+  return config.ok() ? config.value() : Config{};
+}
+
+std::string ErrorOf(const std::string& yaml) {
+  Result<Config> config = ParseConfig(yaml, "test.yaml");
+  EXPECT_FALSE(config.ok()) << "accepted:\n" << yaml;
+  return config.ok() ? "" : config.message();
+}
+
+TEST(ConfigTest, EmbeddedDefaultHasOneCpuWorkerPerCoreAndAnIoPool) {
+  Config config = Parse(std::string(DefaultConfigText()));
+  ASSERT_EQ(config.pools.size(), 2u);
+  EXPECT_EQ(config.default_pool, "cpu");
+  EXPECT_EQ(config.pools[0].name, "cpu");
+  EXPECT_EQ(config.pools[0].workers, static_cast<uint32_t>(sysconf(_SC_NPROCESSORS_ONLN)));
+  EXPECT_EQ(config.pools[0].retries, 2u);
+  EXPECT_EQ(config.pools[1].name, "io");
+  EXPECT_EQ(config.pools[1].workers, 16u);
+  EXPECT_EQ(config.listen.rfind("ipc://", 0), 0u);
+  EXPECT_NE(config.listen.find("/jobd/jobd.sock"), std::string::npos);
+  EXPECT_EQ(config.listen.find('$'), std::string::npos) << config.listen;
+}
+
+TEST(ConfigTest, EmptyFileMeansOneCpuPool) {
+  Config config = Parse("");
+  ASSERT_EQ(config.pools.size(), 1u);
+  EXPECT_EQ(config.pools[0].name, "cpu");
+}
+
+TEST(ConfigTest, PoolsKeepFileOrderAndSettings) {
+  Config config = Parse(
+      "default_pool: b\n"
+      "log_level: debug\n"
+      "pools:\n"
+      "  b: {workers: 3, retries: 0}\n"
+      "  a:\n"
+      "    workers: auto\n");
+  ASSERT_EQ(config.pools.size(), 2u);
+  EXPECT_EQ(config.pools[0].name, "b");
+  EXPECT_EQ(config.pools[0].workers, 3u);
+  EXPECT_EQ(config.pools[0].retries, 0u);
+  EXPECT_EQ(config.pools[1].name, "a");
+  EXPECT_EQ(config.log_level, LogLevel::kDebug);
+  EXPECT_NE(config.FindPool("a"), nullptr);
+  EXPECT_EQ(config.FindPool("c"), nullptr);
+}
+
+TEST(ConfigTest, ListenExpandsEnvironment) {
+  setenv("JOBD_TEST_DIR", "/tmp/xyz", 1);
+  Config config = Parse("listen: ipc://${JOBD_TEST_DIR}/s.sock\n");
+  EXPECT_EQ(config.listen, "ipc:///tmp/xyz/s.sock");
+}
+
+TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
+  const std::string error = ErrorOf("pools:\n  cpu:\n    workers: 2\n    wrokers: 3\n");
+  EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
+  EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
+  EXPECT_NE(error.find("known keys here: retries, workers"), std::string::npos) << error;
+}
+
+TEST(ConfigTest, WrongTypeNamesKeyLineAndValue) {
+  const std::string error = ErrorOf("log_level: info\npools:\n  cpu:\n    workers: many\n");
+  EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
+  EXPECT_NE(error.find("'pools.cpu.workers' must be a whole number"), std::string::npos) << error;
+  EXPECT_NE(error.find("'many'"), std::string::npos) << error;
+
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {workers: 0}\n").find("from 1 to 1024"), std::string::npos);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {retries: -1}\n").find("pools.cpu.retries"), std::string::npos);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {workers: [1, 2]}\n").find("a list or mapping"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("log_level: loud\n").find("debug, info, warn or error"), std::string::npos);
+  EXPECT_NE(ErrorOf("listen: tcp://1.2.3.4:5\n").find("ipc://"), std::string::npos);
+  EXPECT_NE(ErrorOf("pools: 3\n").find("'pools' must map"), std::string::npos);
+}
+
+TEST(ConfigTest, DefaultPoolMustExist) {
+  const std::string error = ErrorOf("default_pool: gpu\npools:\n  cpu: {}\n  io: {}\n");
+  EXPECT_NE(error.find("test.yaml:1"), std::string::npos) << error;
+  EXPECT_NE(error.find("default_pool 'gpu' is not one of the pools (cpu, io)"), std::string::npos)
+      << error;
+}
+
+TEST(ConfigTest, BadPoolNamesAndDuplicatesAreRefused) {
+  EXPECT_NE(ErrorOf("pools:\n  \"a b\": {}\n").find("pool name 'a b' is invalid"), std::string::npos);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {}\n  cpu: {}\n").find("defined twice"), std::string::npos);
+}
+
+TEST(ConfigTest, MalformedYamlNamesTheLine) {
+  const std::string error = ErrorOf("pools:\n  cpu: {workers: 2\n");
+  EXPECT_NE(error.find("not valid YAML"), std::string::npos) << error;
+  EXPECT_NE(error.find("test.yaml:"), std::string::npos) << error;
+}
+
+TEST(ConfigTest, MissingFileSaysSo) {
+  Result<Config> config = LoadConfigFile("/nonexistent/jobd.yaml");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.message().find("cannot read config file /nonexistent/jobd.yaml"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace jobd

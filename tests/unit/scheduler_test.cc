@@ -1,0 +1,221 @@
+#include "daemon/scheduler.h"
+
+#include "common/payload.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace jobd {
+namespace {
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  Job& NewJob(const std::string& function = "f", uint32_t chunksize = 0, uint32_t retries = 2) {
+    JobSpec spec;
+    spec.client = "client";
+    spec.function = function;
+    spec.pool = "cpu";
+    spec.chunksize = chunksize;
+    spec.retries = retries;
+    return scheduler_.AddJob(spec, Clock::now());
+  }
+
+  void Add(Job& job, int count, bool last = true) {
+    wire::Items items;
+    items.set_first_index(job.received);
+    for (int i = 0; i < count; ++i) {
+      items.add_items()->set_data("item" + std::to_string(job.received + i));
+    }
+    items.set_last(last);
+    Status s = scheduler_.AddItems(job, items);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+
+  // Completes a task successfully, each result being its item, at `ns_per_item`.
+  void Succeed(const Task* task, uint64_t ns_per_item = 1000) {
+    wire::TaskResult result;
+    result.set_id(task->message->id());
+    for (const wire::Payload& item : task->message->items()) {
+      result.add_outcomes()->mutable_value()->set_data(item.data());
+    }
+    result.set_busy_ns(ns_per_item * task->indexes.size());
+    scheduler_.Complete(task->message->id(), result);
+  }
+
+  std::vector<uint64_t> Indexes(const wire::Results& results) {
+    std::vector<uint64_t> out;
+    for (const wire::ItemResult& r : results.results()) out.push_back(r.index());
+    return out;
+  }
+
+  Scheduler scheduler_{getpid()};
+};
+
+TEST_F(SchedulerTest, UnknownCostStartsWithOneItemThenAdapts) {
+  Job& job = NewJob();
+  Add(job, 100000);
+  const Task* first = scheduler_.NextTask("cpu", 2);
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(first->indexes.size(), 1u);
+  EXPECT_EQ(first->estimate_ns, 0u);
+  Succeed(first, 1000);  // 1 us per item
+  EXPECT_EQ(scheduler_.ItemCostNs("cpu", "f"), 1000u);
+  const Task* second = scheduler_.NextTask("cpu", 2);
+  ASSERT_NE(second, nullptr);
+  // 5 ms target / 1 us per item = 5000, capped at kMaxChunk.
+  EXPECT_EQ(second->indexes.size(), Scheduler::kMaxChunk);
+  EXPECT_EQ(second->indexes.front(), 1u);
+  EXPECT_EQ(second->estimate_ns, 1000u * Scheduler::kMaxChunk);
+}
+
+TEST_F(SchedulerTest, ExpensiveItemsGetSmallChunksAndTheTailIsShared) {
+  Job& job = NewJob();
+  Add(job, 40);
+  Succeed(scheduler_.NextTask("cpu", 2), 2'000'000);  // 2 ms per item
+  const Task* task = scheduler_.NextTask("cpu", 2);
+  EXPECT_EQ(task->indexes.size(), 2u);  // 5 ms / 2 ms
+  Succeed(task, 2'000'000);
+  // With cheap items, 37 queued items on 2 workers: chunks of at most 37/4.
+  Succeed(scheduler_.NextTask("cpu", 2), 1);
+  Succeed(scheduler_.NextTask("cpu", 2), 1);
+  Succeed(scheduler_.NextTask("cpu", 2), 1);
+  EXPECT_LE(scheduler_.NextTask("cpu", 2)->indexes.size(), 10u);
+}
+
+TEST_F(SchedulerTest, FixedChunksizeIsKept) {
+  Job& job = NewJob("f", 7);
+  Add(job, 20);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2)->indexes.size(), 7u);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2)->indexes.size(), 7u);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2)->indexes.size(), 6u);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2), nullptr);
+  EXPECT_EQ(scheduler_.NextTask("other-pool", 2), nullptr);
+}
+
+TEST_F(SchedulerTest, JobsOfAPoolTakeTurns) {
+  Job& a = NewJob("f", 1);
+  Job& b = NewJob("f", 1);
+  Add(a, 3);
+  Add(b, 3);
+  std::vector<uint64_t> order;
+  while (const Task* task = scheduler_.NextTask("cpu", 1)) order.push_back(task->job);
+  EXPECT_EQ(order, (std::vector<uint64_t>{a.id, b.id, a.id, b.id, a.id, b.id}));
+}
+
+TEST_F(SchedulerTest, ResultsAreDeliveredAndTheJobFinishes) {
+  Job& job = NewJob("f", 2);
+  Add(job, 3, /*last=*/false);
+  Succeed(scheduler_.NextTask("cpu", 1));
+  auto results = scheduler_.TakeResults();
+  ASSERT_EQ(results.count(job.id), 1u);
+  EXPECT_EQ(Indexes(results[job.id]), (std::vector<uint64_t>{0, 1}));
+  EXPECT_EQ(results[job.id].results(1).outcome().value().data(), "item1");
+  Succeed(scheduler_.NextTask("cpu", 1));
+  EXPECT_TRUE(scheduler_.TakeFinished().empty()) << "input not complete yet";
+  Add(job, 0, /*last=*/true);
+  EXPECT_EQ(scheduler_.TakeFinished(), std::vector<uint64_t>{job.id});
+  EXPECT_EQ(job.succeeded, 3u);
+}
+
+TEST_F(SchedulerTest, ItemsMustArriveInSequence) {
+  Job& job = NewJob();
+  wire::Items items;
+  items.set_first_index(5);
+  items.add_items()->set_data("x");
+  Status s = scheduler_.AddItems(job, items);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("expected index 0, got 5"), std::string::npos) << s.message();
+  Add(job, 1, true);
+  EXPECT_NE(scheduler_.AddItems(job, items).message().find("already received its last item"),
+            std::string::npos);
+}
+
+TEST_F(SchedulerTest, CrashChargesOnlyTheRunningItemAndRequeuesTheRestInOrder) {
+  Job& job = NewJob("f", 4, /*retries=*/2);
+  Add(job, 8);
+  const Task* task = scheduler_.NextTask("cpu", 1);
+  const uint64_t id = task->message->id();
+  scheduler_.Requeue(id, 2, "the worker was killed by SIGKILL (signal 9)");
+  EXPECT_EQ(scheduler_.FindTask(id), nullptr);
+  EXPECT_EQ(job.crashes.at(2), 1u);
+  EXPECT_EQ(job.crashes.count(0), 0u);
+  EXPECT_EQ(job.retried, 4u);
+  EXPECT_TRUE(scheduler_.TakeResults().empty());
+  const Task* again = scheduler_.NextTask("cpu", 1);
+  EXPECT_EQ(again->indexes, (std::vector<uint64_t>{0, 1, 2, 3}));
+}
+
+TEST_F(SchedulerTest, AnItemThatKeepsKillingWorkersFailsAloneNamingTheCause) {
+  Job& job = NewJob("f", 1, /*retries=*/1);
+  Add(job, 3);
+  // Item 0 kills its worker twice: one retry allowed, then it fails.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const Task* task = scheduler_.NextTask("cpu", 1);
+    ASSERT_EQ(task->indexes, std::vector<uint64_t>{0});
+    scheduler_.Requeue(task->message->id(), 0, "the worker was killed by SIGABRT (signal 6)");
+  }
+  auto results = scheduler_.TakeResults();
+  ASSERT_EQ(results[job.id].results_size(), 1);
+  const std::string error = results[job.id].results(0).outcome().error();
+  EXPECT_NE(error.find("killed by SIGABRT (signal 6) while running this item, 2 times"),
+            std::string::npos) << error;
+  EXPECT_NE(error.find("retries: 1"), std::string::npos) << error;
+  Succeed(scheduler_.NextTask("cpu", 1));
+  Succeed(scheduler_.NextTask("cpu", 1));
+  EXPECT_EQ(job.failed, 1u);
+  EXPECT_EQ(job.succeeded, 2u);
+  EXPECT_EQ(scheduler_.TakeFinished(), std::vector<uint64_t>{job.id});
+}
+
+TEST_F(SchedulerTest, UnknownRunningItemChargesNothing) {
+  Job& job = NewJob("f", 1, /*retries=*/0);
+  Add(job, 1);
+  scheduler_.Requeue(scheduler_.NextTask("cpu", 1)->message->id(), std::nullopt, "gone");
+  EXPECT_TRUE(job.crashes.empty());
+  EXPECT_NE(scheduler_.NextTask("cpu", 1), nullptr);
+}
+
+TEST_F(SchedulerTest, ResultsOfAnErasedJobAreDropped) {
+  Job& job = NewJob("f", 1);
+  const uint64_t id = job.id;
+  Add(job, 2);
+  const Task* task = scheduler_.NextTask("cpu", 1);
+  const uint64_t task_id = task->message->id();
+  wire::TaskResult result;
+  result.set_id(task_id);
+  result.add_outcomes()->mutable_value()->set_data("late");
+  scheduler_.EraseJob(id);
+  scheduler_.Complete(task_id, result);
+  EXPECT_TRUE(scheduler_.TakeResults().empty());
+  EXPECT_EQ(scheduler_.NextTask("cpu", 1), nullptr);
+  EXPECT_EQ(scheduler_.FindJob(id), nullptr);
+}
+
+TEST_F(SchedulerTest, WrongOutcomeCountFailsTheTaskItems) {
+  Job& job = NewJob("f", 2);
+  Add(job, 2);
+  const Task* task = scheduler_.NextTask("cpu", 1);
+  wire::TaskResult result;
+  result.set_id(task->message->id());
+  result.add_outcomes()->mutable_value()->set_data("only one");
+  scheduler_.Complete(task->message->id(), result);
+  EXPECT_EQ(job.failed, 2u);
+}
+
+TEST_F(SchedulerTest, ResultsOutsideTheTaskSegmentAreRefused) {
+  Job& job = NewJob("f", 1);
+  Add(job, 1);
+  const Task* task = scheduler_.NextTask("cpu", 1);
+  wire::TaskResult result;
+  result.set_id(task->message->id());
+  wire::SegmentRef* ref = result.add_outcomes()->mutable_value()->mutable_ref();
+  ref->set_segment(NewSegmentName());
+  ref->set_length(1);
+  scheduler_.Complete(task->message->id(), result);
+  auto results = scheduler_.TakeResults();
+  EXPECT_NE(results[job.id].results(0).outcome().error().find("outside its segment"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace jobd
