@@ -89,6 +89,19 @@ def timed(argv, *, env=None, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
     return proc, seconds, out
 
 
+def cpu_busy(seconds=1.0):
+    """The fraction of all CPUs' time that was not idle over the next `seconds`."""
+    def sample():
+        with open("/proc/stat") as f:
+            ticks = [int(n) for n in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def alive(pid):
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -294,10 +307,10 @@ def main():
     repeats = 1 if args.quick else 3
     names = [args.only] if args.only else list(BENCHMARKS)
 
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        log(f"bench: warning: the load average is {load:.2f} before starting; other work on "
-            "this machine will skew the numbers")
+    busy = cpu_busy()
+    if busy > 0.2:
+        log(f"bench: warning: the CPUs are {busy:.0%} busy before starting; other work on this "
+            "machine will skew the numbers")
     runtime_dir = Path(tempfile.mkdtemp(prefix="jobd-bench-"))
     jobd = Jobd(args.build_dir.resolve(), runtime_dir)
     results, leftover = [], []
@@ -324,7 +337,7 @@ def main():
         summary = {
             "passed": passed,
             "cpus": os.cpu_count(),
-            "load_before": load,
+            "cpu_busy_before": round(busy, 3),
             "repeats": repeats,
             "results": [{**asdict(r), "passed": r.passed} for r in results],
             "shm_leftover": leftover,

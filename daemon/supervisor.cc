@@ -28,11 +28,10 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// A worker may hold at least this many tasks (one running, one waiting): the
-// waiting one hides the round trip to the supervisor.
-constexpr size_t kMinCredit = 2;
-// More tasks than that only while their estimated run time stays this short,
-// so that tiny tasks flow in batches and long ones are not hoarded.
+// An idle worker always gets a task. More tasks wait in its queue only while
+// their estimated run time stays this short: tiny tasks then flow in batches
+// that hide the round trip, and a slow task never holds up work another
+// worker could do (the round trip it saves is ~0.1 ms, noise for a long task).
 constexpr uint64_t kCreditWindowNs = 2'000'000;
 constexpr size_t kMaxCredit = 256;
 // How long running jobs may take to finish after a shutdown request.
@@ -95,7 +94,8 @@ Supervisor::~Supervisor() {
   // The sockets close before the files go, so a new jobd can bind at once.
   clients_.close();
   workers_.close();
-  if (Result<std::string> path = IpcPath(config_.listen); path.ok()) {
+  // Only the jobd holding the lock owns the socket files.
+  if (Result<std::string> path = IpcPath(config_.listen); path.ok() && owns_endpoint_) {
     unlink(path->c_str());
     unlink((*path + ".workers").c_str());
   }
@@ -130,6 +130,7 @@ Status Supervisor::Listen() {
                          config_.listen + "; stop it with `jobctl shutdown`, or give this one " +
                          "another `listen:` endpoint in its config");
   }
+  owns_endpoint_ = true;
   const std::string pid_text = std::to_string(getpid());
   (void)!ftruncate(lock_fd_, 0);
   (void)!pwrite(lock_fd_, pid_text.data(), pid_text.size(), 0);
@@ -496,7 +497,7 @@ void Supervisor::Dispatch() {
 
 bool Supervisor::HasCredit(const Worker& worker) const {
   const size_t held = worker.tasks.size();
-  if (held < kMinCredit) return true;
+  if (held == 0) return true;
   return held < kMaxCredit && worker.unestimated == 0 && worker.estimate_ns < kCreditWindowNs;
 }
 

@@ -92,6 +92,7 @@ class Supervisor {
   std::string worker_endpoint_;
   Clock::time_point started_;
   int lock_fd_ = -1;
+  bool owns_endpoint_ = false;  // we hold the endpoint's lock
   int signal_fd_ = -1;
   zmq::context_t context_{1};
   zmq::socket_t clients_;
