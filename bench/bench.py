@@ -15,6 +15,7 @@ stderr); exits 1 if a target is missed or jobd leaves shared memory behind,
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -85,7 +86,10 @@ def timed(argv, *, env=None, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
     out, err = proc.communicate()
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        raise BenchError(f"`{shlex.join(argv)}` exited with {proc.returncode}: {err.strip()}")
+        command = shlex.join(argv)
+        if len(command) > 160:
+            command = command[:160] + " ..."
+        raise BenchError(f"`{command}` exited with {proc.returncode}: {err.strip()}")
     return proc, seconds, out
 
 
@@ -111,13 +115,10 @@ def alive(pid):
 
 
 def shm_segments():
-    prefix = f"jobd-{os.getuid()}-"
-    return {name for name in os.listdir("/dev/shm") if name.startswith(prefix)}
-
-
-def segment_creator(name):
-    """The pid in jobd-UID-PID-RANDOM."""
-    return int(name.split("-")[2])
+    """jobd's shared-memory segments of this user, jobd-UID-PID-RANDOM: {name: PID}."""
+    pattern = re.compile(rf"jobd-{os.getuid()}-(\d+)-[0-9a-z]+")
+    return {name: int(match[1]) for name in os.listdir("/dev/shm")
+            if (match := pattern.fullmatch(name))}
 
 
 class Jobd:
@@ -173,7 +174,7 @@ class Jobd:
             os.kill(self.pid, signal.SIGTERM)
             raise BenchError(f"jobd (pid {self.pid}) was still running {timeout} s after "
                              "`jobctl shutdown`; sent it SIGTERM")
-        return sorted(s for s in shm_segments() if segment_creator(s) in self.pids)
+        return sorted(name for name, creator in shm_segments().items() if creator in self.pids)
 
 
 def bench_cpu(jobd, repeats):
@@ -311,8 +312,15 @@ def main():
     if busy > 0.2:
         log(f"bench: warning: the CPUs are {busy:.0%} busy before starting; other work on this "
             "machine will skew the numbers")
+    build_dir = args.build_dir.resolve()
+    for program in ("jobd", "jobd-worker", "jobctl"):
+        if not os.access(build_dir / "bin" / program, os.X_OK):
+            log(f"bench: no {build_dir / 'bin' / program}; build jobd first "
+                "(ninja -C build) or name the build with --build-dir")
+            return 2
+
     runtime_dir = Path(tempfile.mkdtemp(prefix="jobd-bench-"))
-    jobd = Jobd(args.build_dir.resolve(), runtime_dir)
+    jobd = Jobd(build_dir, runtime_dir)
     results, leftover = [], []
     try:
         try:

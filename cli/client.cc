@@ -367,6 +367,7 @@ Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
   submit->set_function(function);
   submit->set_pool(options.pool);
   submit->set_chunksize(options.chunksize);
+  submit->set_max_workers(options.max_workers);
   submit->set_client_pid(static_cast<uint32_t>(getpid()));
   Result<wire::Reply> accepted = impl_->Call(request);
   if (!accepted.ok()) return accepted.status();

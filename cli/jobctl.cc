@@ -65,6 +65,7 @@ options:
                        {"index":N,"ok":false,"error":"..."}
   --pool NAME          run in pool NAME (default: jobd's default pool)
   --chunksize N        items per task (default: adapted to the cost of an item)
+  --workers N          use at most N of the pool's workers at once (default: all)
   --progress           show progress on stderr (default: when stderr is a terminal)
   --no-progress        never show progress
 
@@ -152,11 +153,7 @@ int Map(const std::string& socket, std::vector<std::string> args) {
   std::vector<std::string> items;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
-    auto value = [&](const char* name) -> const std::string* {
-      if (i + 1 >= args.size()) return nullptr;
-      (void)name;
-      return &args[++i];
-    };
+    auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
     if (arg == "-h" || arg == "--help") {
       std::fputs(kMapUsage, stdout);
       return kOk;
@@ -173,17 +170,25 @@ int Map(const std::string& socket, std::vector<std::string> args) {
     } else if (arg == "--no-progress") {
       progress = false;
     } else if (arg == "--pool") {
-      const std::string* pool = value("--pool");
+      const std::string* pool = value();
       if (pool == nullptr) return Usage(kMapUsage, "--pool needs a NAME");
       options.pool = *pool;
     } else if (arg == "--chunksize") {
-      const std::string* n = value("--chunksize");
+      const std::string* n = value();
       char* end = nullptr;
       const long chunk = n ? std::strtol(n->c_str(), &end, 10) : 0;
       if (n == nullptr || *end != '\0' || chunk < 1 || chunk > 65536) {
         return Usage(kMapUsage, "--chunksize needs a whole number from 1 to 65536");
       }
       options.chunksize = static_cast<uint32_t>(chunk);
+    } else if (arg == "--workers") {
+      const std::string* n = value();
+      char* end = nullptr;
+      const long workers = n ? std::strtol(n->c_str(), &end, 10) : 0;
+      if (n == nullptr || *end != '\0' || workers < 1 || workers > 65536) {
+        return Usage(kMapUsage, "--workers needs a whole number from 1 to 65536");
+      }
+      options.max_workers = static_cast<uint32_t>(workers);
     } else if (arg == "--") {
       items.insert(items.end(), args.begin() + static_cast<long>(i) + 1, args.end());
       break;

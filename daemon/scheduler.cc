@@ -69,20 +69,26 @@ uint32_t Scheduler::ChunkSize(const Job& job, size_t pool_workers) const {
   return static_cast<uint32_t>(std::max<uint64_t>(1, std::min(chunk, share)));
 }
 
-const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers) {
+const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, uint64_t worker) {
   auto ready_it = ready_.find(pool);
   if (ready_it == ready_.end()) return nullptr;
   std::deque<uint64_t>& ready = ready_it->second;
-  while (!ready.empty()) {
+  for (size_t turns = ready.size(); turns > 0 && !ready.empty(); --turns) {
     const uint64_t job_id = ready.front();
     ready.pop_front();
     Job* job = FindJob(job_id);
     if (job == nullptr || job->queue.empty()) continue;
+    if (!job->CanUse(worker)) {
+      ready.push_back(job_id);
+      continue;
+    }
 
     const uint32_t chunk = std::min<size_t>(ChunkSize(*job, pool_workers), job->queue.size());
     const uint64_t id = next_task_++;
     Task& task = tasks_[id];
     task.job = job_id;
+    task.worker = worker;
+    ++job->workers[worker];
     task.pool = pool;
     task.message = std::make_unique<wire::Task>();
     task.message->set_id(id);
@@ -121,18 +127,27 @@ void Scheduler::Deliver(Job& job, uint64_t index, wire::Outcome&& outcome) {
   if (job.finished()) finished_.push_back(job.id);
 }
 
-void Scheduler::Complete(uint64_t task_id, const wire::TaskResult& result) {
+std::pair<Task, Job*> Scheduler::Land(uint64_t task_id) {
   auto found = tasks_.find(task_id);
-  if (found == tasks_.end()) return;
   Task task = std::move(found->second);
   tasks_.erase(found);
+  Job* job = FindJob(task.job);
+  if (job != nullptr) {
+    auto held = job->workers.find(task.worker);
+    if (held != job->workers.end() && --held->second == 0) job->workers.erase(held);
+  }
+  return {std::move(task), job};
+}
+
+void Scheduler::Complete(uint64_t task_id, const wire::TaskResult& result) {
+  if (tasks_.count(task_id) == 0) return;
+  auto [task, job] = Land(task_id);
   const std::string& output = task.message->output_segment();
 
   bool wrote_output = false;
   for (const wire::Outcome& outcome : result.outcomes()) {
     wrote_output = wrote_output || (outcome.has_value() && outcome.value().has_ref());
   }
-  Job* job = FindJob(task.job);
   if (job == nullptr) {  // cancelled meanwhile
     if (wrote_output) RemoveSegment(output);
     return;
@@ -168,13 +183,10 @@ void Scheduler::Complete(uint64_t task_id, const wire::TaskResult& result) {
 
 void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
                         const std::string& cause) {
-  auto found = tasks_.find(task_id);
-  if (found == tasks_.end()) return;
-  Task task = std::move(found->second);
-  tasks_.erase(found);
+  if (tasks_.count(task_id) == 0) return;
+  auto [task, job] = Land(task_id);
   // The worker may have created the output segment before it died.
   RemoveSegment(task.message->output_segment());
-  Job* job = FindJob(task.job);
   if (job == nullptr) return;
 
   std::vector<QueuedItem> back;

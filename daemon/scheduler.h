@@ -32,6 +32,7 @@ struct JobSpec {
   std::string function;
   std::string pool;
   uint32_t chunksize = 0;  // 0: adaptive
+  uint32_t max_workers = 0;  // at most this many workers at once; 0: no limit
   uint32_t retries = 2;    // crashes one item may cause before it fails
 };
 
@@ -53,6 +54,12 @@ struct Job {
   bool ended = false;  // JobEnd was sent; waiting for Release
   std::vector<std::string> segments;             // removed when the job is erased
   std::unordered_map<uint64_t, uint32_t> crashes;  // item index -> crashes charged
+  std::unordered_map<uint64_t, uint32_t> workers;  // worker key -> tasks it holds
+
+  // Whether the worker with `key` may take a task of this job.
+  bool CanUse(uint64_t worker) const {
+    return spec.max_workers == 0 || workers.count(worker) > 0 || workers.size() < spec.max_workers;
+  }
 
   uint64_t done() const { return succeeded + failed; }
   bool finished() const { return input_complete && done() == received; }
@@ -60,6 +67,7 @@ struct Job {
 
 struct Task {
   uint64_t job = 0;
+  uint64_t worker = 0;  // key of the worker it was handed to
   std::string pool;
   std::vector<uint64_t> indexes;         // item index of each payload in message
   std::unique_ptr<wire::Task> message;  // what the worker is sent
@@ -84,9 +92,10 @@ class Scheduler {
   // running (they are discarded when they arrive).
   void EraseJob(uint64_t id);
 
-  // The next task for a worker of `pool`, which has `pool_workers` workers,
-  // taken from its jobs in turn. Null if no item of the pool is waiting.
-  const Task* NextTask(const std::string& pool, size_t pool_workers);
+  // The next task for worker `worker` (any key unique to the worker) of
+  // `pool`, which has `pool_workers` workers, taken from its jobs in turn.
+  // Null if no item waits that this worker may run.
+  const Task* NextTask(const std::string& pool, size_t pool_workers, uint64_t worker);
   const Task* FindTask(uint64_t id) const;
   // A worker returned the outcomes of a task.
   void Complete(uint64_t task_id, const wire::TaskResult& result);
@@ -107,6 +116,8 @@ class Scheduler {
   uint32_t ChunkSize(const Job& job, size_t pool_workers) const;
   void Deliver(Job& job, uint64_t index, wire::Outcome&& outcome);
   void MarkReady(const Job& job);
+  // Takes the task out of flight; returns it with its job (null if erased).
+  std::pair<Task, Job*> Land(uint64_t task_id);
 
   pid_t segment_owner_;
   uint64_t next_job_ = 1;

@@ -198,7 +198,8 @@ Status Supervisor::Spawn(Worker& worker) {
   if (!page.ok()) return page.status();
   new (page->data()) RunningItem();
   worker.running_item = std::make_unique<Segment>(std::move(page).value());
-  worker.identity = "w" + std::to_string(worker.slot) + "." + std::to_string(++generation_);
+  worker.key = ++generation_;
+  worker.identity = "w" + std::to_string(worker.slot) + "." + std::to_string(worker.key);
   worker.ready = false;
   worker.tasks.clear();
   worker.started = Clock::now();
@@ -453,6 +454,7 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
   spec.function = submit.function();
   spec.pool = pool_name;
   spec.chunksize = submit.chunksize();
+  spec.max_workers = submit.max_workers();
   spec.retries = pool->second.config.retries;
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
   JOBD_LOG(kInfo) << "job " << job.id << ": " << job.spec.function << " on pool " << pool_name
@@ -473,8 +475,8 @@ void Supervisor::Dispatch() {
       gave = false;
       for (auto& worker : pool.workers) {
         if (!worker->ready || !HasCredit(*worker)) continue;
-        const Task* task = scheduler_.NextTask(name, size);
-        if (task == nullptr) break;
+        const Task* task = scheduler_.NextTask(name, size, worker->key);
+        if (task == nullptr) continue;
         worker->tasks.push_back(task->message->id());
         worker->estimate_ns += task->estimate_ns;
         worker->unestimated += task->estimate_ns == 0;

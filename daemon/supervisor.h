@@ -39,6 +39,7 @@ class Supervisor {
  private:
   struct Worker {
     uint32_t slot = 0;  // stable position in its pool, survives restarts
+    uint64_t key = 0;   // unique to this incarnation
     std::string pool;
     pid_t pid = 0;
     std::string identity;  // routing id of this incarnation

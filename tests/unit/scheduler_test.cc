@@ -8,15 +8,19 @@
 namespace jobd {
 namespace {
 
+constexpr uint64_t kWorker = 1;
+
 class SchedulerTest : public ::testing::Test {
  protected:
-  Job& NewJob(const std::string& function = "f", uint32_t chunksize = 0, uint32_t retries = 2) {
+  Job& NewJob(const std::string& function = "f", uint32_t chunksize = 0, uint32_t retries = 2,
+              uint32_t max_workers = 0) {
     JobSpec spec;
     spec.client = "client";
     spec.function = function;
     spec.pool = "cpu";
     spec.chunksize = chunksize;
     spec.retries = retries;
+    spec.max_workers = max_workers;
     return scheduler_.AddJob(spec, Clock::now());
   }
 
@@ -54,13 +58,13 @@ class SchedulerTest : public ::testing::Test {
 TEST_F(SchedulerTest, UnknownCostStartsWithOneItemThenAdapts) {
   Job& job = NewJob();
   Add(job, 100000);
-  const Task* first = scheduler_.NextTask("cpu", 2);
+  const Task* first = scheduler_.NextTask("cpu", 2, kWorker);
   ASSERT_NE(first, nullptr);
   EXPECT_EQ(first->indexes.size(), 1u);
   EXPECT_EQ(first->estimate_ns, 0u);
   Succeed(first, 1000);  // 1 us per item
   EXPECT_EQ(scheduler_.ItemCostNs("cpu", "f"), 1000u);
-  const Task* second = scheduler_.NextTask("cpu", 2);
+  const Task* second = scheduler_.NextTask("cpu", 2, kWorker);
   ASSERT_NE(second, nullptr);
   // 5 ms target / 1 us per item = 5000, capped at kMaxChunk.
   EXPECT_EQ(second->indexes.size(), Scheduler::kMaxChunk);
@@ -71,25 +75,25 @@ TEST_F(SchedulerTest, UnknownCostStartsWithOneItemThenAdapts) {
 TEST_F(SchedulerTest, ExpensiveItemsGetSmallChunksAndTheTailIsShared) {
   Job& job = NewJob();
   Add(job, 40);
-  Succeed(scheduler_.NextTask("cpu", 2), 2'000'000);  // 2 ms per item
-  const Task* task = scheduler_.NextTask("cpu", 2);
+  Succeed(scheduler_.NextTask("cpu", 2, kWorker), 2'000'000);  // 2 ms per item
+  const Task* task = scheduler_.NextTask("cpu", 2, kWorker);
   EXPECT_EQ(task->indexes.size(), 2u);  // 5 ms / 2 ms
   Succeed(task, 2'000'000);
   // With cheap items, 37 queued items on 2 workers: chunks of at most 37/4.
-  Succeed(scheduler_.NextTask("cpu", 2), 1);
-  Succeed(scheduler_.NextTask("cpu", 2), 1);
-  Succeed(scheduler_.NextTask("cpu", 2), 1);
-  EXPECT_LE(scheduler_.NextTask("cpu", 2)->indexes.size(), 10u);
+  Succeed(scheduler_.NextTask("cpu", 2, kWorker), 1);
+  Succeed(scheduler_.NextTask("cpu", 2, kWorker), 1);
+  Succeed(scheduler_.NextTask("cpu", 2, kWorker), 1);
+  EXPECT_LE(scheduler_.NextTask("cpu", 2, kWorker)->indexes.size(), 10u);
 }
 
 TEST_F(SchedulerTest, FixedChunksizeIsKept) {
   Job& job = NewJob("f", 7);
   Add(job, 20);
-  EXPECT_EQ(scheduler_.NextTask("cpu", 2)->indexes.size(), 7u);
-  EXPECT_EQ(scheduler_.NextTask("cpu", 2)->indexes.size(), 7u);
-  EXPECT_EQ(scheduler_.NextTask("cpu", 2)->indexes.size(), 6u);
-  EXPECT_EQ(scheduler_.NextTask("cpu", 2), nullptr);
-  EXPECT_EQ(scheduler_.NextTask("other-pool", 2), nullptr);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2, kWorker)->indexes.size(), 7u);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2, kWorker)->indexes.size(), 7u);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2, kWorker)->indexes.size(), 6u);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2, kWorker), nullptr);
+  EXPECT_EQ(scheduler_.NextTask("other-pool", 2, kWorker), nullptr);
 }
 
 TEST_F(SchedulerTest, JobsOfAPoolTakeTurns) {
@@ -98,19 +102,42 @@ TEST_F(SchedulerTest, JobsOfAPoolTakeTurns) {
   Add(a, 3);
   Add(b, 3);
   std::vector<uint64_t> order;
-  while (const Task* task = scheduler_.NextTask("cpu", 1)) order.push_back(task->job);
+  while (const Task* task = scheduler_.NextTask("cpu", 1, kWorker)) order.push_back(task->job);
   EXPECT_EQ(order, (std::vector<uint64_t>{a.id, b.id, a.id, b.id, a.id, b.id}));
+}
+
+TEST_F(SchedulerTest, AJobUsesNoMoreWorkersThanItsLimit) {
+  Job& limited = NewJob("f", 1, 2, /*max_workers=*/1);
+  Add(limited, 4);
+  const Task* first = scheduler_.NextTask("cpu", 2, /*worker=*/1);
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2, /*worker=*/2), nullptr) << "a second worker";
+  const Task* second = scheduler_.NextTask("cpu", 2, /*worker=*/1);
+  ASSERT_NE(second, nullptr) << "the same worker may queue";
+  const uint64_t first_id = first->message->id(), second_id = second->message->id();
+  // Another job may use the other worker meanwhile.
+  Job& other = NewJob("f", 1);
+  Add(other, 1);
+  const Task* other_task = scheduler_.NextTask("cpu", 2, /*worker=*/2);
+  ASSERT_NE(other_task, nullptr);
+  EXPECT_EQ(other_task->job, other.id);
+  // Once worker 1 holds nothing of the job, worker 2 may take it.
+  Succeed(scheduler_.FindTask(first_id));
+  Succeed(scheduler_.FindTask(second_id));
+  const Task* moved = scheduler_.NextTask("cpu", 2, /*worker=*/2);
+  ASSERT_NE(moved, nullptr);
+  EXPECT_EQ(moved->job, limited.id);
 }
 
 TEST_F(SchedulerTest, ResultsAreDeliveredAndTheJobFinishes) {
   Job& job = NewJob("f", 2);
   Add(job, 3, /*last=*/false);
-  Succeed(scheduler_.NextTask("cpu", 1));
+  Succeed(scheduler_.NextTask("cpu", 1, kWorker));
   auto results = scheduler_.TakeResults();
   ASSERT_EQ(results.count(job.id), 1u);
   EXPECT_EQ(Indexes(results[job.id]), (std::vector<uint64_t>{0, 1}));
   EXPECT_EQ(results[job.id].results(1).outcome().value().data(), "item1");
-  Succeed(scheduler_.NextTask("cpu", 1));
+  Succeed(scheduler_.NextTask("cpu", 1, kWorker));
   EXPECT_TRUE(scheduler_.TakeFinished().empty()) << "input not complete yet";
   Add(job, 0, /*last=*/true);
   EXPECT_EQ(scheduler_.TakeFinished(), std::vector<uint64_t>{job.id});
@@ -133,7 +160,7 @@ TEST_F(SchedulerTest, ItemsMustArriveInSequence) {
 TEST_F(SchedulerTest, CrashChargesOnlyTheRunningItemAndRequeuesTheRestInOrder) {
   Job& job = NewJob("f", 4, /*retries=*/2);
   Add(job, 8);
-  const Task* task = scheduler_.NextTask("cpu", 1);
+  const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
   const uint64_t id = task->message->id();
   scheduler_.Requeue(id, 2, "the worker was killed by SIGKILL (signal 9)");
   EXPECT_EQ(scheduler_.FindTask(id), nullptr);
@@ -141,7 +168,7 @@ TEST_F(SchedulerTest, CrashChargesOnlyTheRunningItemAndRequeuesTheRestInOrder) {
   EXPECT_EQ(job.crashes.count(0), 0u);
   EXPECT_EQ(job.retried, 4u);
   EXPECT_TRUE(scheduler_.TakeResults().empty());
-  const Task* again = scheduler_.NextTask("cpu", 1);
+  const Task* again = scheduler_.NextTask("cpu", 1, kWorker);
   EXPECT_EQ(again->indexes, (std::vector<uint64_t>{0, 1, 2, 3}));
 }
 
@@ -150,7 +177,7 @@ TEST_F(SchedulerTest, AnItemThatKeepsKillingWorkersFailsAloneNamingTheCause) {
   Add(job, 3);
   // Item 0 kills its worker twice: one retry allowed, then it fails.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    const Task* task = scheduler_.NextTask("cpu", 1);
+    const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
     ASSERT_EQ(task->indexes, std::vector<uint64_t>{0});
     scheduler_.Requeue(task->message->id(), 0, "the worker was killed by SIGABRT (signal 6)");
   }
@@ -160,8 +187,8 @@ TEST_F(SchedulerTest, AnItemThatKeepsKillingWorkersFailsAloneNamingTheCause) {
   EXPECT_NE(error.find("killed by SIGABRT (signal 6) while running this item, 2 times"),
             std::string::npos) << error;
   EXPECT_NE(error.find("retries: 1"), std::string::npos) << error;
-  Succeed(scheduler_.NextTask("cpu", 1));
-  Succeed(scheduler_.NextTask("cpu", 1));
+  Succeed(scheduler_.NextTask("cpu", 1, kWorker));
+  Succeed(scheduler_.NextTask("cpu", 1, kWorker));
   EXPECT_EQ(job.failed, 1u);
   EXPECT_EQ(job.succeeded, 2u);
   EXPECT_EQ(scheduler_.TakeFinished(), std::vector<uint64_t>{job.id});
@@ -170,16 +197,16 @@ TEST_F(SchedulerTest, AnItemThatKeepsKillingWorkersFailsAloneNamingTheCause) {
 TEST_F(SchedulerTest, UnknownRunningItemChargesNothing) {
   Job& job = NewJob("f", 1, /*retries=*/0);
   Add(job, 1);
-  scheduler_.Requeue(scheduler_.NextTask("cpu", 1)->message->id(), std::nullopt, "gone");
+  scheduler_.Requeue(scheduler_.NextTask("cpu", 1, kWorker)->message->id(), std::nullopt, "gone");
   EXPECT_TRUE(job.crashes.empty());
-  EXPECT_NE(scheduler_.NextTask("cpu", 1), nullptr);
+  EXPECT_NE(scheduler_.NextTask("cpu", 1, kWorker), nullptr);
 }
 
 TEST_F(SchedulerTest, ResultsOfAnErasedJobAreDropped) {
   Job& job = NewJob("f", 1);
   const uint64_t id = job.id;
   Add(job, 2);
-  const Task* task = scheduler_.NextTask("cpu", 1);
+  const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
   const uint64_t task_id = task->message->id();
   wire::TaskResult result;
   result.set_id(task_id);
@@ -187,14 +214,14 @@ TEST_F(SchedulerTest, ResultsOfAnErasedJobAreDropped) {
   scheduler_.EraseJob(id);
   scheduler_.Complete(task_id, result);
   EXPECT_TRUE(scheduler_.TakeResults().empty());
-  EXPECT_EQ(scheduler_.NextTask("cpu", 1), nullptr);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 1, kWorker), nullptr);
   EXPECT_EQ(scheduler_.FindJob(id), nullptr);
 }
 
 TEST_F(SchedulerTest, WrongOutcomeCountFailsTheTaskItems) {
   Job& job = NewJob("f", 2);
   Add(job, 2);
-  const Task* task = scheduler_.NextTask("cpu", 1);
+  const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
   wire::TaskResult result;
   result.set_id(task->message->id());
   result.add_outcomes()->mutable_value()->set_data("only one");
@@ -205,7 +232,7 @@ TEST_F(SchedulerTest, WrongOutcomeCountFailsTheTaskItems) {
 TEST_F(SchedulerTest, ResultsOutsideTheTaskSegmentAreRefused) {
   Job& job = NewJob("f", 1);
   Add(job, 1);
-  const Task* task = scheduler_.NextTask("cpu", 1);
+  const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
   wire::TaskResult result;
   result.set_id(task->message->id());
   wire::SegmentRef* ref = result.add_outcomes()->mutable_value()->mutable_ref();
