@@ -375,26 +375,26 @@ Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
   const uint64_t job = accepted->accepted().job();
 
   MapRun run(impl_->socket, job, options);
-  auto release = [&] {
-    wire::Request done = NewRequest();
-    done.mutable_release()->set_job(job);
-    impl_->Send(done);
-  };
+  // However Map ends (results all in, an error, an exception from on_result),
+  // jobd hears that the job is released: cancelled if it was still running.
+  struct ReleaseOnExit {
+    Impl& impl;
+    uint64_t job;
+    ~ReleaseOnExit() {
+      wire::Request done = NewRequest();
+      done.mutable_release()->set_job(job);
+      impl.Send(done);
+    }
+  } release_on_exit{*impl_, job};
+
   JobSummary summary;
   summary.job = job;
   Clock::time_point last_heard = Clock::now();
-  bool ended = false;
-  while (!ended) {
-    if (g_interrupted) {
-      release();
-      return jobd::Status::Error("interrupted; job " + std::to_string(job) + " cancelled");
-    }
+  while (true) {
+    if (g_interrupted) return jobd::Status::Error("interrupted; job " + std::to_string(job) + " cancelled");
     const bool want_input = run.WantsInput();
     if (want_input && items.fd() < 0) {
-      if (jobd::Status s = run.SendItems(items); !s.ok()) {
-        release();
-        return s;
-      }
+      if (jobd::Status s = run.SendItems(items); !s.ok()) return s;
       continue;
     }
     zmq::pollitem_t poll_items[] = {{impl_->socket.handle(), 0, ZMQ_POLLIN, 0},
@@ -406,10 +406,7 @@ Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
       throw;
     }
     if (want_input && (poll_items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
-      if (jobd::Status s = run.SendItems(items); !s.ok()) {
-        release();
-        return s;
-      }
+      if (jobd::Status s = run.SendItems(items); !s.ok()) return s;
     }
     if (!(poll_items[0].revents & ZMQ_POLLIN)) {
       if (Clock::now() - last_heard > kDaemonCheckInterval) {
@@ -428,27 +425,19 @@ Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
       zmq::message_t message;
       (void)impl_->socket.recv(message, zmq::recv_flags::none);
       wire::Reply reply;
-      if (jobd::Status s = DecodeReply(message.to_string_view(), &reply); !s.ok()) {
-        release();
-        return s;
-      }
+      if (jobd::Status s = DecodeReply(message.to_string_view(), &reply); !s.ok()) return s;
       if (reply.has_results() && reply.results().job() == job) {
-        if (jobd::Status s = run.Take(*reply.mutable_results(), on_result); !s.ok()) {
-          release();
-          return s;
-        }
+        if (jobd::Status s = run.Take(*reply.mutable_results(), on_result); !s.ok()) return s;
       } else if (reply.has_end() && reply.end().job() == job) {
         summary.succeeded = reply.end().succeeded();
         summary.failed = reply.end().failed();
         summary.retried = reply.end().retried();
-        ended = true;
+        return summary;
       } else if (reply.has_error() && reply.error().job() == job) {
         return jobd::Status::Error(reply.error().message());
       }
     }
   }
-  release();
-  return summary;
 }
 
 Result<std::vector<std::string>> Client::Map(const std::string& function,

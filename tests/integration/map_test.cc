@@ -102,6 +102,17 @@ TEST_F(MapTest, TasksRunInEveryWorkerOfThePool) {
   for (auto [pid, done] : Workers("cpu")) EXPECT_EQ(done, 0u) << "the cpu pool was not asked";
 }
 
+TEST_F(MapTest, WorkersOptionLimitsHowManyWorkersAJobUses) {
+  std::vector<std::string> items(12, "10");
+  Command run = Jobctl({"map", "--pool", "four", "--workers", "1", "--chunksize", "1", "sleep"},
+                       Lines(items));
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, Lines(items));
+  int used = 0;
+  for (auto [pid, done] : Workers("four")) used += done > 0;
+  EXPECT_EQ(used, 1);
+}
+
 TEST_F(MapTest, UnorderedPrintsAsResultsComeAndOrderedWaits) {
   // Item 0 is slow: ordered output still starts with it; unordered ends with it.
   const std::vector<std::string> items{"300", "1", "2", "3"};
