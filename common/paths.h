@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "common/status.h"
+#include "jobd/status.h"
 
 namespace jobd {
 

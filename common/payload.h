@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "jobd/status.h"
 #include "jobd.pb.h"
 
 namespace boost::interprocess {

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/status.h"
+#include "jobd/status.h"
 #include "jobd.pb.h"
 
 namespace jobd {

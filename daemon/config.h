@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "common/log.h"
-#include "common/status.h"
+#include "jobd/status.h"
 
 namespace jobd {
 

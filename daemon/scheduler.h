@@ -19,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/status.h"
+#include "jobd/status.h"
 #include "jobd.pb.h"
 
 namespace jobd {

@@ -16,7 +16,7 @@
 #include <zmq.hpp>
 
 #include "common/payload.h"
-#include "common/status.h"
+#include "jobd/status.h"
 #include "daemon/config.h"
 #include "daemon/scheduler.h"
 

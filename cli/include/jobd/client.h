@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "jobd/status.h"
 
 namespace jobd {
 
