@@ -289,20 +289,12 @@ int Map(const std::string& socket, std::vector<std::string> args) {
   return kOk;
 }
 
-int Status(const std::string& socket, bool json) {
-  jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
-  if (!client.ok()) return ConnectFailed(client.status());
-  jobd::Result<jobd::wire::StatusReport> report = client->Status();
-  if (!report.ok()) return ConnectFailed(report.status());
-  if (json) {
-    std::fputs(ToJson(*report).c_str(), stdout);
-    return kOk;
-  }
-  std::printf("jobd %s, pid %u, up %.1f s, serving %s\n", report->version().c_str(), report->pid(),
-              report->uptime_seconds(), client->endpoint().c_str());
-  for (const auto& pool : report->pools()) {
+void PrintStatus(const jobd::wire::StatusReport& report, const std::string& endpoint) {
+  std::printf("jobd %s, pid %u, up %.1f s, serving %s\n", report.version().c_str(), report.pid(),
+              report.uptime_seconds(), endpoint.c_str());
+  for (const auto& pool : report.pools()) {
     std::printf("\npool %s%s: %d workers, retries %u\n", pool.name().c_str(),
-                pool.name() == report->default_pool() ? " (default)" : "", pool.workers_size(),
+                pool.name() == report.default_pool() ? " (default)" : "", pool.workers_size(),
                 pool.retries());
     std::printf("  %-5s %-8s %-9s %10s %9s\n", "SLOT", "PID", "STATE", "TASKS", "RESTARTS");
     for (const auto& w : pool.workers()) {
@@ -310,37 +302,62 @@ int Status(const std::string& socket, bool json) {
                   static_cast<unsigned long long>(w.tasks_done()), w.restarts());
     }
   }
-  std::printf("\n%d running jobs\n", report->jobs_size());
-  if (report->jobs_size() > 0) {
-    std::printf("  %-6s %-12s %-8s %-8s %12s %8s %9s\n", "JOB", "FUNCTION", "POOL", "CLIENT",
-                "DONE", "FAILED", "SECONDS");
-    for (const auto& job : report->jobs()) {
-      const std::string done = std::to_string(job.done()) + "/" + std::to_string(job.received()) +
-                               (job.input_complete() ? "" : "+");
-      std::printf("  %-6llu %-12s %-8s %-8u %12s %8llu %9.1f\n",
-                  static_cast<unsigned long long>(job.id()), job.function().c_str(),
-                  job.pool().c_str(), job.client_pid(), done.c_str(),
-                  static_cast<unsigned long long>(job.failed()), job.seconds());
-    }
+  std::printf("\n%d running jobs\n", report.jobs_size());
+  if (report.jobs_size() == 0) return;
+  std::printf("  %-6s %-12s %-8s %-8s %12s %8s %9s\n", "JOB", "FUNCTION", "POOL", "CLIENT", "DONE",
+              "FAILED", "SECONDS");
+  for (const auto& job : report.jobs()) {
+    const std::string done = std::to_string(job.done()) + "/" + std::to_string(job.received()) +
+                             (job.input_complete() ? "" : "+");
+    std::printf("  %-6llu %-12s %-8s %-8u %12s %8llu %9.1f\n",
+                static_cast<unsigned long long>(job.id()), job.function().c_str(),
+                job.pool().c_str(), job.client_pid(), done.c_str(),
+                static_cast<unsigned long long>(job.failed()), job.seconds());
   }
-  return kOk;
 }
 
-int Functions(const std::string& socket, bool json) {
-  jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
-  if (!client.ok()) return ConnectFailed(client.status());
-  jobd::Result<jobd::wire::FunctionList> list = client->Functions();
-  if (!list.ok()) return ConnectFailed(list.status());
-  if (json) {
-    std::fputs(ToJson(*list).c_str(), stdout);
-    return kOk;
-  }
-  for (const auto& pool : list->pools()) {
+void PrintFunctions(const jobd::wire::FunctionList& list) {
+  for (const auto& pool : list.pools()) {
     std::printf("pool %s:\n", pool.name().c_str());
     for (const auto& f : pool.functions()) {
       std::printf("  %-10s %s\n", f.name().c_str(), f.summary().c_str());
     }
   }
+}
+
+// Prints what a query returned: as JSON, or as text for people.
+template <typename Report, typename Print>
+int Show(const jobd::Result<Report>& report, bool json, Print print) {
+  if (!report.ok()) return ConnectFailed(report.status());
+  if (json) {
+    std::fputs(ToJson(*report).c_str(), stdout);
+  } else {
+    print(*report);
+  }
+  return kOk;
+}
+
+// status, functions, ping, shutdown: one request each.
+int Query(const std::string& socket, const std::string& command, bool json) {
+  jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+  if (!client.ok()) return ConnectFailed(client.status());
+  const std::string& endpoint = client->endpoint();
+  const unsigned pid = client->daemon_pid();
+  if (command == "status") {
+    return Show(client->Status(), json, [&](const auto& r) { PrintStatus(r, endpoint); });
+  }
+  if (command == "functions") return Show(client->Functions(), json, PrintFunctions);
+  if (command == "ping") {
+    if (json) {
+      std::printf("{\"pid\": %u, \"endpoint\": \"%s\"}\n", pid, endpoint.c_str());
+    } else {
+      std::printf("jobd (pid %u) answers at %s\n", pid, endpoint.c_str());
+    }
+    return kOk;
+  }
+  jobd::Result<uint32_t> running = client->Shutdown();
+  if (!running.ok()) return ConnectFailed(running.status());
+  std::printf("jobd (pid %u) is stopping after %u running jobs finish\n", pid, *running);
   return kOk;
 }
 
@@ -370,25 +387,9 @@ int main(int argc, char** argv) {
   }
   try {
     if (command == "map") return Map(socket, args);
-    if (command == "status") return Status(socket, json);
-    if (command == "functions") return Functions(socket, json);
-    if (command == "ping") {
-      jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
-      if (!client.ok()) return ConnectFailed(client.status());
-      if (json) {
-        std::printf("{\"pid\": %u, \"endpoint\": \"%s\"}\n", client->daemon_pid(), client->endpoint().c_str());
-      } else {
-        std::printf("jobd (pid %u) answers at %s\n", client->daemon_pid(), client->endpoint().c_str());
-      }
-      return kOk;
-    }
-    if (command == "shutdown") {
-      jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
-      if (!client.ok()) return ConnectFailed(client.status());
-      jobd::Result<uint32_t> running = client->Shutdown();
-      if (!running.ok()) return ConnectFailed(running.status());
-      std::printf("jobd (pid %u) is stopping after %u running jobs finish\n", client->daemon_pid(), *running);
-      return kOk;
+    if (command == "status" || command == "functions" || command == "ping" ||
+        command == "shutdown") {
+      return Query(socket, command, json);
     }
     if (command == "help") {
       std::fputs(!args.empty() && args[0] == "map" ? kMapUsage : kHelp, stdout);
