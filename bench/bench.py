@@ -7,10 +7,11 @@
   payload   jobctl map sha256 --files against xargs -P2 sha256sum on 1 GiB
             (target: >= 0.8x as fast)
 
-Each benchmark runs its two sides alternately, best of 3 (1 with --quick).
-Prints a table (or, with --json, a JSON summary on stdout and the table on
-stderr); exits 1 if a target is missed or jobd leaves shared memory behind,
-2 if something could not be run at all. See bench/README.md.
+Each benchmark runs its two sides alternately, best of 3 (1 with --quick),
+and notes how much CPU time other processes took meanwhile. Prints a table
+(or, with --json, a JSON summary on stdout and the table on stderr); exits 1
+if a target is missed or jobd leaves shared memory behind, 2 if something
+could not be run at all. See bench/README.md.
 """
 import argparse
 import json

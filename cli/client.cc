@@ -25,8 +25,16 @@ using Clock = std::chrono::steady_clock;
 
 std::atomic<bool> g_interrupted{false};
 
-// Bytes of inline items per Items message, so messages stay far below the limit.
+// Item bytes per Items message (inline or in shared memory): messages stay far
+// below the size limit, and large items are sent as soon as they are read, so
+// workers start while the client still reads.
 constexpr size_t kMaxBatchBytes = 4 << 20;
+// Inline bytes sent and not yet delivered, so that a window of large-ish items
+// (up to the inline limit each) cannot make jobd hold much memory for a job.
+constexpr size_t kMaxInflightBytes = 16 << 20;
+// Shared-memory bytes of items sent and not yet delivered: enough to keep
+// every worker busy, never the whole input (one item is always allowed).
+constexpr size_t kMaxInflightSharedBytes = 256 << 20;
 constexpr size_t kMaxBatchItems = 4096;
 constexpr auto kReplyTimeout = std::chrono::seconds(10);
 // While a job runs and nothing arrives for this long, check the daemon lives.
@@ -220,7 +228,10 @@ class MapRun : public ItemSink {
     return {};
   }
 
-  bool Full() const override { return batch_bytes_ >= kMaxBatchBytes; }
+  bool Full() const override {
+    return batch_bytes_ >= kMaxBatchBytes || inflight_inline_ >= kMaxInflightBytes ||
+           inflight_shared_ >= kMaxInflightSharedBytes;
+  }
 
   Status AddFile(const std::string& path) override {
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -234,14 +245,20 @@ class MapRun : public ItemSink {
     const size_t size = static_cast<size_t>(st.st_size);
     Result<char*> space = writer_.Reserve(size, payload);
     size_t done = 0;
+    int error = 0;
     while (space.ok() && done < size) {
       const ssize_t n = read(fd, *space + done, size - done);
-      if (n <= 0 && !(n < 0 && errno == EINTR)) break;
-      if (n > 0) done += static_cast<size_t>(n);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error = n < 0 ? errno : 0;
+        break;
+      }
+      done += static_cast<size_t>(n);
     }
     close(fd);
     if (!space.ok()) return space.status();
-    if (done != size) return Status::Error("cannot read " + path + ": it changed while being read");
+    if (error != 0) return Status::Error("cannot read " + path + ": " + std::strerror(error));
+    if (done != size) return Status::Error("cannot read " + path + ": it shrank while being read");
     Track(*payload);
     return {};
   }
@@ -267,7 +284,8 @@ class MapRun : public ItemSink {
   }
 
   bool WantsInput() const {
-    return !input_done_ && sent_ - delivered_ + kMaxBatchItems / 4 <= options_.window;
+    return !input_done_ && sent_ - delivered_ + kMaxBatchItems / 4 <= options_.window &&
+           inflight_inline_ < kMaxInflightBytes && inflight_shared_ < kMaxInflightSharedBytes;
   }
   bool input_done() const { return input_done_; }
 
@@ -303,8 +321,14 @@ class MapRun : public ItemSink {
   }
 
   void Track(const wire::Payload& payload) {
-    batch_bytes_ += payload.data().size() + 32;
-    if (payload.has_ref()) {
+    const bool shared = payload.has_ref();
+    const size_t size = shared ? payload.ref().length() : payload.data().size();
+    batch_bytes_ += size + 32;
+    if (shared || size >= kCountedItemBytes) {
+      (shared ? inflight_shared_ : inflight_inline_) += size;
+      counted_[sent_ - 1] = {size, shared};
+    }
+    if (shared) {
       ++input_refs_[payload.ref().segment()];
       input_segment_of_[sent_ - 1] = payload.ref().segment();
     }
@@ -329,6 +353,10 @@ class MapRun : public ItemSink {
                                      : value.ok() ? *value : std::string_view(value.message());
     Status s = on_result(item);
     ++delivered_;
+    if (auto counted = counted_.find(item.index); counted != counted_.end()) {
+      (counted->second.shared ? inflight_shared_ : inflight_inline_) -= counted->second.size;
+      counted_.erase(counted);
+    }
     if (auto input = input_segment_of_.find(item.index); input != input_segment_of_.end()) {
       Release(input_refs_, input->second);
       input_segment_of_.erase(input);
@@ -355,6 +383,16 @@ class MapRun : public ItemSink {
   std::map<std::string, uint64_t> input_refs_;     // segment -> items not yet delivered
   std::unordered_map<uint64_t, std::string> input_segment_of_;
   std::map<std::string, uint64_t> output_refs_;    // segment -> results not yet delivered
+  // Inline items of at least this size count against kMaxInflightBytes (the
+  // item window alone bounds the smaller ones); shared ones always count.
+  static constexpr size_t kCountedItemBytes = 1024;
+  struct Counted {
+    size_t size;
+    bool shared;
+  };
+  size_t inflight_inline_ = 0;
+  size_t inflight_shared_ = 0;
+  std::unordered_map<uint64_t, Counted> counted_;  // item index -> bytes it counts for
 };
 
 }  // namespace
