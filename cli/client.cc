@@ -59,6 +59,7 @@ Result<bool> VectorSource::Read(ItemSink& sink, size_t max) {
 
 Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
   size_t added = 0;
+  bool did_read = false;  // at most one read() per call: the caller polls before the next
   while (added < max && !sink.Full()) {
     const size_t end = buffer_.find(delimiter_, start_);
     if (end != std::string::npos) {
@@ -76,19 +77,19 @@ Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
       }
       return false;
     }
-    if (added > 0) return true;  // hand over what we have before blocking again
+    if (did_read) return true;
+    did_read = true;
     buffer_.erase(0, start_);
     start_ = 0;
     const size_t old_size = buffer_.size();
     buffer_.resize(old_size + (1 << 20));
-    ssize_t n;
-    do {
-      n = read(fd_, buffer_.data() + old_size, 1 << 20);
-    } while (n < 0 && errno == EINTR);
+    const ssize_t n = read(fd_, buffer_.data() + old_size, 1 << 20);
+    const int error = errno;
+    buffer_.resize(old_size + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    if (n < 0 && error == EINTR) return true;  // the caller checks for Ctrl-C and comes back
     if (n < 0) {
-      return jobd::Status::Error(std::string("cannot read the input: ") + std::strerror(errno));
+      return jobd::Status::Error(std::string("cannot read the input: ") + std::strerror(error));
     }
-    buffer_.resize(old_size + static_cast<size_t>(n));
     eof_ = n == 0;
   }
   return true;
@@ -116,7 +117,14 @@ struct Client::Impl {
   // Waits up to `timeout` for one reply.
   Result<wire::Reply> Receive(std::chrono::milliseconds timeout) {
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, timeout) == 0) {
+    int ready = 0;
+    try {
+      ready = zmq::poll(&item, 1, timeout);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      return jobd::Status::Error("interrupted");
+    }
+    if (ready == 0) {
       return jobd::Status::Error("jobd at " + endpoint + " did not answer within " +
                                  std::to_string(timeout.count() / 1000) + " s");
     }
@@ -127,12 +135,18 @@ struct Client::Impl {
     return reply;
   }
 
-  // Sends `request`, returns the reply or the daemon's error.
-  Result<wire::Reply> Call(const wire::Request& request) {
+  // Sends `request`, returns the reply of kind `expected` or the daemon's
+  // error. Messages about jobs that an earlier Map left behind are skipped.
+  Result<wire::Reply> Call(const wire::Request& request, wire::Reply::KindCase expected) {
     Send(request);
-    Result<wire::Reply> reply = Receive(kReplyTimeout);
-    if (reply.ok() && reply->has_error()) return jobd::Status::Error(reply->error().message());
-    return reply;
+    while (true) {
+      Result<wire::Reply> reply = Receive(kReplyTimeout);
+      if (!reply.ok()) return reply;
+      if (reply->has_error() && reply->error().job() == 0) {
+        return jobd::Status::Error(reply->error().message());
+      }
+      if (reply->kind_case() == expected) return reply;
+    }
   }
 };
 
@@ -184,7 +198,7 @@ Result<Client> Client::Connect(const std::string& endpoint) {
 Result<wire::StatusReport> Client::Status() {
   wire::Request request = NewRequest();
   request.mutable_status();
-  Result<wire::Reply> reply = impl_->Call(request);
+  Result<wire::Reply> reply = impl_->Call(request, wire::Reply::kStatus);
   if (!reply.ok()) return reply.status();
   return std::move(*reply->mutable_status());
 }
@@ -192,7 +206,7 @@ Result<wire::StatusReport> Client::Status() {
 Result<wire::FunctionList> Client::Functions() {
   wire::Request request = NewRequest();
   request.mutable_functions();
-  Result<wire::Reply> reply = impl_->Call(request);
+  Result<wire::Reply> reply = impl_->Call(request, wire::Reply::kFunctions);
   if (!reply.ok()) return reply.status();
   return std::move(*reply->mutable_functions());
 }
@@ -200,7 +214,7 @@ Result<wire::FunctionList> Client::Functions() {
 Result<uint32_t> Client::Shutdown() {
   wire::Request request = NewRequest();
   request.mutable_shutdown();
-  Result<wire::Reply> reply = impl_->Call(request);
+  Result<wire::Reply> reply = impl_->Call(request, wire::Reply::kShutdown);
   if (!reply.ok()) return reply.status();
   return reply->shutdown().running_jobs();
 }
@@ -217,6 +231,7 @@ class MapRun : public ItemSink {
       : socket_(socket), job_(job), options_(options) {}
 
   ~MapRun() override {
+    for (const std::string& name : writer_.TakeNewSegments()) RemoveSegment(name);  // never sent
     for (const auto& [name, count] : input_refs_) RemoveSegment(name);
     for (const auto& [name, count] : output_refs_) RemoveSegment(name);
   }
@@ -233,32 +248,14 @@ class MapRun : public ItemSink {
            inflight_shared_ >= kMaxInflightSharedBytes;
   }
 
+  // A file that cannot be read fails as its own item, like sha256sum's
+  // "No such file": the worker gets an empty item whose result is replaced.
   Status AddFile(const std::string& path) override {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat st{};
-    if (fd < 0 || fstat(fd, &st) != 0) {
-      const std::string why = std::strerror(errno);
-      if (fd >= 0) close(fd);
-      return Status::Error("cannot read " + path + ": " + why);
-    }
     wire::Payload* payload = NewItem();
-    const size_t size = static_cast<size_t>(st.st_size);
-    Result<char*> space = writer_.Reserve(size, payload);
-    size_t done = 0;
-    int error = 0;
-    while (space.ok() && done < size) {
-      const ssize_t n = read(fd, *space + done, size - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        error = n < 0 ? errno : 0;
-        break;
-      }
-      done += static_cast<size_t>(n);
+    if (std::string error = ReadFileInto(path, payload); !error.empty()) {
+      payload->set_data("");
+      local_errors_[sent_ - 1] = "cannot read " + path + ": " + error;
     }
-    close(fd);
-    if (!space.ok()) return space.status();
-    if (error != 0) return Status::Error("cannot read " + path + ": " + std::strerror(error));
-    if (done != size) return Status::Error("cannot read " + path + ": it shrank while being read");
     Track(*payload);
     return {};
   }
@@ -284,18 +281,23 @@ class MapRun : public ItemSink {
   }
 
   bool WantsInput() const {
-    return !input_done_ && sent_ - delivered_ + kMaxBatchItems / 4 <= options_.window &&
+    // Wait for room for a useful batch, not for every single free slot.
+    const size_t margin = std::max<size_t>(1, std::min(kMaxBatchItems, options_.window) / 4);
+    return !input_done_ && sent_ - delivered_ + margin <= options_.window &&
            inflight_inline_ < kMaxInflightBytes && inflight_shared_ < kMaxInflightSharedBytes;
   }
   bool input_done() const { return input_done_; }
 
   // Takes a Results message; calls `on_result` for what can be delivered now.
   Status Take(wire::Results& results, const Client::ResultCallback& on_result) {
-    for (wire::ItemResult& result : *results.mutable_results()) {
+    // Every reference first: a segment goes once its last result is delivered.
+    for (const wire::ItemResult& result : results.results()) {
       if (result.index() >= sent_) return Status::Error("jobd sent a result for an unknown item");
       if (const wire::Outcome& o = result.outcome(); o.has_value() && o.value().has_ref()) {
         ++output_refs_[o.value().ref().segment()];
       }
+    }
+    for (wire::ItemResult& result : *results.mutable_results()) {
       if (options_.ordered) {
         pending_.emplace(result.index(), std::move(result));
       } else if (Status s = Deliver(result, on_result); !s.ok()) {
@@ -315,6 +317,35 @@ class MapRun : public ItemSink {
   uint64_t delivered() const { return delivered_; }
 
  private:
+  // Reads the whole file into `payload` (shared memory when large); returns
+  // why it could not, or "".
+  std::string ReadFileInto(const std::string& path, wire::Payload* payload) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::strerror(errno);
+    struct stat st{};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      const int error = errno;
+      close(fd);
+      return S_ISDIR(st.st_mode) ? "it is a directory" : !S_ISREG(st.st_mode) ? "not a regular file"
+                                                                              : std::strerror(error);
+    }
+    const size_t size = static_cast<size_t>(st.st_size);
+    Result<char*> space = writer_.Reserve(size, payload);
+    std::string error;
+    size_t done = 0;
+    while (space.ok() && done < size) {
+      const ssize_t n = read(fd, *space + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error = n < 0 ? std::strerror(errno) : "it shrank while being read";
+        break;
+      }
+      done += static_cast<size_t>(n);
+    }
+    close(fd);
+    return space.ok() ? error : space.message();
+  }
+
   wire::Payload* NewItem() {
     ++sent_;
     return batch_.add_items();
@@ -351,8 +382,14 @@ class MapRun : public ItemSink {
     item.ok = outcome.has_value() && value.ok();
     item.value = outcome.has_error() ? std::string_view(outcome.error())
                                      : value.ok() ? *value : std::string_view(value.message());
+    auto local_error = local_errors_.find(item.index);
+    if (local_error != local_errors_.end()) {
+      item.ok = false;
+      item.value = local_error->second;
+    }
     Status s = on_result(item);
     ++delivered_;
+    if (local_error != local_errors_.end()) local_errors_.erase(local_error);
     if (auto counted = counted_.find(item.index); counted != counted_.end()) {
       (counted->second.shared ? inflight_shared_ : inflight_inline_) -= counted->second.size;
       counted_.erase(counted);
@@ -393,6 +430,7 @@ class MapRun : public ItemSink {
   size_t inflight_inline_ = 0;
   size_t inflight_shared_ = 0;
   std::unordered_map<uint64_t, Counted> counted_;  // item index -> bytes it counts for
+  std::unordered_map<uint64_t, std::string> local_errors_;  // items that failed here
 };
 
 }  // namespace
@@ -407,9 +445,9 @@ Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
   submit->set_chunksize(options.chunksize);
   submit->set_max_workers(options.max_workers);
   submit->set_client_pid(static_cast<uint32_t>(getpid()));
-  Result<wire::Reply> accepted = impl_->Call(request);
+  g_interrupted = false;
+  Result<wire::Reply> accepted = impl_->Call(request, wire::Reply::kAccepted);
   if (!accepted.ok()) return accepted.status();
-  if (!accepted->has_accepted()) return jobd::Status::Error("jobd answered Submit oddly");
   const uint64_t job = accepted->accepted().job();
 
   MapRun run(impl_->socket, job, options);
@@ -471,7 +509,7 @@ Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
         summary.failed = reply.end().failed();
         summary.retried = reply.end().retried();
         return summary;
-      } else if (reply.has_error() && reply.error().job() == job) {
+      } else if (reply.has_error() && (reply.error().job() == job || reply.error().job() == 0)) {
         return jobd::Status::Error(reply.error().message());
       }
     }

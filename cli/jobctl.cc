@@ -192,8 +192,8 @@ int Map(const std::string& socket, std::vector<std::string> args) {
     } else if (arg == "--") {
       items.insert(items.end(), args.begin() + static_cast<long>(i) + 1, args.end());
       break;
-    } else if (arg.size() > 1 && arg[0] == '-' && function.empty()) {
-      return Usage(kMapUsage, "unknown option '" + arg + "'");
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      return Usage(kMapUsage, "unknown option '" + arg + "' (items that start with '-' go after --)");
     } else if (function.empty()) {
       function = arg;
     } else {
@@ -201,17 +201,6 @@ int Map(const std::string& socket, std::vector<std::string> args) {
     }
   }
   if (function.empty()) return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`)");
-  if (files) {
-    for (const std::string& path : items) {
-      struct stat st{};
-      if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || access(path.c_str(), R_OK) != 0) {
-        std::fprintf(stderr, "jobctl: --files: cannot read '%s': %s\n", path.c_str(),
-                     errno != 0 ? std::strerror(errno) : "not a regular file");
-        return kBadUsage;
-      }
-    }
-  }
-
   jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
   if (!client.ok()) return ConnectFailed(client.status());
 
@@ -230,7 +219,10 @@ int Map(const std::string& socket, std::vector<std::string> args) {
     sink.out = &items;
     while (true) {
       jobd::Result<bool> more = names.Read(sink, SIZE_MAX);
-      if (!more.ok()) return ConnectFailed(more.status());
+      if (!more.ok()) {
+        std::fprintf(stderr, "jobctl: %s\n", more.message().c_str());
+        return kJobFailed;
+      }
       if (!*more) break;
     }
   }
@@ -244,8 +236,11 @@ int Map(const std::string& socket, std::vector<std::string> args) {
     source = std::make_unique<jobd::VectorSource>(items);
   }
 
-  signal(SIGINT, OnInterrupt);
-  signal(SIGTERM, OnInterrupt);
+  // No SA_RESTART: a blocked read returns, and the job is cancelled.
+  struct sigaction interrupt{};
+  interrupt.sa_handler = OnInterrupt;
+  sigaction(SIGINT, &interrupt, nullptr);
+  sigaction(SIGTERM, &interrupt, nullptr);
   Progress shown(progress, from_stdin ? 0 : items.size());
   uint64_t done = 0, failed = 0;
   std::string line;
@@ -280,10 +275,9 @@ int Map(const std::string& socket, std::vector<std::string> args) {
     std::fprintf(stderr, "jobctl: %s\n", summary.message().c_str());
     return summary.message().rfind("interrupted", 0) == 0 ? kInterrupted : kJobFailed;
   }
-  if (summary->failed > 0) {
+  if (failed > 0) {
     std::fprintf(stderr, "jobctl: %llu of %llu items failed\n",
-                 static_cast<unsigned long long>(summary->failed),
-                 static_cast<unsigned long long>(summary->succeeded + summary->failed));
+                 static_cast<unsigned long long>(failed), static_cast<unsigned long long>(done));
     return kItemsFailed;
   }
   return kOk;

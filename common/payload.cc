@@ -1,6 +1,7 @@
 #include "common/payload.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -95,6 +96,17 @@ Result<Segment> Segment::Create(const std::string& name, size_t size) {
     bip::shared_memory_object shm(bip::create_only, name.c_str(), bip::read_write,
                                   bip::permissions(0600));
     shm.truncate(static_cast<bip::offset_t>(size));
+    // Reserve the pages now: a full /dev/shm is then an error here, not a
+    // SIGBUS at the first write into the mapping.
+    if (size > 0) {
+      const int error = posix_fallocate(shm.get_mapping_handle().handle, 0, static_cast<off_t>(size));
+      if (error != 0) {
+        RemoveSegment(name);
+        return Status::Error("cannot create shared-memory segment " + name + " of " +
+                             std::to_string(size) + " bytes: " + std::strerror(error) +
+                             " (is /dev/shm full?)");
+      }
+    }
     auto region = size == 0 ? nullptr : std::make_unique<bip::mapped_region>(shm, bip::read_write);
     return Segment(name, std::move(region));
   } catch (const bip::interprocess_exception& e) {

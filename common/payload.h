@@ -82,9 +82,12 @@ class SegmentReader {
 
 // Places payloads: small ones inline, large ones in segments this process
 // creates, each at least `segment_size` bytes. Remembers which segments it made.
+// Fills one segment at a time: Seal() starts a new one.
 class PayloadWriter {
  public:
-  explicit PayloadWriter(size_t segment_size = 16 << 20) : segment_size_(segment_size) {}
+  // Segments are allocated in full (posix_fallocate), so they are small
+  // unless one payload needs more.
+  explicit PayloadWriter(size_t segment_size = 1 << 20) : segment_size_(segment_size) {}
   // Reserves `size` bytes for one payload and points `out` at them. Large
   // payloads get shared memory; the caller fills the returned span. Small
   // ones get out->data.

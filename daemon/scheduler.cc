@@ -95,13 +95,14 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.message->set_function(job->spec.function);
     task.message->set_output_segment(NewSegmentName(segment_owner_));
     task.indexes.reserve(chunk);
-    for (uint32_t i = 0; i < chunk; ++i) {
+    for (uint32_t i = 0; i < chunk && (i == 0 || task.bytes < kMaxTaskBytes); ++i) {
       QueuedItem& item = job->queue.front();
       task.indexes.push_back(item.index);
+      task.bytes += item.payload.data().size();
       *task.message->add_items() = std::move(item.payload);
       job->queue.pop_front();
     }
-    task.estimate_ns = ItemCostNs(pool, job->spec.function) * chunk;
+    task.estimate_ns = ItemCostNs(pool, job->spec.function) * task.indexes.size();
     if (!job->queue.empty()) ready.push_back(job_id);  // its turn comes again after the others
     return &task;
   }

@@ -72,6 +72,7 @@ struct Task {
   std::vector<uint64_t> indexes;         // item index of each payload in message
   std::unique_ptr<wire::Task> message;  // what the worker is sent
   uint64_t estimate_ns = 0;             // expected run time; 0 if unknown
+  size_t bytes = 0;                     // inline item bytes
 };
 
 class Scheduler {
@@ -79,6 +80,9 @@ class Scheduler {
   // Adapted chunks aim at tasks of about this run time.
   static constexpr uint64_t kTargetTaskNs = 5'000'000;
   static constexpr uint32_t kMaxChunk = 4096;
+  // Inline bytes per task (one item may exceed it): messages to workers stay
+  // far below the size limit, whatever chunksize a client asks for.
+  static constexpr size_t kMaxTaskBytes = 4 << 20;
 
   // `segment_owner`: the pid named in output segment names (the supervisor).
   explicit Scheduler(pid_t segment_owner) : segment_owner_(segment_owner) {}

@@ -34,6 +34,8 @@ using std::chrono::seconds;
 // worker could do (the round trip it saves is ~0.1 ms, noise for a long task).
 constexpr uint64_t kCreditWindowNs = 2'000'000;
 constexpr size_t kMaxCredit = 256;
+// Inline bytes per message to a worker; tasks beyond wait for the next round.
+constexpr size_t kMaxBatchBytes = 8 << 20;
 // How long running jobs may take to finish after a shutdown request.
 constexpr auto kDrainDeadline = seconds(30);
 // How long workers get to exit after Stop before SIGKILL.
@@ -467,6 +469,7 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
 
 void Supervisor::Dispatch() {
   std::map<Worker*, wire::ToWorker> batches;
+  std::map<Worker*, size_t> batch_bytes;
   for (auto& [name, pool] : pools_) {
     const size_t size = pool.workers.size();
     // Rounds of one task per worker with credit, until no worker takes one.
@@ -474,9 +477,12 @@ void Supervisor::Dispatch() {
     while (gave) {
       gave = false;
       for (auto& worker : pool.workers) {
-        if (!worker->ready || !HasCredit(*worker)) continue;
+        if (!worker->ready || !HasCredit(*worker) || batch_bytes[worker.get()] >= kMaxBatchBytes) {
+          continue;
+        }
         const Task* task = scheduler_.NextTask(name, size, worker->key);
         if (task == nullptr) continue;
+        batch_bytes[worker.get()] += task->bytes;
         worker->tasks.push_back(task->message->id());
         worker->estimate_ns += task->estimate_ns;
         worker->unestimated += task->estimate_ns == 0;
@@ -491,7 +497,7 @@ void Supervisor::Dispatch() {
   for (auto& [worker, batch] : batches) {
     const std::string bytes = Encode(batch);
     auto* tasks = batch.mutable_tasks()->mutable_tasks();
-    while (!tasks->empty()) tasks->ReleaseLast();
+    while (!tasks->empty()) static_cast<void>(tasks->ReleaseLast());
     workers_.send(zmq::buffer(worker->identity), zmq::send_flags::sndmore);
     workers_.send(zmq::buffer(bytes), zmq::send_flags::none);
   }
@@ -550,10 +556,12 @@ void Supervisor::Reply(const std::string& client, const wire::Reply& reply) {
     clients_.send(zmq::buffer(client), zmq::send_flags::sndmore);
     clients_.send(zmq::buffer(bytes), zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
-    // The client is gone: its jobs go with it.
+    // The client is gone: its jobs go with it. (`client` may belong to one
+    // of them, so it is copied before any is erased.)
+    const std::string gone = client;
     std::vector<uint64_t> orphaned;
     for (const auto& [id, job] : scheduler_.jobs()) {
-      if (job.spec.client == client) orphaned.push_back(id);
+      if (job.spec.client == gone) orphaned.push_back(id);
     }
     for (uint64_t id : orphaned) {
       JOBD_LOG(kInfo) << "job " << id << " cancelled: its client disconnected";

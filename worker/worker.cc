@@ -20,7 +20,9 @@ class TaskRunner {
   TaskRunner(const FunctionRegistry& functions, RunningItem* running)
       : functions_(functions), running_(running) {}
 
-  // Runs every item of `task` and fills `result`.
+  // Runs every item of `task` and fills `result`. The running-item page keeps
+  // naming the task's last item until Idle(): a death while storing results
+  // is charged to the task, so a task that always kills its worker ends.
   void Run(const wire::Task& task, wire::TaskResult* result) {
     result->set_id(task.id());
     running_->task.store(0, std::memory_order_relaxed);
@@ -38,7 +40,6 @@ class TaskRunner {
       values[i] = value.ok() ? std::move(value).value() : value.message();
       if (value.ok() && values[i].size() > kInlineLimit) large_bytes += values[i].size();
     }
-    running_->task.store(0, std::memory_order_relaxed);
     std::optional<Segment> output;
     std::string output_error;
     if (large_bytes > 0) {
@@ -72,6 +73,8 @@ class TaskRunner {
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   }
 
+  // The results of every task run so far have been sent.
+  void Idle() { running_->task.store(0, std::memory_order_relaxed); }
   // Unmaps input segments, so that memory of finished jobs is not held.
   void ForgetInputs() { inputs_.Clear(); }
 
@@ -142,6 +145,7 @@ int RunWorker(const WorkerOptions& options, const FunctionRegistry& functions) {
     results->Clear();
     for (const wire::Task& task : incoming.tasks().tasks()) runner.Run(task, results->add_results());
     socket.send(zmq::buffer(Encode(outgoing)), zmq::send_flags::none);
+    runner.Idle();
   }
 }
 

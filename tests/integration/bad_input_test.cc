@@ -35,13 +35,14 @@ TEST_F(BadInputTest, UnknownFunctionOrPoolIsRefusedByName) {
 TEST_F(BadInputTest, UsageErrorsExitTwoWithHelp) {
   for (const auto& args : std::vector<std::vector<std::string>>{
            {"map"}, {"map", "--chunksize", "0", "len"}, {"bogus"}, {"map", "--frobnicate", "len"},
-           {"status", "extra"}, {"map", "len", "--files", "/nonexistent/file"}}) {
+           {"status", "extra"}, {"map", "identity", "a", "--unorderd", "b"}}) {
     Command run = Jobctl(args);
     EXPECT_EQ(run.status, 2) << args[0] << ": " << run.err;
     EXPECT_TRUE(Has(run.err, "jobctl: ")) << run.err;
   }
-  EXPECT_TRUE(Has(Jobctl({"map", "len", "--files", "/nonexistent/file"}).err,
-                  "cannot read '/nonexistent/file': No such file or directory"));
+  EXPECT_TRUE(Has(Jobctl({"map", "identity", "a", "--unorderd"}).err,
+                  "unknown option '--unorderd' (items that start with '-' go after --)"));
+  EXPECT_EQ(Jobctl({"map", "identity", "--", "-a", "--b"}).out, "-a\n--b\n");
   Command help = Jobctl({"map", "--help"});
   EXPECT_EQ(help.status, 0);
   EXPECT_TRUE(Has(help.out, "--unordered")) << help.out;

@@ -101,7 +101,9 @@ void DaemonTest::SetUp() {
 }
 
 void DaemonTest::TearDown() {
-  if (daemon_pid_ > 0) EXPECT_EQ(StopDaemon(), 0) << Log();
+  if (daemon_pid_ > 0) {
+    EXPECT_EQ(StopDaemon(), 0) << Log();
+  }
   EXPECT_EQ(OurSegments(), std::vector<std::string>{}) << "segments left behind\n" << Log();
   if (HasFailure()) std::cerr << "---- jobd log ----\n" << Log();
   std::filesystem::remove_all(dir_);

@@ -78,6 +78,50 @@ TEST_F(MapTest, ClientLibraryMapsInOrder) {
   EXPECT_NE(failed.message().find("item 0: fail: this function always fails"), std::string::npos);
 }
 
+// Endless-looking input: counts what was read, so tests can check the window.
+class CountingSource : public ItemSource {
+ public:
+  CountingSource(uint64_t count, size_t item_size) : count_(count), item_(item_size, 'x') {}
+  Result<bool> Read(ItemSink& sink, size_t max) override {
+    for (size_t n = 0; n < max && !sink.Full() && read_ < count_; ++n, ++read_) {
+      if (Status s = sink.Add(item_); !s.ok()) return s;
+    }
+    return read_ < count_;
+  }
+  uint64_t read() const { return read_; }
+
+ private:
+  uint64_t count_;
+  std::string item_;
+  uint64_t read_ = 0;
+};
+
+TEST_F(MapTest, InputIsReadInWindowsNotAllAtOnce) {
+  Client client = Connect();
+  MapOptions options;
+  options.window = 100;
+  CountingSource small(20000, 10);
+  uint64_t delivered = 0, most_ahead = 0;
+  Result<JobSummary> summary = client.Map("len", small, options, [&](const ItemResult& r) {
+    most_ahead = std::max(most_ahead, small.read() - delivered++);
+    return Status();
+  });
+  ASSERT_TRUE(summary.ok()) << summary.message();
+  EXPECT_EQ(summary->succeeded, 20000u);
+  EXPECT_LE(most_ahead, 100u) << "more items read than the window holds";
+
+  // Large items (shared memory) are bounded by bytes in flight: 256 MiB.
+  CountingSource large(100, 4 << 20);
+  delivered = most_ahead = 0;
+  summary = client.Map("len", large, {}, [&](const ItemResult& r) {
+    most_ahead = std::max(most_ahead, large.read() - delivered++);
+    EXPECT_EQ(r.value, std::to_string(4 << 20));
+    return Status();
+  });
+  ASSERT_TRUE(summary.ok()) << summary.message();
+  EXPECT_LE(most_ahead, 65u) << "more shared memory in flight than the client allows";
+}
+
 TEST_F(MapTest, ArgumentsAreItemsAndShaMatchesSha256sum) {
   Command run = Jobctl({"map", "sha256", "hello", "", "a b"});
   ASSERT_EQ(run.status, 0) << run.err;
@@ -187,6 +231,66 @@ TEST_F(MapTest, LargeItemsAndResultsTravelInSharedMemory) {
   Command from_stdin = Jobctl({"map", "len", "--files"}, Lines(paths));
   ASSERT_EQ(from_stdin.status, 0) << from_stdin.err;
   EXPECT_EQ(from_stdin.out.substr(0, 19), "10\n16385\n3145730\n31");
+}
+
+TEST_F(MapTest, FilesThatCannotBeReadFailAloneLikeSha256sum) {
+  WriteFile(dir_ + "/a", "a");
+  WriteFile(dir_ + "/b", "b");
+  Command run = Jobctl({"map", "sha256", "--files", dir_ + "/a", "/nonexistent", dir_, dir_ + "/b"});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, Lines({Sha256Hex("a"), Sha256Hex("b")}));
+  EXPECT_NE(run.err.find("item 1 failed: cannot read /nonexistent: No such file or directory"),
+            std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("item 2 failed: cannot read " + dir_ + ": it is a directory"),
+            std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("2 of 4 items failed"), std::string::npos) << run.err;
+}
+
+TEST_F(MapTest, UnorderedLargeResultsOfOneTaskAllArrive) {
+  // Many large results share a task's output segment; delivering them one by
+  // one must not remove it early.
+  std::vector<std::string> args{"map", "identity", "--unordered", "--chunksize", "50", "--files"};
+  std::string expected;
+  for (int i = 0; i < 200; ++i) {
+    const std::string content = std::to_string(i) + std::string(20000, 'x');
+    WriteFile(dir_ + "/f" + std::to_string(i), content);
+    args.push_back(dir_ + "/f" + std::to_string(i));
+    expected += content + "\n";
+  }
+  Command run = Jobctl(args);
+  ASSERT_EQ(run.status, 0) << run.err.substr(0, 2000);
+  EXPECT_EQ(run.out.size(), expected.size());
+}
+
+TEST_F(MapTest, AClientMapsAgainAfterAMapItBrokeOff) {
+  Client client = Connect();
+  std::vector<std::string> items(5000, "1");
+  MapOptions options;
+  options.chunksize = 1;
+  int seen = 0;
+  VectorSource source(items);
+  Result<JobSummary> broken = client.Map("len", source, options, [&](const ItemResult&) {
+    return ++seen == 10 ? Status::Error("enough") : Status();
+  });
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.message(), "enough");
+  // Results of the broken-off job may still be queued: the next calls skip them.
+  Result<std::vector<std::string>> again = client.Map("len", {"abc", "de"});
+  ASSERT_TRUE(again.ok()) << again.message();
+  EXPECT_EQ(*again, (std::vector<std::string>{"3", "2"}));
+  EXPECT_TRUE(client.Status().ok());
+
+  int calls = 0;
+  VectorSource more(items);
+  Result<JobSummary> interrupted = client.Map("len", more, options, [&](const ItemResult&) {
+    if (++calls == 3) Client::Interrupt();
+    return Status();
+  });
+  ASSERT_FALSE(interrupted.ok());
+  EXPECT_NE(interrupted.message().find("interrupted"), std::string::npos);
+  EXPECT_TRUE(client.Map("len", {"x"}).ok()) << "an interrupt stops one Map, not all later ones";
+  for (int i = 0; i < 100 && RunningJobs() > 0; ++i) usleep(20000);
+  EXPECT_EQ(RunningJobs(), 0) << "broken-off jobs are released";
 }
 
 TEST_F(MapTest, SupervisorNeverHoldsPayloads) {

@@ -86,6 +86,16 @@ TEST_F(SchedulerTest, ExpensiveItemsGetSmallChunksAndTheTailIsShared) {
   EXPECT_LE(scheduler_.NextTask("cpu", 2, kWorker)->indexes.size(), 10u);
 }
 
+TEST_F(SchedulerTest, TasksStayBelowTheByteLimitWhateverTheChunksize) {
+  Job& job = NewJob("f", 100);
+  wire::Items items;
+  for (int i = 0; i < 10; ++i) items.add_items()->set_data(std::string(1 << 20, 'x'));
+  ASSERT_TRUE(scheduler_.AddItems(job, items).ok());
+  const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
+  EXPECT_EQ(task->indexes.size(), 4u);
+  EXPECT_EQ(task->bytes, 4u << 20);
+}
+
 TEST_F(SchedulerTest, FixedChunksizeIsKept) {
   Job& job = NewJob("f", 7);
   Add(job, 20);

@@ -51,7 +51,8 @@ class ItemSink {
  public:
   virtual ~ItemSink() = default;
   virtual Status Add(std::string_view bytes) = 0;
-  // The whole contents of a file as one item, read straight into shared memory.
+  // The whole contents of a file as one item, read straight into shared
+  // memory. A file that cannot be read becomes a failed item, not an error.
   virtual Status AddFile(const std::string& path) = 0;
   // True once the current batch is big enough to send; sources stop adding.
   virtual bool Full() const = 0;
@@ -127,8 +128,10 @@ class Client {
 
   using ResultCallback = std::function<jobd::Status(const ItemResult&)>;
   // Runs `function` over every item of `items`, calling `on_result` once per
-  // item (in input order unless !options.ordered). Returns the job's summary;
-  // failed items are not an error of Map (they reach on_result with ok false).
+  // item (in input order unless !options.ordered). Returns the job's summary
+  // as jobd counted it; failed items are not an error of Map (they reach
+  // on_result with ok false, as do items that failed in the client, such as
+  // unreadable files, which jobd counts as succeeded).
   // An error from on_result cancels the job and is returned.
   Result<JobSummary> Map(const std::string& function, ItemSource& items,
                          const MapOptions& options, const ResultCallback& on_result);
