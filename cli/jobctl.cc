@@ -58,7 +58,8 @@ of stdin is an item (read and sent in windows, so stdin may be endless).
 options:
   -0, --null           stdin items are separated by NUL, not newline
   --files              each ITEM (or stdin line) names a file whose whole
-                       contents is one item (large files go through shared memory)
+                       contents is one item (large files go through shared memory);
+                       a file that cannot be read is a failed item
   --unordered          print results as they complete, not in input order
   --json               print one JSON record per item:
                        {"index":N,"ok":true,"result":"..."} or

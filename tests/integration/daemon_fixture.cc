@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,6 +56,8 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& stdin_path,
             const std::string& stdout_path, const std::vector<std::string>& env) {
   const pid_t pid = fork();
   if (pid == 0) {
+    // A test that dies must not leave a daemon behind.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     for (const std::string& assignment : env) putenv(const_cast<char*>(assignment.c_str()));
     const int in = open(stdin_path.c_str(), O_RDONLY);
     const int out = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
