@@ -437,10 +437,30 @@ class MapRun : public ItemSink {
 
 Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
                                const MapOptions& options, const ResultCallback& on_result) {
-  if (options.window == 0) return jobd::Status::Error("the window must hold at least one item");
+  wire::Request request = NewRequest();
+  request.mutable_submit()->set_function(function);
+  return Run(request, items, options, on_result);
+}
+
+Result<JobSummary> Client::MapCommand(const Command& command, ItemSource& items,
+                                      const MapOptions& options, const ResultCallback& on_result) {
   wire::Request request = NewRequest();
   wire::Submit* submit = request.mutable_submit();
-  submit->set_function(function);
+  submit->set_function("exec");
+  wire::Exec* exec = submit->mutable_exec();
+  for (const std::string& word : command.argv) exec->add_argv(word);
+  exec->set_shell(command.shell);
+  if (char* cwd = getcwd(nullptr, 0)) {
+    exec->set_cwd(cwd);
+    free(cwd);
+  }
+  return Run(request, items, options, on_result);
+}
+
+Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
+                               const MapOptions& options, const ResultCallback& on_result) {
+  if (options.window == 0) return jobd::Status::Error("the window must hold at least one item");
+  wire::Submit* submit = request.mutable_submit();
   submit->set_pool(options.pool);
   submit->set_chunksize(options.chunksize);
   submit->set_max_workers(options.max_workers);

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "cli/words.h"
 #include "jobd.pb.h"
 #include "jobd/client.h"
 
@@ -50,12 +52,24 @@ exit status: 0 all went well; 1 some items failed (see stderr); 2 bad usage;
 )";
 
 constexpr const char* kMapUsage = R"(usage: jobctl map FUNCTION [OPTIONS] [ITEM...]
+       jobctl map --exec 'COMMAND {}' [OPTIONS] [ITEM...]
 
-Applies FUNCTION to every item on the workers of a pool and prints one result
-per line, in input order. Items are the ITEM arguments; without any, each line
-of stdin is an item (read and sent in windows, so stdin may be endless).
+Applies FUNCTION (or runs COMMAND) for every item on the workers of a pool and
+prints one result per line, in input order. Items are the ITEM arguments;
+without any, each line of stdin is an item (read and sent in windows, so stdin
+may be endless).
 
 options:
+  --exec 'COMMAND'     run COMMAND once per item instead of a function (like
+                       xargs -I{} or GNU parallel). Replacement strings: {} the
+                       item, {.} without extension, {/} basename, {//} dirname,
+                       {/.} basename without extension, {#} item number, {%}
+                       worker slot. No {} at all: the item goes to stdin. The
+                       item is one argument, never parsed by a shell; COMMAND
+                       runs in this directory; its stdout (less one trailing
+                       newline) is the result, a non-zero exit the item's error
+  --shell              with --exec: run COMMAND with /bin/sh -c (pipes,
+                       redirections); items are quoted for the shell
   -0, --null           stdin items are separated by NUL, not newline
   --files              each ITEM (or stdin line) names a file whose whole
                        contents is one item (large files go through shared memory);
@@ -148,7 +162,8 @@ int ConnectFailed(const jobd::Status& status) {
 
 int Map(const std::string& socket, std::vector<std::string> args) {
   jobd::MapOptions options;
-  bool null_separated = false, files = false, json = false;
+  bool null_separated = false, files = false, json = false, shell = false;
+  std::optional<std::string> command;
   bool progress = isatty(STDERR_FILENO);
   std::string function;
   std::vector<std::string> items;
@@ -162,6 +177,12 @@ int Map(const std::string& socket, std::vector<std::string> args) {
       null_separated = true;
     } else if (arg == "--files") {
       files = true;
+    } else if (arg == "--exec") {
+      const std::string* text = value();
+      if (text == nullptr) return Usage(kMapUsage, "--exec needs a COMMAND");
+      command = *text;
+    } else if (arg == "--shell") {
+      shell = true;
     } else if (arg == "--unordered") {
       options.ordered = false;
     } else if (arg == "--json") {
@@ -195,13 +216,29 @@ int Map(const std::string& socket, std::vector<std::string> args) {
       break;
     } else if (arg.size() > 1 && arg[0] == '-') {
       return Usage(kMapUsage, "unknown option '" + arg + "' (items that start with '-' go after --)");
-    } else if (function.empty()) {
+    } else if (function.empty() && !command) {
       function = arg;
     } else {
       items.push_back(arg);
     }
   }
-  if (function.empty()) return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`)");
+  if (command && !function.empty()) {  // with --exec, every argument is an item
+    items.insert(items.begin(), function);
+    function.clear();
+  }
+  if (function.empty() && !command) {
+    return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`) or --exec 'COMMAND'");
+  }
+  if (shell && !command) return Usage(kMapUsage, "--shell goes with --exec");
+  jobd::Command exec;
+  exec.shell = shell;
+  if (command && shell) {
+    exec.argv = {*command};
+  } else if (command) {
+    jobd::Result<std::vector<std::string>> words = jobd::SplitWords(*command);
+    if (!words.ok()) return Usage(kMapUsage, "--exec: " + words.message());
+    exec.argv = std::move(words).value();
+  }
   jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
   if (!client.ok()) return ConnectFailed(client.status());
 
@@ -245,8 +282,7 @@ int Map(const std::string& socket, std::vector<std::string> args) {
   Progress shown(progress, from_stdin ? 0 : items.size());
   uint64_t done = 0, failed = 0;
   std::string line;
-  jobd::Result<jobd::JobSummary> summary = client->Map(
-      function, *source, options, [&](const jobd::ItemResult& result) -> jobd::Status {
+  auto print = [&](const jobd::ItemResult& result) -> jobd::Status {
         ++done;
         line.clear();
         if (json) {
@@ -269,7 +305,10 @@ int Map(const std::string& socket, std::vector<std::string> args) {
         }
         shown.Update(done, failed);
         return {};
-      });
+      };
+  jobd::Result<jobd::JobSummary> summary = command
+                                               ? client->MapCommand(exec, *source, options, print)
+                                               : client->Map(function, *source, options, print);
   std::fflush(stdout);
   shown.Finish();
   if (!summary.ok()) {

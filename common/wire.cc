@@ -47,6 +47,21 @@ Status ValidateItems(const wire::Items& items) {
   return {};
 }
 
+Status ValidateExec(const wire::Exec& exec) {
+  if (exec.argv_size() == 0 || exec.argv(0).empty()) return Status::Error("the command is empty");
+  if (exec.shell() && exec.argv_size() != 1) {
+    return Status::Error("a --shell command is one string for /bin/sh -c");
+  }
+  if (exec.argv_size() > 4096) return Status::Error("the command has too many words");
+  for (const std::string& word : exec.argv()) {
+    if (word.find('\0') != std::string::npos) return Status::Error("the command contains a NUL byte");
+  }
+  if (!exec.cwd().empty() && exec.cwd()[0] != '/') {
+    return Status::Error("the command's directory must be an absolute path");
+  }
+  return {};
+}
+
 Status ValidateOutcome(const wire::Outcome& outcome) {
   switch (outcome.kind_case()) {
     case wire::Outcome::kValue:
@@ -100,6 +115,12 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
       if (!submit.pool().empty() && !IsValidName(submit.pool())) {
         return Status::Error("invalid pool name '" + submit.pool().substr(0, 80) + "'");
       }
+      if ((submit.function() == "exec") != submit.has_exec()) {
+        return Status::Error("a command job is function 'exec' with a command, nothing else");
+      }
+      if (submit.has_exec()) {
+        if (Status s = ValidateExec(submit.exec()); !s.ok()) return s;
+      }
       if (submit.chunksize() > kMaxItemsPerMessage) {
         return Status::Error("chunksize " + std::to_string(submit.chunksize()) +
                              " is too large (at most " + std::to_string(kMaxItemsPerMessage) + ")");
@@ -151,6 +172,12 @@ Status DecodeToWorker(std::string_view bytes, wire::ToWorker* out) {
     case wire::ToWorker::kTasks:
       for (const wire::Task& task : out->tasks().tasks()) {
         if (Status s = ValidatePayloads(task.items()); !s.ok()) return s;
+        if (task.has_exec()) {
+          if (Status s = ValidateExec(task.exec()); !s.ok()) return s;
+          if (task.indexes_size() != task.items_size()) {
+            return Status::Error("a command task needs the index of every item");
+          }
+        }
         if (!task.output_segment().empty() && !IsSegmentName(task.output_segment())) {
           return Status::Error("task output segment '" + task.output_segment() + "' is invalid");
         }

@@ -94,10 +94,12 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.message->set_id(id);
     task.message->set_function(job->spec.function);
     task.message->set_output_segment(NewSegmentName(segment_owner_));
+    if (job->spec.exec) *task.message->mutable_exec() = *job->spec.exec;
     task.indexes.reserve(chunk);
     for (uint32_t i = 0; i < chunk && (i == 0 || task.bytes < kMaxTaskBytes); ++i) {
       QueuedItem& item = job->queue.front();
       task.indexes.push_back(item.index);
+      if (job->spec.exec) task.message->add_indexes(item.index);
       task.bytes += item.payload.data().size();
       *task.message->add_items() = std::move(item.payload);
       job->queue.pop_front();

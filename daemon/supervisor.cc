@@ -207,8 +207,11 @@ Status Supervisor::Spawn(Worker& worker) {
   worker.started = Clock::now();
 
   const std::string supervisor_pid = std::to_string(getpid());
-  const char* argv[] = {worker_binary_.c_str(), worker_endpoint_.c_str(), worker.identity.c_str(),
-                        worker.running_item->name().c_str(), supervisor_pid.c_str(), nullptr};
+  const std::string slot = std::to_string(worker.slot);
+  const char* argv[] = {worker_binary_.c_str(),      worker_endpoint_.c_str(),
+                        worker.identity.c_str(),     worker.running_item->name().c_str(),
+                        supervisor_pid.c_str(),      slot.c_str(),
+                        nullptr};
   const pid_t pid = fork();
   if (pid < 0) return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
   if (pid == 0) {
@@ -439,9 +442,10 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
     return;
   }
   const auto& offered = pool->second.functions.functions();
-  const bool known = std::any_of(offered.begin(), offered.end(), [&](const wire::FunctionInfo& f) {
-    return f.name() == submit.function();
-  });
+  const bool known = submit.has_exec() ||
+                     std::any_of(offered.begin(), offered.end(), [&](const wire::FunctionInfo& f) {
+                       return f.name() == submit.function();
+                     });
   if (!known) {
     std::string names;
     for (const wire::FunctionInfo& f : offered) names += (names.empty() ? "" : ", ") + f.name();
@@ -457,10 +461,12 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
   spec.pool = pool_name;
   spec.chunksize = submit.chunksize();
   spec.max_workers = submit.max_workers();
+  if (submit.has_exec()) spec.exec = std::make_shared<const wire::Exec>(submit.exec());
   spec.retries = pool->second.config.retries;
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
-  JOBD_LOG(kInfo) << "job " << job.id << ": " << job.spec.function << " on pool " << pool_name
-                  << " for pid " << job.spec.client_pid;
+  JOBD_LOG(kInfo) << "job " << job.id << ": "
+                  << (job.spec.exec ? "exec " + job.spec.exec->argv(0) : job.spec.function)
+                  << " on pool " << pool_name << " for pid " << job.spec.client_pid;
   wire::Reply reply;
   reply.mutable_accepted()->set_job(job.id);
   reply.mutable_accepted()->set_pool(pool_name);

@@ -13,11 +13,10 @@
 
 int main(int argc, char** argv) {
   jobd::SetLogName("jobd-worker");
-  // Usage: jobd-worker ENDPOINT IDENTITY RUNNING_ITEM_SEGMENT SUPERVISOR_PID
-  if (argc != 5) {
+  if (argc != 6) {
     std::fprintf(stderr,
                  "jobd-worker is started by jobd, not by hand.\n"
-                 "usage: jobd-worker ENDPOINT IDENTITY RUNNING_ITEM_SEGMENT SUPERVISOR_PID\n");
+                 "usage: jobd-worker ENDPOINT IDENTITY RUNNING_ITEM_SEGMENT SUPERVISOR_PID SLOT\n");
     return 2;
   }
   // Die with the supervisor; if it is already gone, do not linger.
@@ -27,6 +26,7 @@ int main(int argc, char** argv) {
   // supervisor decides when a worker stops (it sends Stop, or SIGKILL).
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGTERM, SIG_IGN);
-  jobd::WorkerOptions options{argv[1], argv[2], argv[3]};
+  jobd::WorkerOptions options{argv[1], argv[2], argv[3],
+                              static_cast<uint32_t>(std::atol(argv[5]))};
   return jobd::RunWorker(options, jobd::BuiltinFunctions());
 }

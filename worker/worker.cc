@@ -9,6 +9,7 @@
 #include "common/payload.h"
 #include "common/running_item.h"
 #include "common/wire.h"
+#include "worker/exec.h"
 
 namespace jobd {
 namespace {
@@ -17,8 +18,8 @@ using Clock = std::chrono::steady_clock;
 
 class TaskRunner {
  public:
-  TaskRunner(const FunctionRegistry& functions, RunningItem* running)
-      : functions_(functions), running_(running) {}
+  TaskRunner(const FunctionRegistry& functions, RunningItem* running, uint32_t slot)
+      : functions_(functions), running_(running), slot_(slot) {}
 
   // Runs every item of `task` and fills `result`. The running-item page keeps
   // naming the task's last item until Idle(): a death while storing results
@@ -80,16 +81,18 @@ class TaskRunner {
 
  private:
   Result<std::string> Compute(const Function* function, const wire::Task& task, int i) {
-    if (function == nullptr) {
+    if (function == nullptr && !task.has_exec()) {
       return Status::Error("this worker has no function '" + task.function() + "'");
     }
     Result<std::string_view> item = inputs_.Read(task.items(i));
     if (!item.ok()) return Status::Error("cannot read the item: " + item.message());
+    if (task.has_exec()) return RunCommand(task.exec(), *item, task.indexes(i) + 1, slot_ + 1);
     return function->body(*item);
   }
 
   const FunctionRegistry& functions_;
   RunningItem* running_;
+  uint32_t slot_;
   SegmentReader inputs_;
 };
 
@@ -109,7 +112,7 @@ int RunWorker(const WorkerOptions& options, const FunctionRegistry& functions) {
     return 2;
   }
   auto* running = reinterpret_cast<RunningItem*>(page->data());
-  TaskRunner runner(functions, running);
+  TaskRunner runner(functions, running, options.slot);
 
   zmq::context_t context(1);
   zmq::socket_t socket(context, zmq::socket_type::dealer);

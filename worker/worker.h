@@ -2,6 +2,7 @@
 // supervisor, then runs the tasks it is sent, in order, one at a time.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "worker/functions.h"
@@ -12,6 +13,7 @@ struct WorkerOptions {
   std::string endpoint;      // the supervisor's worker endpoint
   std::string identity;      // ZeroMQ routing id the supervisor knows this worker by
   std::string running_item;  // segment holding this worker's RunningItem page
+  uint32_t slot = 0;         // position in its pool, from 0 (for exec's {%})
 };
 
 // Serves tasks until told to stop; returns the process exit status.

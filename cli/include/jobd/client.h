@@ -22,6 +22,7 @@ namespace jobd {
 namespace wire {
 class StatusReport;
 class FunctionList;
+class Request;
 }  // namespace wire
 
 struct MapOptions {
@@ -37,6 +38,18 @@ struct ItemResult {
   uint64_t index = 0;      // position in the input, from 0
   bool ok = false;
   std::string_view value;  // the result if ok, else the error; valid during the call only
+};
+
+// A command run once per item instead of a function, like xargs or GNU
+// parallel. In each word, {} {.} {/} {//} {/.} stand for the item (whole,
+// without extension, basename, dirname, basename without extension), {#} for
+// its number and {%} for the worker's slot, both from 1. Without any item
+// replacement the item goes to the command's stdin. The item is never parsed:
+// it becomes (part of) exactly one argument. The command runs in the caller's
+// current directory; its stdout, less one trailing newline, is the result.
+struct Command {
+  std::vector<std::string> argv;
+  bool shell = false;  // argv is one string run by /bin/sh -c; items are quoted for it
 };
 
 struct JobSummary {
@@ -135,6 +148,9 @@ class Client {
   // An error from on_result cancels the job and is returned.
   Result<JobSummary> Map(const std::string& function, ItemSource& items,
                          const MapOptions& options, const ResultCallback& on_result);
+  // Like Map, running `command` for every item.
+  Result<JobSummary> MapCommand(const Command& command, ItemSource& items,
+                                const MapOptions& options, const ResultCallback& on_result);
   // Convenience: the results of every item in order, or the first item's error.
   Result<std::vector<std::string>> Map(const std::string& function,
                                        const std::vector<std::string>& items,
@@ -146,6 +162,9 @@ class Client {
  private:
   struct Impl;
   explicit Client(std::unique_ptr<Impl> impl);
+  // Submits `request` (a Submit) and runs the job to its end.
+  Result<JobSummary> Run(wire::Request& request, ItemSource& items, const MapOptions& options,
+                         const ResultCallback& on_result);
   std::unique_ptr<Impl> impl_;
 };
 

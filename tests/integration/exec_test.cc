@@ -1,0 +1,93 @@
+// jobctl map --exec: a command per item, through the same pools and retries.
+#include <unistd.h>
+
+#include <climits>
+
+#include "daemon_fixture.h"
+#include "jobd.pb.h"
+
+namespace jobd::testing {
+namespace {
+
+using ExecTest = DaemonTest;
+
+TEST_F(ExecTest, ItemsReachTheCommandAsExactSingleArguments) {
+  // Spaces, quotes, $(), ; and newlines (in -0 mode): never parsed, never split.
+  const std::vector<std::string> items{"two words", "it's \"quoted\"", "$(touch /tmp/pwned)",
+                                       "a; rm -rf /", "line1\nline2", "*", ""};
+  std::string input;
+  for (const std::string& item : items) input += item + std::string(1, '\0');
+  Command run = Jobctl({"map", "-0", "--json", "--exec", "printf [%s] {}"}, input);
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out,
+            "{\"index\":0,\"ok\":true,\"result\":\"[two words]\"}\n"
+            "{\"index\":1,\"ok\":true,\"result\":\"[it's \\\"quoted\\\"]\"}\n"
+            "{\"index\":2,\"ok\":true,\"result\":\"[$(touch /tmp/pwned)]\"}\n"
+            "{\"index\":3,\"ok\":true,\"result\":\"[a; rm -rf /]\"}\n"
+            "{\"index\":4,\"ok\":true,\"result\":\"[line1\\nline2]\"}\n"
+            "{\"index\":5,\"ok\":true,\"result\":\"[*]\"}\n"
+            "{\"index\":6,\"ok\":true,\"result\":\"[]\"}\n");
+}
+
+TEST_F(ExecTest, ShellModeQuotesItemsForTheShell) {
+  Command run = Jobctl({"map", "--shell", "--exec", "echo {} | tr a-z A-Z", "a;b $(id) 'q'"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "A;B $(ID) 'Q'\n");
+}
+
+TEST_F(ExecTest, ReplacementStringsAndStdin) {
+  Command names = Jobctl({"map", "--exec", "echo {} {.} {/} {//} {/.} {#}", "/d/f.txt", "g"});
+  ASSERT_EQ(names.status, 0) << names.err;
+  EXPECT_EQ(names.out, "/d/f.txt /d/f f.txt /d f 1\ng g g . g 2\n");
+  Command slots = Jobctl({"map", "--pool", "four", "--exec", "echo {%}"}, "a\nb\nc\n");
+  ASSERT_EQ(slots.status, 0) << slots.err;
+  for (char c : slots.out) EXPECT_TRUE(c == '\n' || (c >= '1' && c <= '4')) << slots.out;
+  // No item replacement: the item is the command's stdin.
+  Command counted = Jobctl({"map", "--exec", "wc -c"}, "ab\ncde\n");
+  ASSERT_EQ(counted.status, 0) << counted.err;
+  EXPECT_EQ(counted.out, "2\n3\n");
+}
+
+TEST_F(ExecTest, RunsInTheCallersDirectory) {
+  char cwd[PATH_MAX];
+  ASSERT_NE(getcwd(cwd, sizeof cwd), nullptr);
+  Command run = Jobctl({"map", "--exec", "pwd", "x"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, std::string(cwd) + "\n");
+}
+
+TEST_F(ExecTest, FailuresAreTheItemsErrorsWithStderr) {
+  Command run = Jobctl({"map", "--shell", "--exec", "[ {} = bad ] && { echo no >&2; exit 3; }; echo ok",
+                        "good", "bad", "good"});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "ok\nok\n");
+  EXPECT_NE(run.err.find("item 1 failed: command '[ 'bad' = bad ] && { echo no >&2; exit 3; }; "
+                         "echo ok' exited with status 3: no"),
+            std::string::npos) << run.err;
+  Command killed = Jobctl({"map", "--exec", "sh -c 'kill -9 $$'", "x"});
+  EXPECT_EQ(killed.status, 1);
+  EXPECT_NE(killed.err.find("was killed by SIGKILL (signal 9)"), std::string::npos) << killed.err;
+  Command missing = Jobctl({"map", "--exec", "no-such-command-for-jobd {}", "x"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("cannot run 'no-such-command-for-jobd': no such command"),
+            std::string::npos) << missing.err;
+  // The workers survived all of it.
+  Client client = Connect();
+  Result<wire::StatusReport> report = client.Status();
+  for (const auto& pool : report->pools()) {
+    for (const auto& worker : pool.workers()) EXPECT_EQ(worker.restarts(), 0u);
+  }
+}
+
+TEST_F(ExecTest, BadCommandsAreUsageErrors) {
+  Command unclosed = Jobctl({"map", "--exec", "echo 'x", "a"});
+  EXPECT_EQ(unclosed.status, 2);
+  EXPECT_NE(unclosed.err.find("--exec: the command has an unclosed '"), std::string::npos)
+      << unclosed.err;
+  Command shell_alone = Jobctl({"map", "--shell", "len", "a"});
+  EXPECT_EQ(shell_alone.status, 2);
+  EXPECT_NE(shell_alone.err.find("--shell goes with --exec"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace jobd::testing

@@ -1,0 +1,83 @@
+#include "worker/exec.h"
+
+#include <gtest/gtest.h>
+
+#include "cli/words.h"
+
+namespace jobd {
+namespace {
+
+std::string Expand(std::string_view word, std::string_view item, bool quote = false) {
+  bool uses_item = false;
+  return ExpandWord(word, item, 7, 2, quote, &uses_item);
+}
+
+TEST(ExecTest, ReplacementStringsFollowGnuParallel) {
+  EXPECT_EQ(Expand("{}", "/a/b/c.tar.gz"), "/a/b/c.tar.gz");
+  EXPECT_EQ(Expand("{.}", "/a/b/c.tar.gz"), "/a/b/c.tar");
+  EXPECT_EQ(Expand("{/}", "/a/b/c.tar.gz"), "c.tar.gz");
+  EXPECT_EQ(Expand("{//}", "/a/b/c.tar.gz"), "/a/b");
+  EXPECT_EQ(Expand("{/.}", "/a/b/c.tar.gz"), "c.tar");
+  EXPECT_EQ(Expand("{//}", "file"), ".");
+  EXPECT_EQ(Expand("{//}", "/file"), "/");
+  EXPECT_EQ(Expand("{.}", "dir.d/file"), "dir.d/file");
+  EXPECT_EQ(Expand("{#}/{%}", "x"), "7/2");
+  EXPECT_EQ(Expand("pre{}post-{/}", "a/b"), "prea/bpost-b");
+  EXPECT_EQ(Expand("{x} {", "a"), "{x} {");
+}
+
+TEST(ExecTest, OnlyItemReplacementsCountAsUsingTheItem) {
+  bool uses_item = false;
+  ExpandWord("{#} {%}", "x", 1, 1, false, &uses_item);
+  EXPECT_FALSE(uses_item);
+  ExpandWord("{/.}", "x", 1, 1, false, &uses_item);
+  EXPECT_TRUE(uses_item);
+}
+
+TEST(ExecTest, ShellModeQuotesItemsAndNothingElse) {
+  EXPECT_EQ(ShellQuote("it's $(x)"), "'it'\\''s $(x)'");
+  EXPECT_EQ(Expand("echo {} | wc -c # {#}", "a;b", /*quote=*/true), "echo 'a;b' | wc -c # 7");
+}
+
+TEST(ExecTest, RunsCommandsAndReportsFailures) {
+  wire::Exec exec;
+  exec.add_argv("printf");
+  exec.add_argv("%s|");
+  exec.add_argv("{}");
+  EXPECT_EQ(*RunCommand(exec, "a b\nc", 1, 1), "a b\nc|");
+
+  wire::Exec stdin_exec;
+  stdin_exec.add_argv("wc");
+  stdin_exec.add_argv("-c");
+  EXPECT_EQ(*RunCommand(stdin_exec, std::string(200000, 'x'), 1, 1), "200000")
+      << "an item larger than a pipe buffer reaches stdin whole";
+
+  wire::Exec failing;
+  failing.set_shell(true);
+  failing.add_argv("echo out; echo oops >&2; exit 3");
+  Result<std::string> failed = RunCommand(failing, "x", 1, 1);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("exited with status 3: oops"), std::string::npos)
+      << failed.message();
+
+  wire::Exec missing;
+  missing.add_argv("no-such-command-for-jobd");
+  EXPECT_NE(RunCommand(missing, "x", 1, 1).message().find("no such command"), std::string::npos);
+  missing.set_cwd("/no/such/dir");
+  EXPECT_NE(RunCommand(missing, "x", 1, 1).message().find("in /no/such/dir"), std::string::npos);
+}
+
+TEST(WordsTest, SplitsLikeAShellWithoutExpanding) {
+  EXPECT_EQ(*SplitWords("gzip -9 {}"), (std::vector<std::string>{"gzip", "-9", "{}"}));
+  EXPECT_EQ(*SplitWords("  a\t'b c'  \"d \\\"e\\\" $x\" f\\ g "),
+            (std::vector<std::string>{"a", "b c", "d \"e\" $x", "f g"}));
+  EXPECT_EQ(*SplitWords("'a'\"b\"c"), std::vector<std::string>{"abc"});
+  EXPECT_EQ(*SplitWords("''"), std::vector<std::string>{""});
+  EXPECT_NE(SplitWords("echo 'x").message().find("unclosed '"), std::string::npos);
+  EXPECT_NE(SplitWords("echo \"x").message().find("unclosed \""), std::string::npos);
+  EXPECT_NE(SplitWords("echo \\").message().find("lone backslash"), std::string::npos);
+  EXPECT_NE(SplitWords("   ").message().find("empty"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace jobd

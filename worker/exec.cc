@@ -1,0 +1,220 @@
+#include "worker/exec.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+extern char** environ;
+
+namespace jobd {
+namespace {
+
+// How much of a failed command's stderr its error carries.
+constexpr size_t kStderrTail = 2048;
+
+std::string_view Basename(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+std::string_view Dirname(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return ".";
+  return slash == 0 ? std::string_view("/") : path.substr(0, slash);
+}
+
+std::string_view WithoutExtension(std::string_view path) {
+  const size_t dot = path.rfind('.');
+  const size_t slash = path.rfind('/');
+  if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash)) return path;
+  return path.substr(0, dot);
+}
+
+std::string Describe(int wait_status) {
+  if (WIFSIGNALED(wait_status)) {
+    const int signal = WTERMSIG(wait_status);
+    const char* abbrev = sigabbrev_np(signal);
+    return std::string("was killed by ") + (abbrev ? std::string("SIG") + abbrev : "a signal") +
+           " (signal " + std::to_string(signal) + ")";
+  }
+  return "exited with status " + std::to_string(WEXITSTATUS(wait_status));
+}
+
+// Pipes with both ends closed on exec; the child gets its ends by dup2.
+struct Pipe {
+  int read = -1, write = -1;
+  bool Open() {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return false;
+    read = fds[0];
+    write = fds[1];
+    return true;
+  }
+  static void Close(int& fd) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+  ~Pipe() {
+    Close(read);
+    Close(write);
+  }
+};
+
+}  // namespace
+
+std::string ShellQuote(std::string_view text) {
+  std::string quoted = "'";
+  for (char c : text) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  return quoted + "'";
+}
+
+std::string ExpandWord(std::string_view word, std::string_view item, uint64_t number,
+                       uint32_t slot, bool quote, bool* uses_item) {
+  struct Replacement {
+    std::string_view token;
+    std::string_view value;
+    bool from_item;
+  };
+  const std::string number_text = std::to_string(number), slot_text = std::to_string(slot);
+  // Longest tokens first, so that {//} is not read as {/} followed by "/}".
+  const Replacement replacements[] = {
+      {"{//}", Dirname(item), true},         {"{/.}", WithoutExtension(Basename(item)), true},
+      {"{/}", Basename(item), true},         {"{.}", WithoutExtension(item), true},
+      {"{}", item, true},                    {"{#}", number_text, false},
+      {"{%}", slot_text, false},
+  };
+  std::string out;
+  for (size_t i = 0; i < word.size();) {
+    bool replaced = false;
+    if (word[i] == '{') {
+      for (const Replacement& r : replacements) {
+        if (word.substr(i, r.token.size()) != r.token) continue;
+        out += quote && r.from_item ? ShellQuote(r.value) : std::string(r.value);
+        *uses_item = *uses_item || r.from_item;
+        i += r.token.size();
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += word[i++];
+  }
+  return out;
+}
+
+Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, uint64_t number,
+                               uint32_t slot) {
+  bool uses_item = false;
+  std::vector<std::string> argv;
+  if (exec.shell()) {
+    argv = {"/bin/sh", "-c", ExpandWord(exec.argv(0), item, number, slot, true, &uses_item)};
+  } else {
+    for (const std::string& word : exec.argv()) {
+      argv.push_back(ExpandWord(word, item, number, slot, false, &uses_item));
+    }
+  }
+  std::vector<char*> args;
+  for (std::string& arg : argv) args.push_back(arg.data());
+  args.push_back(nullptr);
+
+  Pipe in, out, err;
+  if ((!uses_item && !in.Open()) || !out.Open() || !err.Open()) {
+    return Status::Error(std::string("cannot make pipes for the command: ") + std::strerror(errno));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (uses_item) {
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  } else {
+    posix_spawn_file_actions_adddup2(&actions, in.read, 0);
+  }
+  posix_spawn_file_actions_adddup2(&actions, out.write, 1);
+  posix_spawn_file_actions_adddup2(&actions, err.write, 2);
+  if (!exec.cwd().empty()) posix_spawn_file_actions_addchdir_np(&actions, exec.cwd().c_str());
+  // The command starts with default signal handling and nothing blocked,
+  // whatever the worker ignores.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int s : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD}) sigaddset(&defaults, s);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (spawned != 0) {
+    if (spawned == ENOENT && !exec.cwd().empty() && access(exec.cwd().c_str(), X_OK) != 0) {
+      return Status::Error("cannot run '" + argv[0] + "' in " + exec.cwd() + ": " +
+                           std::strerror(errno));
+    }
+    return Status::Error("cannot run '" + argv[0] + "': " +
+                         (spawned == ENOENT ? std::string("no such command") : std::strerror(spawned)));
+  }
+  Pipe::Close(in.read);
+  Pipe::Close(out.write);
+  Pipe::Close(err.write);
+
+  // Feed stdin and drain stdout and stderr together, so that no pipe fills up.
+  std::string output, errors;
+  size_t fed = 0;
+  if (in.write >= 0) {
+    fcntl(in.write, F_SETFL, O_NONBLOCK);
+    if (item.empty()) Pipe::Close(in.write);
+  }
+  char buffer[65536];
+  while (out.read >= 0 || err.read >= 0) {
+    pollfd fds[3] = {{out.read, POLLIN, 0}, {err.read, POLLIN, 0}, {in.write, POLLOUT, 0}};
+    if (poll(fds, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[2].revents != 0) {
+      const ssize_t n = write(in.write, item.data() + fed, item.size() - fed);
+      if (n > 0) fed += static_cast<size_t>(n);
+      // Done, or the command stopped reading (EPIPE): it gets EOF either way.
+      if (fed == item.size() || (n < 0 && errno != EAGAIN)) Pipe::Close(in.write);
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].revents == 0) continue;
+      int& fd = i == 0 ? out.read : err.read;
+      const ssize_t n = read(fd, buffer, sizeof buffer);
+      if (n > 0) {
+        (i == 0 ? output : errors).append(buffer, static_cast<size_t>(n));
+        if (errors.size() > 2 * kStderrTail) errors.erase(0, errors.size() - kStderrTail);
+      } else if (n == 0 || errno != EINTR) {
+        Pipe::Close(fd);
+      }
+    }
+  }
+  Pipe::Close(in.write);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    if (!output.empty() && output.back() == '\n') output.pop_back();
+    return output;
+  }
+  if (errors.size() > kStderrTail) errors.erase(0, errors.size() - kStderrTail);
+  while (!errors.empty() && errors.back() == '\n') errors.pop_back();
+  std::string message = "command '" + argv[exec.shell() ? 2 : 0] + "' " + Describe(status);
+  if (!errors.empty()) message += ": " + errors;
+  return Status::Error(message);
+}
+
+}  // namespace jobd
