@@ -344,10 +344,11 @@ TEST_F(MapTest, StatusShowsARunningJob) {
   WriteFile(in, Lines(std::vector<std::string>(20, "100")));
   const pid_t pid = Spawn({Bin("jobctl"), "map", "--chunksize", "1", "sleep"}, in, out, Env());
   pids_.insert(pid);
+  // Until a worker has taken a task of the job (the job may show up first).
   Command status;
   for (int i = 0; i < 100; ++i) {
     status = Jobctl({"status"});
-    if (status.out.find("1 running jobs") != std::string::npos) break;
+    if (status.out.find("busy") != std::string::npos) break;
     usleep(20000);
   }
   EXPECT_NE(status.out.find("1 running jobs"), std::string::npos) << status.out;
