@@ -81,7 +81,7 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   pool.name = name;
   pool.workers = OnlineCores();
   if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
-  reader.CheckKeys(node, path, {"workers", "retries"});
+  reader.CheckKeys(node, path, {"workers", "retries", "max_tasks_per_worker"});
   if (const YAML::Node workers = node["workers"]) {
     if (!(workers.IsScalar() && workers.Scalar() == "auto")) {
       pool.workers = reader.Count(workers, path + ".workers", 1, 1024, " or 'auto'");
@@ -89,6 +89,10 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   }
   if (const YAML::Node retries = node["retries"]) {
     pool.retries = reader.Count(retries, path + ".retries", 0, 100);
+  }
+  if (const YAML::Node recycle = node["max_tasks_per_worker"]) {
+    pool.max_tasks_per_worker =
+        reader.Count(recycle, path + ".max_tasks_per_worker", 0, 1'000'000'000);
   }
   return pool;
 }

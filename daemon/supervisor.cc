@@ -203,6 +203,8 @@ Status Supervisor::Spawn(Worker& worker) {
   worker.key = ++generation_;
   worker.identity = "w" + std::to_string(worker.slot) + "." + std::to_string(worker.key);
   worker.ready = false;
+  worker.retiring = false;
+  worker.tasks_this_life = 0;
   worker.tasks.clear();
   worker.started = Clock::now();
 
@@ -340,7 +342,15 @@ void Supervisor::HandleWorkerMessages() {
       Untrack(*worker, result.id());
       worker->tasks.pop_front();
       ++worker->tasks_done;
+      ++worker->tasks_this_life;
       scheduler_.Complete(result.id(), result);
+    }
+    // Recycled once it has run its share and holds nothing more.
+    const uint32_t max_tasks = pools_[worker->pool].config.max_tasks_per_worker;
+    if (max_tasks > 0 && worker->tasks_this_life >= max_tasks && worker->tasks.empty() &&
+        !worker->retiring) {
+      worker->retiring = true;
+      SendStop(*worker);
     }
   }
 }
@@ -483,7 +493,8 @@ void Supervisor::Dispatch() {
     while (gave) {
       gave = false;
       for (auto& worker : pool.workers) {
-        if (!worker->ready || !HasCredit(*worker) || batch_bytes[worker.get()] >= kMaxBatchBytes) {
+        if (!worker->ready || !HasCredit(*worker, pool.config.max_tasks_per_worker) ||
+            batch_bytes[worker.get()] >= kMaxBatchBytes) {
           continue;
         }
         const Task* task = scheduler_.NextTask(name, size, worker->key);
@@ -509,8 +520,11 @@ void Supervisor::Dispatch() {
   }
 }
 
-bool Supervisor::HasCredit(const Worker& worker) const {
+bool Supervisor::HasCredit(const Worker& worker, uint32_t max_tasks) const {
   const size_t held = worker.tasks.size();
+  if (worker.retiring || (max_tasks > 0 && worker.tasks_this_life + held >= max_tasks)) {
+    return false;
+  }
   if (held == 0) return true;
   return held < kMaxCredit && worker.unestimated == 0 && worker.estimate_ns < kCreditWindowNs;
 }
@@ -658,7 +672,12 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   RemoveSegment(worker.running_item->name());
   worker.running_item.reset();
 
-  if (!(workers_stopping_ && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0)) {
+  const bool clean_exit = WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
+  const bool recycled = worker.retiring && clean_exit;
+  if (recycled) {
+    JOBD_LOG(kDebug) << "worker " << worker.identity << " (pid " << pid << ") recycled after "
+                     << worker.tasks_this_life << " tasks";
+  } else if (!(workers_stopping_ && clean_exit)) {
     JOBD_LOG(kWarn) << "worker " << worker.identity << " (pid " << pid << ") of pool "
                     << worker.pool << " " << how
                     << (worker.tasks.empty() ? "" : "; re-queueing its tasks");
@@ -676,7 +695,7 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   worker.estimate_ns = 0;
   worker.unestimated = 0;
   if (workers_stopping_) return;
-  ++worker.restarts;
+  if (!recycled) ++worker.restarts;
   const auto delay = worker.ready ? Clock::duration::zero() : Clock::duration(kFailedStartBackoff);
   worker.ready = false;
   respawns_.push_back({Clock::now() + delay, &worker});
@@ -722,15 +741,9 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     workers_stopping_ = true;
     kill_deadline_ = now + kStopDeadline;
     respawns_.clear();
-    wire::ToWorker stop;
-    stop.set_version(wire::VERSION_CURRENT);
-    stop.mutable_stop();
-    const std::string bytes = Encode(stop);
     for (auto& [name, pool] : pools_) {
       for (auto& worker : pool.workers) {
-        if (worker->pid == 0) continue;
-        workers_.send(zmq::buffer(worker->identity), zmq::send_flags::sndmore);
-        workers_.send(zmq::buffer(bytes), zmq::send_flags::none);
+        if (worker->pid != 0) SendStop(*worker);
       }
     }
   }
@@ -741,6 +754,14 @@ void Supervisor::HandleTimers(Clock::time_point now) {
       }
     }
   }
+}
+
+void Supervisor::SendStop(const Worker& worker) {
+  wire::ToWorker stop;
+  stop.set_version(wire::VERSION_CURRENT);
+  stop.mutable_stop();
+  workers_.send(zmq::buffer(worker.identity), zmq::send_flags::sndmore);
+  workers_.send(zmq::buffer(Encode(stop)), zmq::send_flags::none);
 }
 
 void Supervisor::BeginShutdown(const std::string& why) {

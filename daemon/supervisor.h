@@ -47,7 +47,9 @@ class Supervisor {
     std::deque<uint64_t> tasks;  // in flight, in the order the worker runs them
     uint64_t estimate_ns = 0;    // sum of the estimates of those tasks
     uint32_t unestimated = 0;    // how many of them have no estimate
-    uint64_t tasks_done = 0;
+    uint64_t tasks_done = 0;       // over every incarnation
+    uint64_t tasks_this_life = 0;  // since this incarnation started
+    bool retiring = false;         // told to stop after max_tasks_per_worker
     uint32_t restarts = 0;
     Clock::time_point started;
     std::unique_ptr<Segment> running_item;  // the worker's RunningItem page
@@ -75,7 +77,8 @@ class Supervisor {
   void HandleRequest(const std::string& client, const zmq::message_t& body);
   void Submit(const std::string& client, int peer_fd, wire::Submit& submit);
   void Dispatch();
-  bool HasCredit(const Worker& worker) const;
+  bool HasCredit(const Worker& worker, uint32_t max_tasks) const;
+  void SendStop(const Worker& worker);
   void Untrack(Worker& worker, uint64_t task_id);
   void FlushResults();
   void EndJob(uint64_t job_id, const std::string& why);

@@ -69,5 +69,34 @@ TEST_F(CrashTest, KillingABusyWorkerCostsNothing) {
   EXPECT_NE(Log().find("re-queued after worker deaths"), std::string::npos);
 }
 
+class RecycleTest : public DaemonTest {
+ protected:
+  std::string Config() const override {
+    return "default_pool: recycled\n"
+           "pools:\n"
+           "  recycled: {workers: 1, max_tasks_per_worker: 2}\n";
+  }
+};
+
+TEST_F(RecycleTest, WorkersAreReplacedAfterMaxTasksWithoutCountingARestart) {
+  // Each command prints its parent: the worker that ran the item.
+  Command run = Jobctl({"map", "--chunksize", "1", "--exec", "sh -c 'echo $PPID'"},
+                       "a\nb\nc\nd\ne\nf\n");
+  ASSERT_EQ(run.status, 0) << run.err;
+  std::vector<std::string> pids;
+  for (size_t start = 0, end; (end = run.out.find('\n', start)) != std::string::npos; start = end + 1) {
+    pids.push_back(run.out.substr(start, end - start));
+  }
+  ASSERT_EQ(pids.size(), 6u) << run.out;
+  for (size_t i = 0; i < 6; i += 2) {
+    EXPECT_EQ(pids[i], pids[i + 1]) << "two tasks per worker: " << run.out;
+    if (i > 0) {
+      EXPECT_NE(pids[i], pids[i - 1]) << "then a fresh worker: " << run.out;
+    }
+  }
+  Client client = Connect();
+  EXPECT_EQ(Restarts(*this, client), 0u) << "recycling is not a crash";
+}
+
 }  // namespace
 }  // namespace jobd::testing

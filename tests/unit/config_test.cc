@@ -43,13 +43,15 @@ TEST(ConfigTest, PoolsKeepFileOrderAndSettings) {
       "default_pool: b\n"
       "log_level: debug\n"
       "pools:\n"
-      "  b: {workers: 3, retries: 0}\n"
+      "  b: {workers: 3, retries: 0, max_tasks_per_worker: 100}\n"
       "  a:\n"
       "    workers: auto\n");
   ASSERT_EQ(config.pools.size(), 2u);
   EXPECT_EQ(config.pools[0].name, "b");
   EXPECT_EQ(config.pools[0].workers, 3u);
   EXPECT_EQ(config.pools[0].retries, 0u);
+  EXPECT_EQ(config.pools[0].max_tasks_per_worker, 100u);
+  EXPECT_EQ(config.pools[1].max_tasks_per_worker, 0u);
   EXPECT_EQ(config.pools[1].name, "a");
   EXPECT_EQ(config.log_level, LogLevel::kDebug);
   EXPECT_NE(config.FindPool("a"), nullptr);
@@ -66,7 +68,8 @@ TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   const std::string error = ErrorOf("pools:\n  cpu:\n    workers: 2\n    wrokers: 3\n");
   EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
   EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
-  EXPECT_NE(error.find("known keys here: retries, workers"), std::string::npos) << error;
+  EXPECT_NE(error.find("known keys here: max_tasks_per_worker, retries, workers"),
+            std::string::npos) << error;
 }
 
 TEST(ConfigTest, WrongTypeNamesKeyLineAndValue) {
