@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   // supervisor decides when a worker stops (it sends Stop, or SIGKILL).
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGTERM, SIG_IGN);
+  // A command that exits without reading its stdin must not take us along.
+  std::signal(SIGPIPE, SIG_IGN);
   jobd::WorkerOptions options{argv[1], argv[2], argv[3],
                               static_cast<uint32_t>(std::atol(argv[5]))};
   return jobd::RunWorker(options, jobd::BuiltinFunctions());
