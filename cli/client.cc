@@ -57,9 +57,16 @@ Result<bool> VectorSource::Read(ItemSink& sink, size_t max) {
   return next_ < items_.size();
 }
 
+bool DelimitedSource::Buffered() const {
+  if (start_ >= buffer_.size()) return false;
+  return eof_ || buffer_.find(delimiter_, start_) != std::string::npos;
+}
+
 Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
   size_t added = 0;
-  bool did_read = false;  // at most one read() per call: the caller polls before the next
+  // read() only when nothing is buffered, and at most once: the caller polls
+  // the descriptor before calling again, so Read never blocks.
+  bool did_read = Buffered();
   while (added < max && !sink.Full()) {
     const size_t end = buffer_.find(delimiter_, start_);
     if (end != std::string::npos) {
@@ -146,6 +153,12 @@ struct Client::Impl {
         return jobd::Status::Error(reply->error().message());
       }
       if (reply->kind_case() == expected) return reply;
+      if (reply->has_accepted()) {  // a job whose Submit gave up waiting: let it go
+        wire::Request release;
+        release.set_version(wire::VERSION_CURRENT);
+        release.mutable_release()->set_job(reply->accepted().job());
+        Send(release);
+      }
     }
   }
 };
@@ -249,15 +262,27 @@ class MapRun : public ItemSink {
   }
 
   // A file that cannot be read fails as its own item, like sha256sum's
-  // "No such file": the worker gets an empty item whose result is replaced.
+  // "No such file": jobd is told to skip it, and its error is delivered here.
   Status AddFile(const std::string& path) override {
     wire::Payload* payload = NewItem();
-    if (std::string error = ReadFileInto(path, payload); !error.empty()) {
+    const std::string error = ReadFileInto(path, payload);
+    Track(*payload);  // what it reserved is released when its error is delivered
+    if (!error.empty()) {
+      const uint64_t index = sent_ - 1;
       payload->set_data("");
-      local_errors_[sent_ - 1] = "cannot read " + path + ": " + error;
+      batch_.add_skipped(index);
+      wire::ItemResult& result = *local_results_.add_results();
+      result.set_index(index);
+      result.mutable_outcome()->set_error("cannot read " + path + ": " + error);
     }
-    Track(*payload);
     return {};
+  }
+
+  // Delivers the errors of items that failed here; call after SendItems.
+  Status TakeLocal(const Client::ResultCallback& on_result) {
+    if (local_results_.results_size() == 0) return {};
+    wire::Results results = std::exchange(local_results_, {});
+    return Take(results, on_result);
   }
 
   // Reads up to a window's worth of items and sends them.
@@ -318,28 +343,44 @@ class MapRun : public ItemSink {
 
  private:
   // Reads the whole file into `payload` (shared memory when large); returns
-  // why it could not, or "".
+  // why it could not, or "". Files that report no size (/proc) are read to
+  // their end; a file that grows while being read is refused.
   std::string ReadFileInto(const std::string& path, wire::Payload* payload) {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return std::strerror(errno);
     struct stat st{};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      const int error = errno;
+    if (stat(path.c_str(), &st) != 0) return std::strerror(errno);
+    if (S_ISDIR(st.st_mode)) return "it is a directory";
+    if (!S_ISREG(st.st_mode)) return "not a regular file";
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+      const std::string why = std::strerror(errno);
+      if (fd >= 0) close(fd);
+      return why;
+    }
+    std::string error;
+    if (st.st_size == 0) {
+      std::string contents;
+      char buffer[65536];
+      ssize_t n;
+      while ((n = read(fd, buffer, sizeof buffer)) > 0 || (n < 0 && errno == EINTR)) {
+        if (n > 0) contents.append(buffer, static_cast<size_t>(n));
+      }
+      if (n < 0) error = std::strerror(errno);
+      if (Status s = writer_.Add(contents, payload); error.empty() && !s.ok()) error = s.message();
       close(fd);
-      return S_ISDIR(st.st_mode) ? "it is a directory" : !S_ISREG(st.st_mode) ? "not a regular file"
-                                                                              : std::strerror(error);
+      return error;
     }
     const size_t size = static_cast<size_t>(st.st_size);
     Result<char*> space = writer_.Reserve(size, payload);
-    std::string error;
     size_t done = 0;
-    while (space.ok() && done < size) {
-      const ssize_t n = read(fd, *space + done, size - done);
+    while (space.ok() && done <= size) {
+      char extra;  // one byte past the size says the file grew
+      char* into = done < size ? *space + done : &extra;
+      const ssize_t n = read(fd, into, done < size ? size - done : 1);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        error = n < 0 ? std::strerror(errno) : "it shrank while being read";
-        break;
-      }
+      if (n < 0) error = std::strerror(errno);
+      if (n == 0 && done < size) error = "it shrank while being read";
+      if (n > 0 && done == size) error = "it grew while being read";
+      if (n <= 0 || done == size) break;
       done += static_cast<size_t>(n);
     }
     close(fd);
@@ -382,14 +423,10 @@ class MapRun : public ItemSink {
     item.ok = outcome.has_value() && value.ok();
     item.value = outcome.has_error() ? std::string_view(outcome.error())
                                      : value.ok() ? *value : std::string_view(value.message());
-    auto local_error = local_errors_.find(item.index);
-    if (local_error != local_errors_.end()) {
-      item.ok = false;
-      item.value = local_error->second;
-    }
+
     Status s = on_result(item);
     ++delivered_;
-    if (local_error != local_errors_.end()) local_errors_.erase(local_error);
+
     if (auto counted = counted_.find(item.index); counted != counted_.end()) {
       (counted->second.shared ? inflight_shared_ : inflight_inline_) -= counted->second.size;
       counted_.erase(counted);
@@ -430,7 +467,7 @@ class MapRun : public ItemSink {
   size_t inflight_inline_ = 0;
   size_t inflight_shared_ = 0;
   std::unordered_map<uint64_t, Counted> counted_;  // item index -> bytes it counts for
-  std::unordered_map<uint64_t, std::string> local_errors_;  // items that failed here
+  wire::Results local_results_;  // errors of items that failed here, not yet delivered
 };
 
 }  // namespace
@@ -489,8 +526,9 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   while (true) {
     if (g_interrupted) return jobd::Status::Error("interrupted; job " + std::to_string(job) + " cancelled");
     const bool want_input = run.WantsInput();
-    if (want_input && items.fd() < 0) {
+    if (want_input && (items.fd() < 0 || items.Buffered())) {
       if (jobd::Status s = run.SendItems(items); !s.ok()) return s;
+      if (jobd::Status s = run.TakeLocal(on_result); !s.ok()) return s;
       continue;
     }
     zmq::pollitem_t poll_items[] = {{impl_->socket.handle(), 0, ZMQ_POLLIN, 0},
@@ -503,6 +541,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
     }
     if (want_input && (poll_items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
       if (jobd::Status s = run.SendItems(items); !s.ok()) return s;
+      if (jobd::Status s = run.TakeLocal(on_result); !s.ok()) return s;
     }
     if (!(poll_items[0].revents & ZMQ_POLLIN)) {
       if (Clock::now() - last_heard > kDaemonCheckInterval) {

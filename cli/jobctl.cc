@@ -301,6 +301,7 @@ int Map(const std::string& socket, std::vector<std::string> args) {
                        static_cast<int>(result.value.size()), result.value.data());
         }
         if (!line.empty() && std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) {
+          if (errno == EINTR) return jobd::Status::Error("interrupted while writing results");
           return jobd::Status::Error(std::string("cannot write results: ") + std::strerror(errno));
         }
         shown.Update(done, failed);

@@ -80,35 +80,51 @@ int ReapOrphanSegments() {
 
 // ------------------------------------------------------------------ Segment
 
-Segment::Segment(std::string name, std::unique_ptr<bip::mapped_region> region)
-    : name_(std::move(name)), region_(std::move(region)) {
+Segment::Segment(std::string name, std::unique_ptr<bip::mapped_region> region, int fd)
+    : name_(std::move(name)), fd_(fd), region_(std::move(region)) {
   if (region_) {
     data_ = static_cast<char*>(region_->get_address());
     size_ = region_->get_size();
   }
 }
-Segment::Segment(Segment&&) noexcept = default;
-Segment& Segment::operator=(Segment&&) noexcept = default;
-Segment::~Segment() = default;
+Segment::Segment(Segment&& other) noexcept
+    : name_(std::move(other.name_)),
+      fd_(std::exchange(other.fd_, -1)),
+      region_(std::move(other.region_)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
+Segment& Segment::operator=(Segment&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    name_ = std::move(other.name_);
+    fd_ = std::exchange(other.fd_, -1);
+    region_ = std::move(other.region_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+Segment::~Segment() {
+  if (fd_ >= 0) close(fd_);
+}
+
+Status Segment::Allocate(size_t offset, size_t length) {
+  if (length == 0) return {};
+  const int error = fd_ < 0 ? EBADF
+                            : posix_fallocate(fd_, static_cast<off_t>(offset), static_cast<off_t>(length));
+  if (error == 0) return {};
+  return Status::Error("cannot allocate " + std::to_string(length) + " bytes of shared memory in " +
+                       name_ + ": " + std::strerror(error) + " (is /dev/shm full?)");
+}
 
 Result<Segment> Segment::Create(const std::string& name, size_t size) {
   try {
     bip::shared_memory_object shm(bip::create_only, name.c_str(), bip::read_write,
                                   bip::permissions(0600));
     shm.truncate(static_cast<bip::offset_t>(size));
-    // Reserve the pages now: a full /dev/shm is then an error here, not a
-    // SIGBUS at the first write into the mapping.
-    if (size > 0) {
-      const int error = posix_fallocate(shm.get_mapping_handle().handle, 0, static_cast<off_t>(size));
-      if (error != 0) {
-        RemoveSegment(name);
-        return Status::Error("cannot create shared-memory segment " + name + " of " +
-                             std::to_string(size) + " bytes: " + std::strerror(error) +
-                             " (is /dev/shm full?)");
-      }
-    }
     auto region = size == 0 ? nullptr : std::make_unique<bip::mapped_region>(shm, bip::read_write);
-    return Segment(name, std::move(region));
+    const int fd = fcntl(shm.get_mapping_handle().handle, F_DUPFD_CLOEXEC, 0);
+    return Segment(name, std::move(region), fd);
   } catch (const bip::interprocess_exception& e) {
     RemoveSegment(name);
     return Status::Error("cannot create shared-memory segment " + name + " of " +
@@ -126,7 +142,7 @@ Result<Segment> Segment::Open(const std::string& name, bool writable) {
     bip::offset_t size = 0;
     shm.get_size(size);
     auto region = size == 0 ? nullptr : std::make_unique<bip::mapped_region>(shm, mode);
-    return Segment(name, std::move(region));
+    return Segment(name, std::move(region), -1);
   } catch (const bip::interprocess_exception& e) {
     return Status::Error("cannot open shared-memory segment " + name + ": " + e.what());
   }
@@ -171,6 +187,7 @@ Result<char*> PayloadWriter::Reserve(size_t size, wire::Payload* out) {
     used_ = 0;
     new_segments_.push_back(name);
   }
+  if (Status s = current_->Allocate(used_, size); !s.ok()) return s;
   wire::SegmentRef* ref = out->mutable_ref();
   ref->set_segment(current_->name());
   ref->set_offset(used_);

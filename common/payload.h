@@ -43,7 +43,8 @@ std::vector<std::string> ListSegments();
 // A mapped segment. Movable, not copyable; unmaps when destroyed.
 class Segment {
  public:
-  // Creates `name` with `size` bytes (mode 0600) and maps it read-write.
+  // Creates `name` with `size` bytes (mode 0600) and maps it read-write. Its
+  // pages are not reserved yet: Allocate() the ranges before writing them.
   static Result<Segment> Create(const std::string& name, size_t size);
   // Maps an existing segment, read-only unless `writable`.
   static Result<Segment> Open(const std::string& name, bool writable = false);
@@ -55,12 +56,17 @@ class Segment {
   const std::string& name() const { return name_; }
   size_t size() const { return size_; }
   char* data() { return data_; }
+  // Reserves memory for [offset, offset + length) of a segment this process
+  // created, so that a full /dev/shm is an error here and not a SIGBUS at the
+  // first write into the mapping.
+  Status Allocate(size_t offset, size_t length);
   // The bytes [offset, offset + length), or an error if they are not all inside.
   Result<std::string_view> Slice(uint64_t offset, uint64_t length) const;
 
  private:
-  Segment(std::string name, std::unique_ptr<boost::interprocess::mapped_region> region);
+  Segment(std::string name, std::unique_ptr<boost::interprocess::mapped_region> region, int fd);
   std::string name_;
+  int fd_ = -1;  // kept for Allocate on segments we created
   std::unique_ptr<boost::interprocess::mapped_region> region_;  // null when size is 0
   char* data_ = nullptr;
   size_t size_ = 0;
@@ -85,9 +91,8 @@ class SegmentReader {
 // Fills one segment at a time: Seal() starts a new one.
 class PayloadWriter {
  public:
-  // Segments are allocated in full (posix_fallocate), so they are small
-  // unless one payload needs more.
-  explicit PayloadWriter(size_t segment_size = 1 << 20) : segment_size_(segment_size) {}
+  // Only the bytes reserved for payloads are allocated, whatever the segment size.
+  explicit PayloadWriter(size_t segment_size = 16 << 20) : segment_size_(segment_size) {}
   // Reserves `size` bytes for one payload and points `out` at them. Large
   // payloads get shared memory; the caller fills the returned span. Small
   // ones get out->data.

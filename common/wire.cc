@@ -41,6 +41,12 @@ Status ValidatePayloads(const Payloads& payloads) {
 Status ValidateItems(const wire::Items& items) {
   if (Status s = ValidatePayloads(items.items()); !s.ok()) return s;
   if (items.first_index() > (uint64_t{1} << 62)) return Status::Error("item index out of range");
+  for (uint64_t index : items.skipped()) {
+    if (index < items.first_index() ||
+        index - items.first_index() >= static_cast<uint64_t>(items.items_size())) {
+      return Status::Error("a skipped item is not in its message");
+    }
+  }
   for (const std::string& name : items.segments()) {
     if (!IsSegmentName(name)) return Status::Error("'" + name + "' is not a jobd segment name");
   }

@@ -1,6 +1,7 @@
 #include "daemon/scheduler.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "common/payload.h"
 
@@ -30,8 +31,14 @@ Status Scheduler::AddItems(Job& job, wire::Items& items) {
                          std::to_string(items.first_index()));
   }
   for (std::string& name : *items.mutable_segments()) job.segments.push_back(std::move(name));
+  const std::unordered_set<uint64_t> skipped(items.skipped().begin(), items.skipped().end());
   for (wire::Payload& payload : *items.mutable_items()) {
-    job.queue.push_back({job.received++, std::move(payload)});
+    const uint64_t index = job.received++;
+    if (skipped.count(index) > 0) {
+      ++job.failed;  // the client reports its error itself
+    } else {
+      job.queue.push_back({index, std::move(payload)});
+    }
   }
   job.input_complete = items.last();
   if (!job.queue.empty()) MarkReady(job);

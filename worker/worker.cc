@@ -45,10 +45,12 @@ class TaskRunner {
     std::string output_error;
     if (large_bytes > 0) {
       Result<Segment> created = Segment::Create(task.output_segment(), large_bytes);
-      if (created.ok()) {
+      Status allocated = created.ok() ? created->Allocate(0, large_bytes) : created.status();
+      if (allocated.ok()) {
         output.emplace(std::move(created).value());
       } else {
-        output_error = "cannot store a large result: " + created.message();
+        RemoveSegment(task.output_segment());
+        output_error = "cannot store a large result: " + allocated.message();
       }
     }
     size_t used = 0;

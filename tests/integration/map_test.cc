@@ -3,7 +3,11 @@
 #include <openssl/evp.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <filesystem>
 #include <set>
 
@@ -244,6 +248,56 @@ TEST_F(MapTest, FilesThatCannotBeReadFailAloneLikeSha256sum) {
   EXPECT_NE(run.err.find("item 2 failed: cannot read " + dir_ + ": it is a directory"),
             std::string::npos) << run.err;
   EXPECT_NE(run.err.find("2 of 4 items failed"), std::string::npos) << run.err;
+
+  // Such items never reach a worker, so a function that kills workers cannot.
+  mkfifo((dir_ + "/fifo").c_str(), 0600);
+  Command skipped = Jobctl({"map", "crash", "--files", "/nonexistent", dir_ + "/fifo"});
+  EXPECT_EQ(skipped.status, 1);
+  EXPECT_NE(skipped.err.find("cannot read " + dir_ + "/fifo: not a regular file"),
+            std::string::npos) << skipped.err;
+  Client client = Connect();
+  Result<wire::StatusReport> report = client.Status();
+  for (const auto& worker : report->pools(0).workers()) EXPECT_EQ(worker.restarts(), 0u);
+}
+
+TEST_F(MapTest, FilesWithoutASizeAreReadToTheEnd) {
+  const std::string version = ReadFile("/proc/version");
+  ASSERT_FALSE(version.empty());
+  Command run = Jobctl({"map", "sha256", "--files", "/proc/version"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, Sha256Hex(version) + "\n");
+}
+
+TEST_F(MapTest, ItemsAlreadyReadAreSentWithoutWaitingForMoreInput) {
+  // A writer that stops writing but keeps stdin open (tail -f): every line it
+  // wrote must still be mapped, not held back until the next write.
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const int count = 20000;
+  std::atomic<int> delivered{0};
+  std::atomic<bool> all_before_close{false};
+  std::thread writer([&] {
+    std::string lines;
+    for (int i = 0; i < count; ++i) lines += std::to_string(i) + "\n";
+    for (size_t done = 0; done < lines.size();) {
+      const ssize_t n = write(fds[1], lines.data() + done, lines.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    for (int i = 0; i < 500 && delivered < count; ++i) usleep(10000);
+    all_before_close = delivered == count;
+    close(fds[1]);
+  });
+  Client client = Connect();
+  DelimitedSource source(fds[0], '\n');
+  Result<JobSummary> summary = client.Map("identity", source, {}, [&](const ItemResult&) {
+    ++delivered;
+    return Status();
+  });
+  writer.join();
+  close(fds[0]);
+  ASSERT_TRUE(summary.ok()) << summary.message();
+  EXPECT_TRUE(all_before_close) << delivered << " of " << count << " results before stdin closed";
 }
 
 TEST_F(MapTest, UnorderedLargeResultsOfOneTaskAllArrive) {

@@ -77,6 +77,8 @@ class ItemSource {
   virtual ~ItemSource() = default;
   // A descriptor to wait on before Read, or -1 if Read never blocks.
   virtual int fd() const { return -1; }
+  // True if Read can add items without waiting on fd() (it holds some already).
+  virtual bool Buffered() const { return false; }
   // Adds up to `max` items to `sink`, fewer if it is Full() or the input would
   // block. Returns false once the input is exhausted.
   virtual Result<bool> Read(ItemSink& sink, size_t max) = 0;
@@ -99,6 +101,7 @@ class DelimitedSource : public ItemSource {
  public:
   DelimitedSource(int fd, char delimiter) : fd_(fd), delimiter_(delimiter) {}
   int fd() const override { return fd_; }
+  bool Buffered() const override;
   Result<bool> Read(ItemSink& sink, size_t max) override;
 
  private:
