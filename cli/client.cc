@@ -501,6 +501,14 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   submit->set_pool(options.pool);
   submit->set_chunksize(options.chunksize);
   submit->set_max_workers(options.max_workers);
+  if (!options.plugin.empty()) {
+    char* path = realpath(options.plugin.c_str(), nullptr);
+    if (path == nullptr) {
+      return jobd::Status::Error("plugin " + options.plugin + ": " + std::strerror(errno));
+    }
+    submit->set_plugin(path);
+    free(path);
+  }
   submit->set_client_pid(static_cast<uint32_t>(getpid()));
   g_interrupted = false;
   Result<wire::Reply> accepted = impl_->Call(request, wire::Reply::kAccepted);

@@ -81,6 +81,8 @@ options:
   --pool NAME          run in pool NAME (default: jobd's default pool)
   --chunksize N        items per task (default: adapted to the cost of an item)
   --workers N          use at most N of the pool's workers at once (default: all)
+  --plugin PATH.so     FUNCTION comes from this plugin (see include/jobd/plugin.h);
+                       each worker loads it once and keeps it
   --progress           show progress on stderr (default: when stderr is a terminal)
   --no-progress        never show progress
 
@@ -177,6 +179,10 @@ int Map(const std::string& socket, std::vector<std::string> args) {
       null_separated = true;
     } else if (arg == "--files") {
       files = true;
+    } else if (arg == "--plugin") {
+      const std::string* path = value();
+      if (path == nullptr) return Usage(kMapUsage, "--plugin needs a PATH.so");
+      options.plugin = *path;
     } else if (arg == "--exec") {
       const std::string* text = value();
       if (text == nullptr) return Usage(kMapUsage, "--exec needs a COMMAND");

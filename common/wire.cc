@@ -68,6 +68,14 @@ Status ValidateExec(const wire::Exec& exec) {
   return {};
 }
 
+Status ValidatePlugin(const std::string& path) {
+  if (path.empty()) return {};
+  if (path[0] != '/' || path.size() > 4096 || path.find('\0') != std::string::npos) {
+    return Status::Error("a plugin is named by an absolute path");
+  }
+  return {};
+}
+
 Status ValidateOutcome(const wire::Outcome& outcome) {
   switch (outcome.kind_case()) {
     case wire::Outcome::kValue:
@@ -127,6 +135,7 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
       if (submit.has_exec()) {
         if (Status s = ValidateExec(submit.exec()); !s.ok()) return s;
       }
+      if (Status s = ValidatePlugin(submit.plugin()); !s.ok()) return s;
       if (submit.chunksize() > kMaxItemsPerMessage) {
         return Status::Error("chunksize " + std::to_string(submit.chunksize()) +
                              " is too large (at most " + std::to_string(kMaxItemsPerMessage) + ")");
@@ -178,6 +187,7 @@ Status DecodeToWorker(std::string_view bytes, wire::ToWorker* out) {
     case wire::ToWorker::kTasks:
       for (const wire::Task& task : out->tasks().tasks()) {
         if (Status s = ValidatePayloads(task.items()); !s.ok()) return s;
+        if (Status s = ValidatePlugin(task.plugin()); !s.ok()) return s;
         if (task.has_exec()) {
           if (Status s = ValidateExec(task.exec()); !s.ok()) return s;
           if (task.indexes_size() != task.items_size()) {

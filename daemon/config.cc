@@ -24,6 +24,12 @@ class Reader {
  public:
   explicit Reader(std::string source) : source_(std::move(source)) {}
 
+  // `file` relative to the directory of the configuration file.
+  std::string Relative(const std::string& file) const {
+    const size_t slash = source_.rfind('/');
+    return slash == std::string::npos ? file : source_.substr(0, slash + 1) + file;
+  }
+
   [[noreturn]] void Fail(const YAML::Node& node, const std::string& what) const {
     std::ostringstream out;
     out << source_;
@@ -81,7 +87,7 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   pool.name = name;
   pool.workers = OnlineCores();
   if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
-  reader.CheckKeys(node, path, {"workers", "retries", "max_tasks_per_worker"});
+  reader.CheckKeys(node, path, {"workers", "retries", "max_tasks_per_worker", "plugins"});
   if (const YAML::Node workers = node["workers"]) {
     if (!(workers.IsScalar() && workers.Scalar() == "auto")) {
       pool.workers = reader.Count(workers, path + ".workers", 1, 1024, " or 'auto'");
@@ -89,6 +95,18 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   }
   if (const YAML::Node retries = node["retries"]) {
     pool.retries = reader.Count(retries, path + ".retries", 0, 100);
+  }
+  if (const YAML::Node plugins = node["plugins"]) {
+    if (!plugins.IsSequence()) reader.Fail(plugins, "'" + path + ".plugins' must be a list of .so files");
+    for (const YAML::Node& plugin : plugins) {
+      std::string file = ExpandEnv(reader.String(plugin, path + ".plugins"));
+      // Relative to the configuration file, like every path in it.
+      if (!file.empty() && file[0] != '/') file = reader.Relative(file);
+      if (access(file.c_str(), R_OK) != 0) {
+        reader.Fail(plugin, "plugin " + file + " of pool '" + name + "': " + std::strerror(errno));
+      }
+      pool.plugins.push_back(file);
+    }
   }
   if (const YAML::Node recycle = node["max_tasks_per_worker"]) {
     pool.max_tasks_per_worker =

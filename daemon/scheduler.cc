@@ -102,6 +102,7 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.message->set_function(job->spec.function);
     task.message->set_output_segment(NewSegmentName(segment_owner_));
     if (job->spec.exec) *task.message->mutable_exec() = *job->spec.exec;
+    if (!job->spec.plugin.empty()) task.message->set_plugin(job->spec.plugin);
     task.indexes.reserve(chunk);
     for (uint32_t i = 0; i < chunk && (i == 0 || task.bytes < kMaxTaskBytes); ++i) {
       QueuedItem& item = job->queue.front();

@@ -35,6 +35,7 @@ struct JobSpec {
   uint32_t max_workers = 0;  // at most this many workers at once; 0: no limit
   uint32_t retries = 2;    // crashes one item may cause before it fails
   std::shared_ptr<const wire::Exec> exec;  // set for a command per item
+  std::string plugin;                      // the job's own plugin, if any
 };
 
 struct QueuedItem {

@@ -210,10 +210,11 @@ Status Supervisor::Spawn(Worker& worker) {
 
   const std::string supervisor_pid = std::to_string(getpid());
   const std::string slot = std::to_string(worker.slot);
-  const char* argv[] = {worker_binary_.c_str(),      worker_endpoint_.c_str(),
-                        worker.identity.c_str(),     worker.running_item->name().c_str(),
-                        supervisor_pid.c_str(),      slot.c_str(),
-                        nullptr};
+  std::vector<const char*> argv = {worker_binary_.c_str(),  worker_endpoint_.c_str(),
+                                   worker.identity.c_str(), worker.running_item->name().c_str(),
+                                   supervisor_pid.c_str(),  slot.c_str()};
+  for (const std::string& plugin : pools_[worker.pool].config.plugins) argv.push_back(plugin.c_str());
+  argv.push_back(nullptr);
   const pid_t pid = fork();
   if (pid < 0) return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
   if (pid == 0) {
@@ -223,7 +224,7 @@ Status Supervisor::Spawn(Worker& worker) {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     signal(SIGPIPE, SIG_DFL);
     close_range(3, ~0U, 0);
-    execv(argv[0], const_cast<char* const*>(argv));
+    execv(argv[0], const_cast<char* const*>(argv.data()));
     _exit(127);
   }
   worker.pid = pid;
@@ -452,7 +453,8 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
     return;
   }
   const auto& offered = pool->second.functions.functions();
-  const bool known = submit.has_exec() ||
+  // A job's own plugin is checked by the workers that load it.
+  const bool known = submit.has_exec() || !submit.plugin().empty() ||
                      std::any_of(offered.begin(), offered.end(), [&](const wire::FunctionInfo& f) {
                        return f.name() == submit.function();
                      });
@@ -472,6 +474,7 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
   spec.chunksize = submit.chunksize();
   spec.max_workers = submit.max_workers();
   if (submit.has_exec()) spec.exec = std::make_shared<const wire::Exec>(submit.exec());
+  spec.plugin = submit.plugin();
   spec.retries = pool->second.config.retries;
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
   JOBD_LOG(kInfo) << "job " << job.id << ": "

@@ -11,13 +11,19 @@
 
 namespace jobd {
 
+class TaskOutput;
+
 // Maps one item to its result, or to an error message for that item alone.
 using FunctionBody = std::function<Result<std::string>(std::string_view item)>;
+// Writes one item's result (or error) into `out` itself: plugins, whose large
+// results go straight to shared memory.
+using FunctionWriter = std::function<void(std::string_view item, TaskOutput& out)>;
 
 struct Function {
   std::string name;
   std::string summary;  // one line for `jobctl functions`
-  FunctionBody body;
+  FunctionBody body;    // one of body and write is set
+  FunctionWriter write = nullptr;
 };
 
 class FunctionRegistry {

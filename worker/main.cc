@@ -13,10 +13,11 @@
 
 int main(int argc, char** argv) {
   jobd::SetLogName("jobd-worker");
-  if (argc != 6) {
+  if (argc < 6) {
     std::fprintf(stderr,
                  "jobd-worker is started by jobd, not by hand.\n"
-                 "usage: jobd-worker ENDPOINT IDENTITY RUNNING_ITEM_SEGMENT SUPERVISOR_PID SLOT\n");
+                 "usage: jobd-worker ENDPOINT IDENTITY RUNNING_ITEM_SEGMENT SUPERVISOR_PID SLOT "
+                 "[PLUGIN...]\n");
     return 2;
   }
   // Die with the supervisor; if it is already gone, do not linger.
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   // A command that exits without reading its stdin must not take us along.
   std::signal(SIGPIPE, SIG_IGN);
   jobd::WorkerOptions options{argv[1], argv[2], argv[3],
-                              static_cast<uint32_t>(std::atol(argv[5]))};
-  return jobd::RunWorker(options, jobd::BuiltinFunctions());
+                              static_cast<uint32_t>(std::atol(argv[5])),
+                              std::vector<std::string>(argv + 6, argv + argc)};
+  return jobd::RunWorker(options);
 }

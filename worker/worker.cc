@@ -10,6 +10,8 @@
 #include "common/running_item.h"
 #include "common/wire.h"
 #include "worker/exec.h"
+#include "worker/output.h"
+#include "worker/plugins.h"
 
 namespace jobd {
 namespace {
@@ -18,8 +20,9 @@ using Clock = std::chrono::steady_clock;
 
 class TaskRunner {
  public:
-  TaskRunner(const FunctionRegistry& functions, RunningItem* running, uint32_t slot)
-      : functions_(functions), running_(running), slot_(slot) {}
+  TaskRunner(const FunctionRegistry& functions, Plugins& plugins, RunningItem* running,
+             uint32_t slot)
+      : functions_(functions), plugins_(plugins), running_(running), slot_(slot) {}
 
   // Runs every item of `task` and fills `result`. The running-item page keeps
   // naming the task's last item until Idle(): a death while storing results
@@ -30,48 +33,14 @@ class TaskRunner {
     running_->item.store(0, std::memory_order_relaxed);
     running_->task.store(task.id(), std::memory_order_relaxed);
     const Clock::time_point start = Clock::now();
-    const Function* function = functions_.Find(task.function());
-    std::vector<std::string> values(task.items_size());
-    std::vector<bool> failed(task.items_size(), false);
-    size_t large_bytes = 0;
+    const Result<const Function*> function = Resolve(task);
+    TaskOutput output(task.output_segment());
     for (int i = 0; i < task.items_size(); ++i) {
       running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
-      Result<std::string> value = Compute(function, task, i);
-      failed[i] = !value.ok();
-      values[i] = value.ok() ? std::move(value).value() : value.message();
-      if (value.ok() && values[i].size() > kInlineLimit) large_bytes += values[i].size();
+      Compute(function, task, i, output);
+      output.TakeOutcome(result->add_outcomes());
     }
-    std::optional<Segment> output;
-    std::string output_error;
-    if (large_bytes > 0) {
-      Result<Segment> created = Segment::Create(task.output_segment(), large_bytes);
-      Status allocated = created.ok() ? created->Allocate(0, large_bytes) : created.status();
-      if (allocated.ok()) {
-        output.emplace(std::move(created).value());
-      } else {
-        RemoveSegment(task.output_segment());
-        output_error = "cannot store a large result: " + allocated.message();
-      }
-    }
-    size_t used = 0;
-    for (int i = 0; i < task.items_size(); ++i) {
-      wire::Outcome* outcome = result->add_outcomes();
-      std::string& value = values[i];
-      if (failed[i]) {
-        outcome->set_error(std::move(value));
-      } else if (value.size() <= kInlineLimit) {
-        outcome->mutable_value()->set_data(std::move(value));
-      } else if (!output) {
-        outcome->set_error(output_error);
-      } else {
-        std::memcpy(output->data() + used, value.data(), value.size());
-        wire::SegmentRef* ref = outcome->mutable_value()->mutable_ref();
-        ref->set_segment(task.output_segment());
-        ref->set_offset(used);
-        ref->set_length(value.size());
-        used += value.size();
-      }
-    }
+    output.Finish();
     result->set_busy_ns(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   }
@@ -82,17 +51,36 @@ class TaskRunner {
   void ForgetInputs() { inputs_.Clear(); }
 
  private:
-  Result<std::string> Compute(const Function* function, const wire::Task& task, int i) {
-    if (function == nullptr && !task.has_exec()) {
-      return Status::Error("this worker has no function '" + task.function() + "'");
+  // The function a task names: builtin or from the pool's plugins, or from the
+  // job's plugin. Null for commands (exec).
+  Result<const Function*> Resolve(const wire::Task& task) {
+    if (task.has_exec()) return static_cast<const Function*>(nullptr);
+    const FunctionRegistry* registry = &functions_;
+    if (!task.plugin().empty()) {
+      Result<const FunctionRegistry*> loaded = plugins_.ForJob(task.plugin());
+      if (!loaded.ok()) return loaded.status();
+      registry = *loaded;
     }
+    if (const Function* function = registry->Find(task.function())) return function;
+    return Status::Error(task.plugin().empty()
+                             ? "this worker has no function '" + task.function() + "'"
+                             : "plugin " + task.plugin() + " has no function '" + task.function() + "'");
+  }
+
+  void Compute(const Result<const Function*>& function, const wire::Task& task, int i,
+               TaskOutput& out) {
+    if (!function.ok()) return out.Fail(function.message());
     Result<std::string_view> item = inputs_.Read(task.items(i));
-    if (!item.ok()) return Status::Error("cannot read the item: " + item.message());
-    if (task.has_exec()) return RunCommand(task.exec(), *item, task.indexes(i) + 1, slot_ + 1);
-    return function->body(*item);
+    if (!item.ok()) return out.Fail("cannot read the item: " + item.message());
+    if (*function != nullptr && (*function)->write) return (*function)->write(*item, out);
+    Result<std::string> value = *function != nullptr
+                                    ? (*function)->body(*item)
+                                    : RunCommand(task.exec(), *item, task.indexes(i) + 1, slot_ + 1);
+    value.ok() ? out.Set(*value) : out.Fail(value.message());
   }
 
   const FunctionRegistry& functions_;
+  Plugins& plugins_;
   RunningItem* running_;
   uint32_t slot_;
   SegmentReader inputs_;
@@ -106,7 +94,16 @@ std::string Encode(const google::protobuf::MessageLite& message) {
 
 }  // namespace
 
-int RunWorker(const WorkerOptions& options, const FunctionRegistry& functions) {
+int RunWorker(const WorkerOptions& options) {
+  FunctionRegistry functions = BuiltinFunctions();
+  // Declared before the registry users below, so plugins are unloaded last.
+  Plugins plugins;
+  for (const std::string& path : options.plugins) {
+    if (Status s = plugins.Load(path, functions); !s.ok()) {
+      JOBD_LOG(kError) << s.message();
+      return 3;
+    }
+  }
   Result<Segment> page = Segment::Open(options.running_item, /*writable=*/true);
   if (!page.ok() || page->size() < sizeof(RunningItem)) {
     JOBD_LOG(kError) << "cannot map the running-item page: "
@@ -114,7 +111,7 @@ int RunWorker(const WorkerOptions& options, const FunctionRegistry& functions) {
     return 2;
   }
   auto* running = reinterpret_cast<RunningItem*>(page->data());
-  TaskRunner runner(functions, running, options.slot);
+  TaskRunner runner(functions, plugins, running, options.slot);
 
   zmq::context_t context(1);
   zmq::socket_t socket(context, zmq::socket_type::dealer);

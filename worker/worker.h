@@ -4,8 +4,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
-#include "worker/functions.h"
+
 
 namespace jobd {
 
@@ -14,9 +15,11 @@ struct WorkerOptions {
   std::string identity;      // ZeroMQ routing id the supervisor knows this worker by
   std::string running_item;  // segment holding this worker's RunningItem page
   uint32_t slot = 0;         // position in its pool, from 0 (for exec's {%})
+  std::vector<std::string> plugins;  // the pool's plugins, loaded at start
 };
 
-// Serves tasks until told to stop; returns the process exit status.
-int RunWorker(const WorkerOptions& options, const FunctionRegistry& functions);
+// Serves the builtin functions and the pool's plugins' until told to stop;
+// returns the process exit status.
+int RunWorker(const WorkerOptions& options);
 
 }  // namespace jobd

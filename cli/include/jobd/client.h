@@ -29,6 +29,7 @@ struct MapOptions {
   std::string pool;        // empty: jobd's default pool
   uint32_t chunksize = 0;  // items per task; 0: adapted to the measured cost of an item
   uint32_t max_workers = 0;  // run on at most this many of the pool's workers; 0: all
+  std::string plugin;        // a plugin (.so) that provides the function, loaded by the workers
   bool ordered = true;     // results in input order; false: as they complete
   size_t window = 8192;    // at most this many items sent and not yet delivered
 };

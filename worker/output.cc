@@ -1,0 +1,116 @@
+#include "worker/output.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/payload.h"
+
+namespace jobd {
+namespace {
+// First mapping of an output segment; it doubles from there. Sparse: only
+// reserved ranges take memory. (Raw POSIX calls here, not Boost.Interprocess,
+// because growing a mapping in place needs mremap.)
+constexpr size_t kInitialCapacity = 64 << 20;
+}  // namespace
+
+TaskOutput::~TaskOutput() { Finish(); }
+
+Status TaskOutput::Grow(size_t end) {
+  if (end <= capacity_) return {};
+  const size_t capacity = std::max({end, 2 * capacity_, kInitialCapacity});
+  if (fd_ < 0) {
+    fd_ = shm_open(("/" + name_).c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    if (fd_ < 0) return Status::Error("cannot create " + name_ + ": " + std::strerror(errno));
+  }
+  if (ftruncate(fd_, static_cast<off_t>(capacity)) != 0) {
+    return Status::Error("cannot size " + name_ + ": " + std::strerror(errno));
+  }
+  void* base = base_ == nullptr
+                   ? mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0)
+                   : mremap(base_, capacity_, capacity, MREMAP_MAYMOVE);
+  if (base == MAP_FAILED) return Status::Error("cannot map " + name_ + ": " + std::strerror(errno));
+  base_ = static_cast<char*>(base);
+  capacity_ = capacity;
+  return {};
+}
+
+char* TaskOutput::Reserve(size_t capacity) {
+  if (state_ == State::kDone) return nullptr;  // one result per item
+  if (capacity <= kInlineLimit) {
+    state_ = State::kInline;
+    inline_.resize(capacity);
+    return inline_.data();
+  }
+  Status grown = Grow(used_ + capacity);
+  if (grown.ok()) {
+    const int error = posix_fallocate(fd_, static_cast<off_t>(used_), static_cast<off_t>(capacity));
+    if (error != 0) {
+      grown = Status::Error(std::string("no room for it in shared memory: ") + std::strerror(error) +
+                            " (is /dev/shm full?)");
+    }
+  }
+  if (!grown.ok()) {
+    Fail("cannot store a result of " + std::to_string(capacity) + " bytes: " + grown.message());
+    return nullptr;
+  }
+  state_ = State::kShared;
+  reserved_ = capacity;
+  return base_ + used_;
+}
+
+void TaskOutput::Commit(size_t size) {
+  if (state_ == State::kInline && size <= inline_.size()) {
+    inline_.resize(size);
+    outcome_.mutable_value()->set_data(std::move(inline_));
+  } else if (state_ == State::kShared && size <= reserved_) {
+    wire::SegmentRef* ref = outcome_.mutable_value()->mutable_ref();
+    ref->set_segment(name_);
+    ref->set_offset(used_);
+    ref->set_length(size);
+    used_ += size;
+  } else if (state_ != State::kDone) {
+    outcome_.set_error("the function committed " + std::to_string(size) +
+                       " bytes without reserving that much");
+  }
+  inline_.clear();
+  state_ = State::kDone;
+}
+
+void TaskOutput::Fail(std::string message) {
+  if (state_ == State::kDone && outcome_.has_error()) return;  // keep the first reason
+  outcome_.set_error(std::move(message));
+  state_ = State::kDone;
+}
+
+void TaskOutput::Set(std::string_view bytes) {
+  if (char* space = Reserve(bytes.size())) {
+    if (!bytes.empty()) std::memcpy(space, bytes.data(), bytes.size());
+    Commit(bytes.size());
+  }
+}
+
+void TaskOutput::TakeOutcome(wire::Outcome* outcome) {
+  if (state_ != State::kDone) outcome_.set_error("the function returned no result");
+  outcome->Swap(&outcome_);
+  outcome_.Clear();
+  state_ = State::kEmpty;
+}
+
+void TaskOutput::Finish() {
+  if (base_ != nullptr) munmap(base_, capacity_);
+  if (fd_ >= 0) {
+    (void)!ftruncate(fd_, static_cast<off_t>(used_));
+    close(fd_);
+    if (used_ == 0) RemoveSegment(name_);
+  }
+  base_ = nullptr;
+  fd_ = -1;
+  capacity_ = 0;
+}
+
+}  // namespace jobd

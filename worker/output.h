@@ -1,0 +1,54 @@
+// Where a worker puts the results of one task: small results inline in the
+// reply, large ones written once, in place, into the task's output segment.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "jobd.pb.h"
+#include "jobd/status.h"
+
+namespace jobd {
+
+// The results of one task, item after item. The output segment (named by the
+// supervisor in the task) is created on the first large result, grows by
+// doubling, and is cut to what was used by Finish(). Only its reserved ranges
+// are allocated, so a full /dev/shm fails an item instead of raising SIGBUS.
+class TaskOutput {
+ public:
+  explicit TaskOutput(std::string segment_name) : name_(std::move(segment_name)) {}
+  ~TaskOutput();
+  TaskOutput(const TaskOutput&) = delete;
+  TaskOutput& operator=(const TaskOutput&) = delete;
+
+  // For the current item: space for a result of up to `capacity` bytes, valid
+  // until Commit; null (and the item failed) if it cannot be had.
+  char* Reserve(size_t capacity);
+  // The item's result is the first `size` bytes of the reserved space.
+  void Commit(size_t size);
+  // The item fails with `message`.
+  void Fail(std::string message);
+  // Reserve, copy, Commit.
+  void Set(std::string_view bytes);
+  // Ends the current item, moving its outcome into `outcome` (an error if the
+  // function left no result).
+  void TakeOutcome(wire::Outcome* outcome);
+  // Cuts the segment to the bytes used and unmaps it; call before replying.
+  void Finish();
+
+ private:
+  Status Grow(size_t end);
+
+  std::string name_;
+  int fd_ = -1;
+  char* base_ = nullptr;
+  size_t capacity_ = 0;  // mapped bytes
+  size_t used_ = 0;      // bytes of committed results
+  // The current item.
+  enum class State { kEmpty, kInline, kShared, kDone } state_ = State::kEmpty;
+  std::string inline_;
+  size_t reserved_ = 0;
+  wire::Outcome outcome_;
+};
+
+}  // namespace jobd

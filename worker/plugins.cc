@@ -1,0 +1,107 @@
+#include "worker/plugins.h"
+
+#include <dlfcn.h>
+
+#include "jobd/plugin.h"
+#include "worker/output.h"
+
+namespace jobd {
+namespace {
+
+// A jobd_result whose calls land in a TaskOutput.
+struct ResultAdapter : jobd_result {
+  explicit ResultAdapter(TaskOutput& output) : jobd_result{&Reserve, &Commit, &Fail}, out(output) {}
+  static char* Reserve(jobd_result* self, size_t capacity) {
+    return static_cast<ResultAdapter*>(self)->out.Reserve(capacity);
+  }
+  static void Commit(jobd_result* self, size_t size) {
+    static_cast<ResultAdapter*>(self)->out.Commit(size);
+  }
+  static void Fail(jobd_result* self, const char* message) {
+    static_cast<ResultAdapter*>(self)->out.Fail(message != nullptr ? message : "failed");
+  }
+  TaskOutput& out;
+};
+
+}  // namespace
+
+struct Plugins::Loaded {
+  void* handle = nullptr;
+  const jobd_plugin* plugin = nullptr;
+  void* state = nullptr;
+  ~Loaded() {
+    if (plugin != nullptr && plugin->fini != nullptr) plugin->fini(state);
+    if (handle != nullptr) dlclose(handle);
+  }
+};
+
+Plugins::Plugins() = default;
+Plugins::~Plugins() = default;
+
+Result<Plugins::Loaded*> Plugins::Open(const std::string& path) {
+  if (auto found = loaded_.find(path); found != loaded_.end()) return found->second.get();
+  if (auto failed = failed_.find(path); failed != failed_.end()) return Status::Error(failed->second);
+  auto fail = [&](const std::string& why) -> Status {
+    failed_[path] = "plugin " + path + ": " + why;
+    return Status::Error(failed_[path]);
+  };
+  auto loaded = std::make_unique<Loaded>();
+  loaded->handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (loaded->handle == nullptr) return fail(std::string("cannot load it: ") + dlerror());
+  using Entry = const jobd_plugin* (*)();
+  auto entry = reinterpret_cast<Entry>(dlsym(loaded->handle, "jobd_plugin_v1"));
+  if (entry == nullptr) {
+    return fail("not a jobd plugin: it exports no jobd_plugin_v1 (see include/jobd/plugin.h)");
+  }
+  const jobd_plugin* plugin = entry();
+  if (plugin == nullptr || plugin->abi_version != JOBD_PLUGIN_ABI_VERSION) {
+    return fail("built for plugin ABI version " +
+                std::to_string(plugin ? plugin->abi_version : 0) + ", but this jobd speaks " +
+                std::to_string(JOBD_PLUGIN_ABI_VERSION) + "; rebuild it against this jobd's plugin.h");
+  }
+  if (plugin->init != nullptr) {
+    char error[512] = {};
+    if (plugin->init(&loaded->state, error, sizeof error) != 0) {
+      error[sizeof error - 1] = '\0';
+      return fail(std::string("init failed: ") + (error[0] ? error : "no reason given"));
+    }
+  }
+  loaded->plugin = plugin;
+  return (loaded_[path] = std::move(loaded)).get();
+}
+
+Status Plugins::Load(const std::string& path, FunctionRegistry& registry) {
+  Result<Loaded*> loaded = Open(path);
+  if (!loaded.ok()) return loaded.status();
+  const jobd_plugin* plugin = (*loaded)->plugin;
+  void* state = (*loaded)->state;
+  for (size_t i = 0; i < plugin->function_count; ++i) {
+    const jobd_function& f = plugin->functions[i];
+    if (f.name == nullptr || f.call == nullptr) {
+      return Status::Error("plugin " + path + ": function " + std::to_string(i) +
+                           " has no name or no call");
+    }
+    if (registry.Find(f.name) != nullptr) {
+      return Status::Error("plugin " + path + ": function '" + f.name + "' is already defined");
+    }
+    Function function;
+    function.name = f.name;
+    function.summary = f.summary != nullptr ? f.summary : "";
+    function.write = [call = f.call, state](std::string_view item, TaskOutput& out) {
+      ResultAdapter result(out);
+      const jobd_bytes arg{item.data(), item.size()};
+      call(state, &arg, 1, &result);
+    };
+    registry.Add(std::move(function));
+  }
+  return {};
+}
+
+Result<const FunctionRegistry*> Plugins::ForJob(const std::string& path) {
+  if (auto found = job_registries_.find(path); found != job_registries_.end()) return &found->second;
+  FunctionRegistry registry;
+  if (Status s = Load(path, registry); !s.ok()) return s;
+  return &(job_registries_[path] = std::move(registry));
+}
+
+}  // namespace jobd
