@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+
 namespace jobd {
 namespace {
 
@@ -68,7 +71,7 @@ TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   const std::string error = ErrorOf("pools:\n  cpu:\n    workers: 2\n    wrokers: 3\n");
   EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
   EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
-  EXPECT_NE(error.find("known keys here: max_tasks_per_worker, retries, workers"),
+  EXPECT_NE(error.find("known keys here: max_tasks_per_worker, plugins, retries, workers"),
             std::string::npos) << error;
 }
 
@@ -103,6 +106,25 @@ TEST(ConfigTest, MalformedYamlNamesTheLine) {
   const std::string error = ErrorOf("pools:\n  cpu: {workers: 2\n");
   EXPECT_NE(error.find("not valid YAML"), std::string::npos) << error;
   EXPECT_NE(error.find("test.yaml:"), std::string::npos) << error;
+}
+
+TEST(ConfigTest, PluginPathsAreRelativeToTheFileAndMustExist) {
+  const std::string dir = "/tmp/jobd-config-test-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/p.so") << "x";
+  std::ofstream(dir + "/jobd.yaml") << "pools:\n  cpu:\n    plugins: [p.so, " << dir << "/p.so]\n";
+  Result<Config> config = LoadConfigFile(dir + "/jobd.yaml");
+  ASSERT_TRUE(config.ok()) << config.message();
+  EXPECT_EQ(config->pools[0].plugins, (std::vector<std::string>{dir + "/p.so", dir + "/p.so"}));
+  std::ofstream(dir + "/jobd.yaml") << "pools:\n  cpu:\n    plugins: [missing.so]\n";
+  config = LoadConfigFile(dir + "/jobd.yaml");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.message().find(dir + "/jobd.yaml:3: plugin " + dir +
+                                  "/missing.so of pool 'cpu': No such file or directory"),
+            std::string::npos) << config.message();
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {plugins: x.so}\n").find("must be a list of .so files"),
+            std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ConfigTest, MissingFileSaysSo) {

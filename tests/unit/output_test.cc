@@ -1,0 +1,79 @@
+#include "worker/output.h"
+
+#include <gtest/gtest.h>
+
+#include "common/payload.h"
+
+namespace jobd {
+namespace {
+
+TEST(OutputTest, SmallResultsInlineLargeOnesInPlaceInTheSegment) {
+  const std::string name = NewSegmentName();
+  TaskOutput output(name);
+  wire::Outcome small, large, failed, empty, larger;
+  output.Set("tiny");
+  output.TakeOutcome(&small);
+  char* space = output.Reserve(100000);  // reserve more than it commits
+  ASSERT_NE(space, nullptr);
+  std::memset(space, 'a', 70000);
+  output.Commit(70000);
+  output.TakeOutcome(&large);
+  output.Fail("nope");
+  output.TakeOutcome(&failed);
+  output.TakeOutcome(&empty);  // the function left nothing
+  output.Set(std::string(kInlineLimit + 1, 'b'));
+  output.TakeOutcome(&larger);
+  output.Finish();
+
+  EXPECT_EQ(small.value().data(), "tiny");
+  ASSERT_TRUE(large.value().has_ref());
+  EXPECT_EQ(large.value().ref().segment(), name);
+  EXPECT_EQ(large.value().ref().offset(), 0u);
+  EXPECT_EQ(large.value().ref().length(), 70000u);
+  EXPECT_EQ(failed.error(), "nope");
+  EXPECT_EQ(empty.error(), "the function returned no result");
+  EXPECT_EQ(larger.value().ref().offset(), 70000u) << "committed bytes only";
+
+  Result<Segment> segment = Segment::Open(name);
+  ASSERT_TRUE(segment.ok()) << segment.message();
+  EXPECT_EQ(segment->size(), 70000u + kInlineLimit + 1) << "cut to what was used";
+  SegmentReader reader;
+  EXPECT_EQ(*reader.Read(large.value()), std::string(70000, 'a'));
+  EXPECT_EQ(*reader.Read(larger.value()), std::string(kInlineLimit + 1, 'b'));
+  RemoveSegment(name);
+}
+
+TEST(OutputTest, GrowsPastItsFirstMappingAndLeavesNoSegmentWhenUnused) {
+  const std::string name = NewSegmentName();
+  {
+    TaskOutput output(name);
+    for (int i = 0; i < 3; ++i) {
+      output.Set(std::string(40 << 20, static_cast<char>('x' + i)));  // 120 MiB in all
+      wire::Outcome outcome;
+      output.TakeOutcome(&outcome);
+      ASSERT_TRUE(outcome.value().has_ref()) << outcome.error();
+    }
+  }
+  Result<Segment> segment = Segment::Open(name);
+  ASSERT_TRUE(segment.ok());
+  EXPECT_EQ(segment->size(), 120u << 20);
+  EXPECT_EQ(*segment->Slice((80u << 20) + 5, 1), "z");
+  RemoveSegment(name);
+
+  const std::string unused = NewSegmentName();
+  TaskOutput inline_only(unused);
+  inline_only.Set("x");
+  inline_only.Finish();
+  EXPECT_FALSE(Segment::Open(unused).ok());
+}
+
+TEST(OutputTest, CommitWithoutReserveIsAnError) {
+  TaskOutput output(NewSegmentName());
+  output.Commit(10);
+  wire::Outcome outcome;
+  output.TakeOutcome(&outcome);
+  EXPECT_NE(outcome.error().find("without reserving"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace jobd
