@@ -323,18 +323,18 @@ class MapRun : public ItemSink {
       }
     }
     for (wire::ItemResult& result : *results.mutable_results()) {
-      if (options_.ordered) {
+      // Results mostly come in order: only those ahead of their turn wait.
+      if (options_.ordered && result.index() != delivered_) {
         pending_.emplace(result.index(), std::move(result));
-      } else if (Status s = Deliver(result, on_result); !s.ok()) {
-        return s;
+        continue;
       }
-    }
-    while (options_.ordered) {
-      auto next = pending_.find(delivered_);
-      if (next == pending_.end()) break;
-      Status s = Deliver(next->second, on_result);
-      pending_.erase(next);
-      if (!s.ok()) return s;
+      if (Status s = Deliver(result, on_result); !s.ok()) return s;
+      while (options_.ordered && !pending_.empty() && pending_.begin()->first == delivered_) {
+        auto next = pending_.begin();
+        Status delivered = Deliver(next->second, on_result);
+        pending_.erase(next);
+        if (!delivered.ok()) return delivered;
+      }
     }
     return {};
   }
@@ -487,6 +487,9 @@ Result<JobSummary> Client::MapCommand(const Command& command, ItemSource& items,
   wire::Exec* exec = submit->mutable_exec();
   for (const std::string& word : command.argv) exec->add_argv(word);
   exec->set_shell(command.shell);
+  exec->set_mode(command.mode == Command::Mode::kLines    ? wire::Exec::STREAM_LINES
+                 : command.mode == Command::Mode::kFrames ? wire::Exec::STREAM_FRAMES
+                                                          : wire::Exec::PER_ITEM);
   if (char* cwd = getcwd(nullptr, 0)) {
     exec->set_cwd(cwd);
     free(cwd);

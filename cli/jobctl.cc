@@ -68,8 +68,14 @@ options:
                        item is one argument, never parsed by a shell; COMMAND
                        runs in this directory; its stdout (less one trailing
                        newline) is the result, a non-zero exit the item's error
-  --shell              with --exec: run COMMAND with /bin/sh -c (pipes,
-                       redirections); items are quoted for the shell
+  --shell              with --exec or --stream: run COMMAND with /bin/sh -c
+                       (pipes, redirections); items are quoted for the shell
+  --stream 'COMMAND'   each worker runs COMMAND once for the job and feeds it
+                       items on stdin, one per line, reading one result line
+                       per item from its stdout (warm interpreters: see
+                       worker/stream/jobd_stream.py for Python)
+  --framed             with --stream: items and results are length-prefixed
+                       frames ("<length>\n<bytes>"), for binary or multi-line items
   -0, --null           stdin items are separated by NUL, not newline
   --files              each ITEM (or stdin line) names a file whose whole
                        contents is one item (large files go through shared memory);
@@ -165,6 +171,7 @@ int ConnectFailed(const jobd::Status& status) {
 int Map(const std::string& socket, std::vector<std::string> args) {
   jobd::MapOptions options;
   bool null_separated = false, files = false, json = false, shell = false;
+  bool stream = false, framed = false;
   std::optional<std::string> command;
   bool progress = isatty(STDERR_FILENO);
   std::string function;
@@ -189,6 +196,13 @@ int Map(const std::string& socket, std::vector<std::string> args) {
       command = *text;
     } else if (arg == "--shell") {
       shell = true;
+    } else if (arg == "--stream") {
+      const std::string* text = value();
+      if (text == nullptr) return Usage(kMapUsage, "--stream needs a COMMAND");
+      command = *text;
+      stream = true;
+    } else if (arg == "--framed") {
+      framed = true;
     } else if (arg == "--unordered") {
       options.ordered = false;
     } else if (arg == "--json") {
@@ -235,9 +249,13 @@ int Map(const std::string& socket, std::vector<std::string> args) {
   if (function.empty() && !command) {
     return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`) or --exec 'COMMAND'");
   }
-  if (shell && !command) return Usage(kMapUsage, "--shell goes with --exec");
+  if (shell && !command) return Usage(kMapUsage, "--shell goes with --exec or --stream");
+  if (framed && !stream) return Usage(kMapUsage, "--framed goes with --stream");
   jobd::Command exec;
   exec.shell = shell;
+  exec.mode = !stream ? jobd::Command::Mode::kPerItem
+              : framed ? jobd::Command::Mode::kFrames
+                       : jobd::Command::Mode::kLines;
   if (command && shell) {
     exec.argv = {*command};
   } else if (command) {

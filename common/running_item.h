@@ -13,6 +13,11 @@ namespace jobd {
 struct RunningItem {
   std::atomic<uint64_t> task{0};  // 0: between tasks
   std::atomic<uint32_t> item{0};  // index within the task
+  // Process groups of the worker's children (0: none): the command running
+  // for the item, and the job's stream coprocess. The supervisor kills them
+  // when the worker dies or the job is cancelled, so none outlives its use.
+  std::atomic<int32_t> command{0};
+  std::atomic<int32_t> coprocess{0};
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

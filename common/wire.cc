@@ -55,6 +55,7 @@ Status ValidateItems(const wire::Items& items) {
 
 Status ValidateExec(const wire::Exec& exec) {
   if (exec.argv_size() == 0 || exec.argv(0).empty()) return Status::Error("the command is empty");
+  if (!wire::Exec::Mode_IsValid(exec.mode())) return Status::Error("unknown command mode");
   if (exec.shell() && exec.argv_size() != 1) {
     return Status::Error("a --shell command is one string for /bin/sh -c");
   }

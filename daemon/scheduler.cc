@@ -32,12 +32,16 @@ Status Scheduler::AddItems(Job& job, wire::Items& items) {
   }
   for (std::string& name : *items.mutable_segments()) job.segments.push_back(std::move(name));
   const std::unordered_set<uint64_t> skipped(items.skipped().begin(), items.skipped().end());
-  for (wire::Payload& payload : *items.mutable_items()) {
+  const int count = items.items_size();
+  std::vector<wire::Payload*> payloads(count);
+  items.mutable_items()->ExtractSubrange(0, count, payloads.data());
+  for (wire::Payload* payload : payloads) {
+    std::unique_ptr<wire::Payload> owned(payload);
     const uint64_t index = job.received++;
     if (skipped.count(index) > 0) {
       ++job.failed;  // the client reports its error itself
     } else {
-      job.queue.push_back({index, std::move(payload)});
+      job.queue.push_back({index, std::move(owned)});
     }
   }
   job.input_complete = items.last();
@@ -102,14 +106,16 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.message->set_function(job->spec.function);
     task.message->set_output_segment(NewSegmentName(segment_owner_));
     if (job->spec.exec) *task.message->mutable_exec() = *job->spec.exec;
+    task.message->set_job(job_id);
+    task.message->set_retries(job->spec.retries);
     if (!job->spec.plugin.empty()) task.message->set_plugin(job->spec.plugin);
     task.indexes.reserve(chunk);
     for (uint32_t i = 0; i < chunk && (i == 0 || task.bytes < kMaxTaskBytes); ++i) {
       QueuedItem& item = job->queue.front();
       task.indexes.push_back(item.index);
       if (job->spec.exec) task.message->add_indexes(item.index);
-      task.bytes += item.payload.data().size();
-      *task.message->add_items() = std::move(item.payload);
+      task.bytes += item.payload->data().size();
+      task.message->mutable_items()->AddAllocated(item.payload.release());
       job->queue.pop_front();
     }
     task.estimate_ns = ItemCostNs(pool, job->spec.function) * task.indexes.size();
@@ -124,17 +130,17 @@ const Task* Scheduler::FindTask(uint64_t id) const {
   return found == tasks_.end() ? nullptr : &found->second;
 }
 
-void Scheduler::Deliver(Job& job, uint64_t index, wire::Outcome&& outcome) {
-  if (outcome.has_error()) {
+void Scheduler::Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::Results* results) {
+  if (outcome->has_error()) {
     ++job.failed;
   } else {
     ++job.succeeded;
   }
-  wire::Results& results = results_[job.id];
-  results.set_job(job.id);
-  wire::ItemResult* result = results.add_results();
+  if (results == nullptr) results = &results_[job.id];
+  results->set_job(job.id);
+  wire::ItemResult* result = results->add_results();
   result->set_index(index);
-  *result->mutable_outcome() = std::move(outcome);
+  result->mutable_outcome()->Swap(outcome);
   if (job.finished()) finished_.push_back(job.id);
 }
 
@@ -150,7 +156,7 @@ std::pair<Task, Job*> Scheduler::Land(uint64_t task_id) {
   return {std::move(task), job};
 }
 
-void Scheduler::Complete(uint64_t task_id, const wire::TaskResult& result) {
+void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
   if (tasks_.count(task_id) == 0) return;
   auto [task, job] = Land(task_id);
   const std::string& output = task.message->output_segment();
@@ -172,7 +178,7 @@ void Scheduler::Complete(uint64_t task_id, const wire::TaskResult& result) {
       outcome.set_error("internal error: the worker returned " +
                         std::to_string(result.outcomes_size()) + " outcomes for " +
                         std::to_string(items) + " items");
-      Deliver(*job, index, std::move(outcome));
+      Deliver(*job, index, &outcome);
     }
     return;
   }
@@ -181,14 +187,15 @@ void Scheduler::Complete(uint64_t task_id, const wire::TaskResult& result) {
     auto [cost, inserted] = cost_ns_.try_emplace({task.pool, job->spec.function}, per_item);
     if (!inserted) cost->second = 0.7 * cost->second + 0.3 * per_item;
   }
+  wire::Results& results = results_[job->id];
   for (size_t i = 0; i < items; ++i) {
-    wire::Outcome outcome = result.outcomes(static_cast<int>(i));
+    wire::Outcome& outcome = *result.mutable_outcomes(static_cast<int>(i));
     // A worker may only point into the segment it was given for this task.
     if (outcome.has_value() && outcome.value().has_ref() &&
         outcome.value().ref().segment() != output) {
       outcome.set_error("internal error: the worker returned a result outside its segment");
     }
-    Deliver(*job, task.indexes[i], std::move(outcome));
+    Deliver(*job, task.indexes[i], &outcome, &results);
   }
 }
 
@@ -201,9 +208,12 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
   if (job == nullptr) return;
 
   std::vector<QueuedItem> back;
+  std::vector<wire::Payload*> payloads(task.indexes.size());
+  task.message->mutable_items()->ExtractSubrange(0, static_cast<int>(payloads.size()),
+                                                 payloads.data());
   for (size_t i = 0; i < task.indexes.size(); ++i) {
     const uint64_t index = task.indexes[i];
-    wire::Payload& payload = *task.message->mutable_items(static_cast<int>(i));
+    std::unique_ptr<wire::Payload> payload(payloads[i]);
     if (running_item && *running_item == i) {
       const uint32_t crashes = ++job->crashes[index];
       if (crashes > job->spec.retries) {
@@ -212,7 +222,7 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
                           (crashes == 1 ? " time" : " times") + "; giving up (retries: " +
                           std::to_string(job->spec.retries) + ")");
         job->crashes.erase(index);
-        Deliver(*job, index, std::move(outcome));
+        Deliver(*job, index, &outcome);
         continue;
       }
     }

@@ -38,9 +38,11 @@ struct JobSpec {
   std::string plugin;                      // the job's own plugin, if any
 };
 
+// Payloads change hands between messages and queues by pointer (protobuf's
+// ExtractSubrange / AddAllocated): the supervisor never copies item bytes.
 struct QueuedItem {
   uint64_t index;
-  wire::Payload payload;
+  std::unique_ptr<wire::Payload> payload;
 };
 
 struct Job {
@@ -103,8 +105,8 @@ class Scheduler {
   // Null if no item waits that this worker may run.
   const Task* NextTask(const std::string& pool, size_t pool_workers, uint64_t worker);
   const Task* FindTask(uint64_t id) const;
-  // A worker returned the outcomes of a task.
-  void Complete(uint64_t task_id, const wire::TaskResult& result);
+  // A worker returned the outcomes of a task (they are moved out of `result`).
+  void Complete(uint64_t task_id, wire::TaskResult& result);
   // The worker running a task died. `running_item` is the task's item it was
   // running, if known: that item is charged one crash, and fails with `cause`
   // once it has more crashes than its job's retries. Everything else goes back
@@ -120,7 +122,8 @@ class Scheduler {
 
  private:
   uint32_t ChunkSize(const Job& job, size_t pool_workers) const;
-  void Deliver(Job& job, uint64_t index, wire::Outcome&& outcome);
+  // Moves `outcome` into the results for the client, into `results` if given.
+  void Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::Results* results = nullptr);
   void MarkReady(const Job& job);
   // Takes the task out of flight; returns it with its job (null if erased).
   std::pair<Task, Job*> Land(uint64_t task_id);

@@ -333,7 +333,7 @@ void Supervisor::HandleWorkerMessages() {
       JOBD_LOG(kDebug) << "worker " << worker->identity << " (pid " << worker->pid << ") is ready";
       continue;
     }
-    for (const wire::TaskResult& result : message.results().results()) {
+    for (wire::TaskResult& result : *message.mutable_results()->mutable_results()) {
       // Tasks finish in the order they were sent; anything else is not ours.
       if (worker->tasks.empty() || worker->tasks.front() != result.id()) {
         JOBD_LOG(kWarn) << "worker " << worker->identity << " returned unexpected task "
@@ -431,7 +431,7 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
         JOBD_LOG(kInfo) << "job " << job->id << " cancelled by its client after " << job->done()
                         << " of " << job->received << " items";
       }
-      scheduler_.EraseJob(job->id);
+      CancelJob(job->id);
       return;
     }
     default:
@@ -570,6 +570,22 @@ void Supervisor::EndJob(uint64_t job_id, const std::string& why) {
   if (job == nullptr) return;
   JOBD_LOG(kWarn) << "job " << job_id << " ended early: " << why;
   ReplyError(job->spec.client, why, job_id);
+  CancelJob(job_id);
+}
+
+void Supervisor::CancelJob(uint64_t job_id) {
+  // Commands running for it stop now; other work of its workers goes on.
+  for (auto& [name, pool] : pools_) {
+    for (auto& worker : pool.workers) {
+      if (worker->pid == 0 || worker->tasks.empty()) continue;
+      const auto* page = reinterpret_cast<const RunningItem*>(worker->running_item->data());
+      const Task* running = scheduler_.FindTask(page->task.load(std::memory_order_relaxed));
+      if (running == nullptr || running->job != job_id) continue;
+      for (const auto* group : {&page->command, &page->coprocess}) {
+        if (const pid_t pgid = group->load(std::memory_order_relaxed); pgid > 0) killpg(pgid, SIGKILL);
+      }
+    }
+  }
   scheduler_.EraseJob(job_id);
 }
 
@@ -588,7 +604,7 @@ void Supervisor::Reply(const std::string& client, const wire::Reply& reply) {
     }
     for (uint64_t id : orphaned) {
       JOBD_LOG(kInfo) << "job " << id << " cancelled: its client disconnected";
-      scheduler_.EraseJob(id);
+      CancelJob(id);
     }
   }
 }
@@ -672,6 +688,10 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   const auto* page = reinterpret_cast<const RunningItem*>(worker.running_item->data());
   const uint64_t running_task = page->task.load(std::memory_order_relaxed);
   const uint32_t running_index = page->item.load(std::memory_order_relaxed);
+  // Its commands die with it: a retry must not run beside an orphan.
+  for (const auto* group : {&page->command, &page->coprocess}) {
+    if (const pid_t pgid = group->load(std::memory_order_relaxed); pgid > 0) killpg(pgid, SIGKILL);
+  }
   RemoveSegment(worker.running_item->name());
   worker.running_item.reset();
 
@@ -728,7 +748,7 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     for (uint64_t id : orphaned) {
       JOBD_LOG(kInfo) << "job " << id << " cancelled: its client (pid "
                       << scheduler_.FindJob(id)->spec.client_pid << ") has exited";
-      scheduler_.EraseJob(id);
+      CancelJob(id);
     }
   }
 

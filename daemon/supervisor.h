@@ -82,6 +82,8 @@ class Supervisor {
   void Untrack(Worker& worker, uint64_t task_id);
   void FlushResults();
   void EndJob(uint64_t job_id, const std::string& why);
+  // Erases the job and kills the commands its tasks are running.
+  void CancelJob(uint64_t job_id);
   void BeginShutdown(const std::string& why);
   bool Drained() const;
 

@@ -18,6 +18,8 @@ namespace {
 
 // How much of a failed command's stderr its error carries.
 constexpr size_t kStderrTail = 2048;
+// A command's result (stdout) may not exceed this.
+constexpr size_t kMaxOutput = size_t{1} << 30;
 
 std::string_view Basename(std::string_view path) {
   const size_t slash = path.rfind('/');
@@ -37,7 +39,9 @@ std::string_view WithoutExtension(std::string_view path) {
   return path.substr(0, dot);
 }
 
-std::string Describe(int wait_status) {
+}  // namespace
+
+std::string DescribeWait(int wait_status) {
   if (WIFSIGNALED(wait_status)) {
     const int signal = WTERMSIG(wait_status);
     const char* abbrev = sigabbrev_np(signal);
@@ -47,54 +51,48 @@ std::string Describe(int wait_status) {
   return "exited with status " + std::to_string(WEXITSTATUS(wait_status));
 }
 
-// Pipes with both ends closed on exec; the child gets its ends by dup2.
-struct Pipe {
-  int read = -1, write = -1;
-  bool Open() {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return false;
-    read = fds[0];
-    write = fds[1];
-    return true;
-  }
-  static void Close(int& fd) {
-    if (fd >= 0) close(fd);
-    fd = -1;
-  }
-  ~Pipe() {
-    Close(read);
-    Close(write);
-  }
-};
+namespace {
 
 }  // namespace
 
-std::string ShellQuote(std::string_view text) {
-  std::string quoted = "'";
-  for (char c : text) {
-    if (c == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += c;
-    }
-  }
-  return quoted + "'";
+bool Pipe::Open() {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  read = fds[0];
+  write = fds[1];
+  return true;
+}
+
+void Pipe::Close(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+Pipe::~Pipe() {
+  Close(read);
+  Close(write);
+}
+
+std::vector<std::string> ItemForms(std::string_view item) {
+  return {std::string(item), std::string(WithoutExtension(item)), std::string(Basename(item)),
+          std::string(Dirname(item)), std::string(WithoutExtension(Basename(item)))};
 }
 
 std::string ExpandWord(std::string_view word, std::string_view item, uint64_t number,
-                       uint32_t slot, bool quote, bool* uses_item) {
+                       uint32_t slot, bool positional, bool* uses_item) {
   struct Replacement {
     std::string_view token;
     std::string_view value;
-    bool from_item;
+    std::string_view parameter;  // in a shell command: the positional parameter holding it
   };
   const std::string number_text = std::to_string(number), slot_text = std::to_string(slot);
   // Longest tokens first, so that {//} is not read as {/} followed by "/}".
+  // The parameters follow the order of ItemForms.
   const Replacement replacements[] = {
-      {"{//}", Dirname(item), true},         {"{/.}", WithoutExtension(Basename(item)), true},
-      {"{/}", Basename(item), true},         {"{.}", WithoutExtension(item), true},
-      {"{}", item, true},                    {"{#}", number_text, false},
-      {"{%}", slot_text, false},
+      {"{//}", Dirname(item), "\"$4\""},  {"{/.}", WithoutExtension(Basename(item)), "\"$5\""},
+      {"{/}", Basename(item), "\"$3\""},  {"{.}", WithoutExtension(item), "\"$2\""},
+      {"{}", item, "\"$1\""},             {"{#}", number_text, ""},
+      {"{%}", slot_text, ""},
   };
   std::string out;
   for (size_t i = 0; i < word.size();) {
@@ -102,8 +100,9 @@ std::string ExpandWord(std::string_view word, std::string_view item, uint64_t nu
     if (word[i] == '{') {
       for (const Replacement& r : replacements) {
         if (word.substr(i, r.token.size()) != r.token) continue;
-        out += quote && r.from_item ? ShellQuote(r.value) : std::string(r.value);
-        *uses_item = *uses_item || r.from_item;
+        const bool from_item = !r.parameter.empty();
+        out += positional && from_item ? std::string(r.parameter) : std::string(r.value);
+        *uses_item = *uses_item || from_item;
         i += r.token.size();
         replaced = true;
         break;
@@ -114,35 +113,44 @@ std::string ExpandWord(std::string_view word, std::string_view item, uint64_t nu
   return out;
 }
 
-Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, uint64_t number,
-                               uint32_t slot) {
-  bool uses_item = false;
-  std::vector<std::string> argv;
+std::vector<std::string> CommandLine(const wire::Exec& exec, std::string_view item,
+                                     uint64_t number, uint32_t slot, bool* uses_item) {
   if (exec.shell()) {
-    argv = {"/bin/sh", "-c", ExpandWord(exec.argv(0), item, number, slot, true, &uses_item)};
-  } else {
-    for (const std::string& word : exec.argv()) {
-      argv.push_back(ExpandWord(word, item, number, slot, false, &uses_item));
-    }
+    // The item reaches the shell as positional parameters, never as code.
+    std::vector<std::string> argv = {"/bin/sh", "-c",
+                                     ExpandWord(exec.argv(0), item, number, slot, true, uses_item),
+                                     "sh"};
+    for (std::string& form : ItemForms(item)) argv.push_back(std::move(form));
+    return argv;
   }
+  std::vector<std::string> argv;
+  for (const std::string& word : exec.argv()) {
+    argv.push_back(ExpandWord(word, item, number, slot, false, uses_item));
+  }
+  return argv;
+}
+
+Result<pid_t> SpawnCommand(std::vector<std::string> argv, const std::string& cwd, int stdin_fd,
+                           int stdout_fd, int stderr_fd, const std::vector<std::string>& environment) {
   std::vector<char*> args;
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
+  std::vector<std::string> env_strings = environment;
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  for (std::string& e : env_strings) env.push_back(e.data());
+  env.push_back(nullptr);
 
-  Pipe in, out, err;
-  if ((!uses_item && !in.Open()) || !out.Open() || !err.Open()) {
-    return Status::Error(std::string("cannot make pipes for the command: ") + std::strerror(errno));
-  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  if (uses_item) {
+  if (stdin_fd < 0) {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   } else {
-    posix_spawn_file_actions_adddup2(&actions, in.read, 0);
+    posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
   }
-  posix_spawn_file_actions_adddup2(&actions, out.write, 1);
-  posix_spawn_file_actions_adddup2(&actions, err.write, 2);
-  if (!exec.cwd().empty()) posix_spawn_file_actions_addchdir_np(&actions, exec.cwd().c_str());
+  posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
   // The command starts with default signal handling and nothing blocked,
   // whatever the worker ignores.
   posix_spawnattr_t attributes;
@@ -153,25 +161,41 @@ Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, ui
   for (int s : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD}) sigaddset(&defaults, s);
   posix_spawnattr_setsigmask(&attributes, &none);
   posix_spawnattr_setsigdefault(&attributes, &defaults);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  // Its own process group: Ctrl-C on a foreground jobd does not reach it, and
+  // the supervisor can stop it and all its children at once.
+  posix_spawnattr_setpgroup(&attributes, 0);
+  posix_spawnattr_setflags(&attributes,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid = 0;
-  const int spawned = posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), environ);
+  const int spawned = posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
-  if (spawned != 0) {
-    if (spawned == ENOENT && !exec.cwd().empty() && access(exec.cwd().c_str(), X_OK) != 0) {
-      return Status::Error("cannot run '" + argv[0] + "' in " + exec.cwd() + ": " +
-                           std::strerror(errno));
-    }
-    return Status::Error("cannot run '" + argv[0] + "': " +
-                         (spawned == ENOENT ? std::string("no such command") : std::strerror(spawned)));
+  if (spawned == 0) return pid;
+  if (spawned == ENOENT && !cwd.empty() && access(cwd.c_str(), X_OK) != 0) {
+    return Status::Error("cannot run '" + argv[0] + "' in " + cwd + ": " + std::strerror(errno));
   }
+  return Status::Error("cannot run '" + argv[0] + "': " +
+                       (spawned == ENOENT ? std::string("no such command") : std::strerror(spawned)));
+}
+
+Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, uint64_t number,
+                               uint32_t slot, const std::function<void(pid_t)>& started) {
+  bool uses_item = false;
+  const std::vector<std::string> argv = CommandLine(exec, item, number, slot, &uses_item);
+  Pipe in, out, err;
+  if ((!uses_item && !in.Open()) || !out.Open() || !err.Open()) {
+    return Status::Error(std::string("cannot make pipes for the command: ") + std::strerror(errno));
+  }
+  Result<pid_t> pid = SpawnCommand(argv, exec.cwd(), uses_item ? -1 : in.read, out.write,
+                                   err.write, {});
+  if (!pid.ok()) return pid.status();
+  if (started) started(*pid);
   Pipe::Close(in.read);
   Pipe::Close(out.write);
   Pipe::Close(err.write);
-
   // Feed stdin and drain stdout and stderr together, so that no pipe fills up.
   std::string output, errors;
+  bool too_much = false;
   size_t fed = 0;
   if (in.write >= 0) {
     fcntl(in.write, F_SETFL, O_NONBLOCK);
@@ -194,7 +218,11 @@ Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, ui
       if (fds[i].revents == 0) continue;
       int& fd = i == 0 ? out.read : err.read;
       const ssize_t n = read(fd, buffer, sizeof buffer);
-      if (n > 0) {
+      if (n > 0 && i == 0 && output.size() + static_cast<size_t>(n) > kMaxOutput) {
+        too_much = true;
+        killpg(*pid, SIGKILL);
+        Pipe::Close(fd);
+      } else if (n > 0) {
         (i == 0 ? output : errors).append(buffer, static_cast<size_t>(n));
         if (errors.size() > 2 * kStderrTail) errors.erase(0, errors.size() - kStderrTail);
       } else if (n == 0 || errno != EINTR) {
@@ -204,7 +232,12 @@ Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, ui
   }
   Pipe::Close(in.write);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (started) started(0);
+  if (too_much) {
+    return Status::Error("command '" + argv[exec.shell() ? 2 : 0] + "' wrote more than " +
+                         std::to_string(kMaxOutput >> 20) + " MiB; stopped it");
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     if (!output.empty() && output.back() == '\n') output.pop_back();
@@ -212,7 +245,7 @@ Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, ui
   }
   if (errors.size() > kStderrTail) errors.erase(0, errors.size() - kStderrTail);
   while (!errors.empty() && errors.back() == '\n') errors.pop_back();
-  std::string message = "command '" + argv[exec.shell() ? 2 : 0] + "' " + Describe(status);
+  std::string message = "command '" + argv[exec.shell() ? 2 : 0] + "' " + DescribeWait(status);
   if (!errors.empty()) message += ": " + errors;
   return Status::Error(message);
 }

@@ -3,8 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <sys/types.h>
 
 #include "jobd.pb.h"
 #include "jobd/status.h"
@@ -14,16 +18,43 @@ namespace jobd {
 // Runs `exec` for one item: item number `number` (from 1) on worker slot
 // `slot` (from 1). The result is the command's stdout without one trailing
 // newline; a non-zero exit or a signal is an error carrying the tail of its
-// stderr.
+// stderr. `started(pgid)` is told the command's process group, then 0 once
+// it is over.
 Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, uint64_t number,
-                               uint32_t slot);
+                               uint32_t slot, const std::function<void(pid_t)>& started = {});
 
 // `word` with its replacement strings ({} {.} {/} {//} {/.} {#} {%}) filled
-// in; `quote` shell-quotes what comes from the item. Sets *uses_item if the
-// word refers to the item.
+// in. With `positional` (a shell command), item replacements become "$1" ..
+// "$5", the positional parameters that carry the item's forms (ItemForms), so
+// that no item text is ever parsed as shell code. Sets *uses_item if the word
+// refers to the item.
 std::string ExpandWord(std::string_view word, std::string_view item, uint64_t number,
-                       uint32_t slot, bool quote, bool* uses_item);
-// `text` as one word for /bin/sh.
-std::string ShellQuote(std::string_view text);
+                       uint32_t slot, bool positional, bool* uses_item);
+// The item, without extension, basename, dirname, basename without extension.
+std::vector<std::string> ItemForms(std::string_view item);
+
+// The argv that runs `exec` for one item (see ExpandWord).
+std::vector<std::string> CommandLine(const wire::Exec& exec, std::string_view item,
+                                     uint64_t number, uint32_t slot, bool* uses_item);
+
+// A pipe whose ends are closed on exec; a child gets its end by dup2.
+struct Pipe {
+  int read = -1, write = -1;
+  bool Open();
+  static void Close(int& fd);
+  Pipe() = default;
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+  ~Pipe();
+};
+
+// Starts `argv` with stdin, stdout and stderr on the given descriptors (-1 for
+// stdin: /dev/null), in `cwd` unless empty, with default signal handling and
+// `environment` added to ours. Returns its pid.
+Result<pid_t> SpawnCommand(std::vector<std::string> argv, const std::string& cwd, int stdin_fd,
+                           int stdout_fd, int stderr_fd, const std::vector<std::string>& environment);
+
+// "exited with status N" or "was killed by SIGX (signal N)".
+std::string DescribeWait(int wait_status);
 
 }  // namespace jobd

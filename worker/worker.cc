@@ -12,11 +12,15 @@
 #include "worker/exec.h"
 #include "worker/output.h"
 #include "worker/plugins.h"
+#include "worker/stream.h"
 
 namespace jobd {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// A stream coprocess whose job sends no task for this long is stopped.
+constexpr std::chrono::milliseconds kCoprocessIdle(2000);
 
 class TaskRunner {
  public:
@@ -33,12 +37,16 @@ class TaskRunner {
     running_->item.store(0, std::memory_order_relaxed);
     running_->task.store(task.id(), std::memory_order_relaxed);
     const Clock::time_point start = Clock::now();
-    const Result<const Function*> function = Resolve(task);
     TaskOutput output(task.output_segment());
-    for (int i = 0; i < task.items_size(); ++i) {
-      running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
-      Compute(function, task, i, output);
-      output.TakeOutcome(result->add_outcomes());
+    if (task.has_exec() && task.exec().mode() != wire::Exec::PER_ITEM) {
+      RunStream(task, output, result);
+    } else {
+      const Result<const Function*> function = Resolve(task);
+      for (int i = 0; i < task.items_size(); ++i) {
+        running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
+        Compute(function, task, i, output);
+        output.TakeOutcome(result->add_outcomes());
+      }
     }
     output.Finish();
     result->set_busy_ns(
@@ -49,8 +57,24 @@ class TaskRunner {
   void Idle() { running_->task.store(0, std::memory_order_relaxed); }
   // Unmaps input segments, so that memory of finished jobs is not held.
   void ForgetInputs() { inputs_.Clear(); }
+  // A stream coprocess waits for more items of its job.
+  bool HasCoprocess() const { return coprocess_.running(); }
+  void StopCoprocess() {
+    coprocess_.Stop();
+    running_->coprocess.store(0, std::memory_order_relaxed);
+  }
 
  private:
+  void RunStream(const wire::Task& task, TaskOutput& output, wire::TaskResult* result) {
+    std::vector<Result<std::string_view>> items;
+    for (const wire::Payload& payload : task.items()) items.push_back(inputs_.Read(payload));
+    if (!coprocess_.Serves(task.job())) coprocess_.Stop();  // another job's
+    coprocess_.Run(task, items, slot_ + 1, output, result, [this](int i) {
+      running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
+      running_->coprocess.store(coprocess_.pid(), std::memory_order_relaxed);
+    });
+  }
+
   // The function a task names: builtin or from the pool's plugins, or from the
   // job's plugin. Null for commands (exec).
   Result<const Function*> Resolve(const wire::Task& task) {
@@ -75,7 +99,10 @@ class TaskRunner {
     if (*function != nullptr && (*function)->write) return (*function)->write(*item, out);
     Result<std::string> value = *function != nullptr
                                     ? (*function)->body(*item)
-                                    : RunCommand(task.exec(), *item, task.indexes(i) + 1, slot_ + 1);
+                                    : RunCommand(task.exec(), *item, task.indexes(i) + 1, slot_ + 1,
+                                                 [this](pid_t pgid) {
+                                                   running_->command.store(pgid, std::memory_order_relaxed);
+                                                 });
     value.ok() ? out.Set(*value) : out.Fail(value.message());
   }
 
@@ -84,6 +111,7 @@ class TaskRunner {
   RunningItem* running_;
   uint32_t slot_;
   SegmentReader inputs_;
+  Coprocess coprocess_;
 };
 
 std::string Encode(const google::protobuf::MessageLite& message) {
@@ -134,8 +162,15 @@ int RunWorker(const WorkerOptions& options) {
   outgoing.set_version(wire::VERSION_CURRENT);
   zmq::message_t message;
   while (true) {
-    // Before waiting for work, let go of the segments the last tasks read.
-    if (!(socket.get(zmq::sockopt::events) & ZMQ_POLLIN)) runner.ForgetInputs();
+    // Before waiting for work, let go of the segments the last tasks read; a
+    // stream coprocess goes once its job has sent nothing for a while.
+    if (!(socket.get(zmq::sockopt::events) & ZMQ_POLLIN)) {
+      runner.ForgetInputs();
+      if (runner.HasCoprocess()) {
+        zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+        if (zmq::poll(&item, 1, kCoprocessIdle) == 0) runner.StopCoprocess();
+      }
+    }
     if (!socket.recv(message, zmq::recv_flags::none)) continue;
     Status decoded = DecodeToWorker(message.to_string_view(), &incoming);
     if (!decoded.ok()) {

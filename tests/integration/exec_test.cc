@@ -1,4 +1,6 @@
 // jobctl map --exec: a command per item, through the same pools and retries.
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
@@ -29,10 +31,35 @@ TEST_F(ExecTest, ItemsReachTheCommandAsExactSingleArguments) {
             "{\"index\":6,\"ok\":true,\"result\":\"[]\"}\n");
 }
 
-TEST_F(ExecTest, ShellModeQuotesItemsForTheShell) {
+TEST_F(ExecTest, ShellModePassesItemsAsParametersNeverAsCode) {
   Command run = Jobctl({"map", "--shell", "--exec", "echo {} | tr a-z A-Z", "a;b $(id) 'q'"});
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_EQ(run.out, "A;B $(ID) 'Q'\n");
+  // Quotes written around {} do not open a way in either.
+  const std::string marker = dir_ + "/pwned";
+  Command quoted = Jobctl({"map", "--shell", "--exec", "echo \"{}\"", "$(touch " + marker + ")"});
+  ASSERT_EQ(quoted.status, 0) << quoted.err;
+  EXPECT_EQ(quoted.out, "$(touch " + marker + ")\n");
+  EXPECT_NE(access(marker.c_str(), F_OK), 0) << "an item ran as shell code";
+}
+
+TEST_F(ExecTest, CancellingAJobStopsItsCommands) {
+  // jobctl is killed while its commands sleep: they must not run on.
+  const std::string in = dir_ + "/in", out = dir_ + "/out", marker = dir_ + "/finished";
+  WriteFile(in, "a\nb\n");
+  const pid_t jobctl = Spawn({Bin("jobctl"), "map", "--shell", "--exec",
+                              "sleep 3; touch " + marker}, in, out, Env());
+  pids_.insert(jobctl);
+  for (int i = 0; i < 100 && RunningJobs() == 0; ++i) usleep(20000);
+  usleep(200000);
+  kill(jobctl, SIGKILL);
+  waitpid(jobctl, nullptr, 0);
+  for (int i = 0; i < 100 && RunningJobs() != 0; ++i) usleep(50000);
+  EXPECT_EQ(RunningJobs(), 0);
+  sleep(4);
+  EXPECT_NE(access(marker.c_str(), F_OK), 0) << "a cancelled job's command ran to its end";
+  Command after = Jobctl({"map", "len", "abc"});
+  EXPECT_EQ(after.out, "3\n") << "the workers are free again";
 }
 
 TEST_F(ExecTest, ReplacementStringsAndStdin) {
@@ -61,7 +88,7 @@ TEST_F(ExecTest, FailuresAreTheItemsErrorsWithStderr) {
                         "good", "bad", "good"});
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "ok\nok\n");
-  EXPECT_NE(run.err.find("item 1 failed: command '[ 'bad' = bad ] && { echo no >&2; exit 3; }; "
+  EXPECT_NE(run.err.find("item 1 failed: command '[ \"$1\" = bad ] && { echo no >&2; exit 3; }; "
                          "echo ok' exited with status 3: no"),
             std::string::npos) << run.err;
   Command killed = Jobctl({"map", "--exec", "sh -c 'kill -9 $$'", "x"});

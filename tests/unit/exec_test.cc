@@ -34,9 +34,20 @@ TEST(ExecTest, OnlyItemReplacementsCountAsUsingTheItem) {
   EXPECT_TRUE(uses_item);
 }
 
-TEST(ExecTest, ShellModeQuotesItemsAndNothingElse) {
-  EXPECT_EQ(ShellQuote("it's $(x)"), "'it'\\''s $(x)'");
-  EXPECT_EQ(Expand("echo {} | wc -c # {#}", "a;b", /*quote=*/true), "echo 'a;b' | wc -c # 7");
+TEST(ExecTest, ShellCommandsGetItemsAsPositionalParameters) {
+  EXPECT_EQ(Expand("echo {} {.} {/} {//} {/.} | wc -c # {#}", "a;b", /*quote=*/true),
+            "echo \"$1\" \"$2\" \"$3\" \"$4\" \"$5\" | wc -c # 7");
+  EXPECT_EQ(ItemForms("/d/f.txt"), (std::vector<std::string>{"/d/f.txt", "/d/f", "f.txt", "/d", "f"}));
+  // Whatever quotes the user wrote around {}, the item is never code.
+  for (const char* command : {"echo {}", "echo \"{}\"", "echo '{}'", "echo x{}y"}) {
+    wire::Exec exec;
+    exec.set_shell(true);
+    exec.add_argv(command);
+    Result<std::string> out = RunCommand(exec, "$(echo INJECTED); echo INJECTED2 '", 1, 1);
+    ASSERT_TRUE(out.ok()) << out.message();
+    EXPECT_EQ(out->find("INJECTED\n"), std::string::npos) << command << ": " << *out;
+    EXPECT_EQ(out->find("\nINJECTED2"), std::string::npos) << command << ": " << *out;
+  }
 }
 
 TEST(ExecTest, RunsCommandsAndReportsFailures) {

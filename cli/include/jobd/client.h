@@ -48,9 +48,16 @@ struct ItemResult {
 // replacement the item goes to the command's stdin. The item is never parsed:
 // it becomes (part of) exactly one argument. The command runs in the caller's
 // current directory; its stdout, less one trailing newline, is the result.
+//
+// As a stream (jobctl map --stream), each worker instead keeps one coprocess
+// for the job and feeds it item after item: a line each (kLines), or frames
+// "<length>\n<bytes>" (kFrames, for binary items), reading one result per
+// item. See proto/jobd.proto (message Exec) and worker/stream/jobd_stream.py.
 struct Command {
+  enum class Mode { kPerItem, kLines, kFrames };
   std::vector<std::string> argv;
   bool shell = false;  // argv is one string run by /bin/sh -c; items are quoted for it
+  Mode mode = Mode::kPerItem;
 };
 
 struct JobSummary {

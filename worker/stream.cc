@@ -1,0 +1,234 @@
+#include "worker/stream.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "worker/exec.h"
+
+namespace jobd {
+namespace {
+
+constexpr size_t kStderrTail = 2048;
+// Bytes of items encoded ahead of the pipe, so writes are few and large.
+constexpr size_t kWriteChunk = 64 << 10;
+
+bool Framed(const wire::Exec& exec) { return exec.mode() == wire::Exec::STREAM_FRAMES; }
+
+// One parsed result: its bytes, and whether the coprocess marked it an error.
+struct Parsed {
+  bool complete = false;
+  bool error = false;
+  std::string_view bytes;
+  size_t consumed = 0;
+};
+
+// The first result in `buffer`, if it holds a whole one.
+Result<Parsed> ParseResult(std::string_view buffer, bool framed) {
+  Parsed parsed;
+  const size_t newline = buffer.find('\n');
+  if (newline == std::string_view::npos) {
+    if (framed && buffer.size() > 24) return Status::Error("a result frame has a malformed header");
+    return parsed;
+  }
+  if (!framed) {
+    parsed.complete = true;
+    parsed.bytes = buffer.substr(0, newline);
+    parsed.consumed = newline + 1;
+    return parsed;
+  }
+  std::string_view header = buffer.substr(0, newline);
+  parsed.error = !header.empty() && header[0] == '-';
+  if (parsed.error) header.remove_prefix(1);
+  uint64_t length = 0;
+  auto [end, ec] = std::from_chars(header.data(), header.data() + header.size(), length);
+  if (header.empty() || ec != std::errc() || end != header.data() + header.size()) {
+    return Status::Error("a result frame has a malformed header '" +
+                         std::string(buffer.substr(0, std::min<size_t>(newline, 24))) + "'");
+  }
+  if (buffer.size() - newline - 1 < length) return parsed;
+  parsed.complete = true;
+  parsed.bytes = buffer.substr(newline + 1, length);
+  parsed.consumed = newline + 1 + length;
+  return parsed;
+}
+
+}  // namespace
+
+Status Coprocess::Start(const wire::Exec& exec, uint32_t slot) {
+  bool uses_item = false;
+  const std::vector<std::string> argv = CommandLine(exec, "", 0, slot, &uses_item);
+  Pipe in, out, err;
+  if (!in.Open() || !out.Open() || !err.Open()) {
+    return Status::Error(std::string("cannot make pipes for the coprocess: ") + std::strerror(errno));
+  }
+  Result<pid_t> pid = SpawnCommand(argv, exec.cwd(), in.read, out.write, err.write,
+                                   {std::string("JOBD_STREAM=") + (Framed(exec) ? "frames" : "lines")});
+  if (!pid.ok()) return pid.status();
+  pid_ = *pid;
+  in_ = std::exchange(in.write, -1);
+  out_ = std::exchange(out.read, -1);
+  err_ = std::exchange(err.read, -1);
+  for (int fd : {in_, out_, err_}) fcntl(fd, F_SETFL, O_NONBLOCK);
+  stderr_tail_.clear();
+  return {};
+}
+
+void Coprocess::DrainStderr() {
+  char buffer[4096];
+  ssize_t n;
+  while (err_ >= 0 && (n = read(err_, buffer, sizeof buffer)) > 0) {
+    stderr_tail_.append(buffer, static_cast<size_t>(n));
+    if (stderr_tail_.size() > 2 * kStderrTail) stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
+  }
+}
+
+std::string Coprocess::Reap() {
+  Pipe::Close(in_);
+  Pipe::Close(out_);
+  // It may still be alive with its stdout closed: it is of no use any more.
+  kill(pid_, SIGKILL);
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  DrainStderr();
+  Pipe::Close(err_);
+  pid_ = -1;
+  if (stderr_tail_.size() > kStderrTail) stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
+  while (!stderr_tail_.empty() && stderr_tail_.back() == '\n') stderr_tail_.pop_back();
+  std::string how = "the stream coprocess " + DescribeWait(status);
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) how = "the stream coprocess stopped answering";
+  return stderr_tail_.empty() ? how : how + ": " + stderr_tail_;
+}
+
+void Coprocess::Stop() {
+  if (pid_ <= 0) return;
+  Pipe::Close(in_);  // EOF: a well-behaved coprocess exits now
+  int status = 0;
+  for (int i = 0; i < 100 && waitpid(pid_, &status, WNOHANG) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (waitpid(pid_, &status, WNOHANG) == 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+  }
+  Pipe::Close(out_);
+  Pipe::Close(err_);
+  pid_ = -1;
+}
+
+void Coprocess::Run(const wire::Task& task, const std::vector<Result<std::string_view>>& items,
+                    uint32_t slot, TaskOutput& output, wire::TaskResult* result,
+                    const std::function<void(int)>& waiting) {
+  const bool framed = Framed(task.exec());
+  const int count = static_cast<int>(items.size());
+  // Items that cannot be sent fail here, in their turn.
+  std::vector<std::string> refused(items.size());
+  for (int i = 0; i < count; ++i) {
+    if (!items[i].ok()) {
+      refused[i] = "cannot read the item: " + items[i].message();
+    } else if (!framed && items[i]->find('\n') != std::string_view::npos) {
+      refused[i] = "the item contains a newline, which the line protocol cannot carry; use --framed";
+    }
+  }
+  std::vector<uint32_t> deaths(items.size(), 0);
+  int next_read = 0, next_write = 0;
+  std::string pending, received;  // encoded items not yet written; output not yet parsed
+  size_t pending_at = 0;
+  job_ = task.job();
+
+  auto finish_item = [&](auto&& fill) {
+    fill();
+    output.TakeOutcome(result->add_outcomes());
+    if (++next_read < count) waiting(next_read);
+  };
+  if (count > 0) waiting(0);
+  while (next_read < count) {
+    if (!refused[next_read].empty()) {
+      finish_item([&] { output.Fail(refused[next_read]); });
+      continue;
+    }
+    if (pid_ <= 0) {
+      if (Status s = Start(task.exec(), slot); !s.ok()) {
+        while (next_read < count) finish_item([&] { output.Fail(s.message()); });
+        return;
+      }
+      waiting(next_read);  // tells the worker about the new process too
+      next_write = next_read;
+      pending.clear();
+      pending_at = 0;
+      received.clear();
+    }
+    // Encode what the pipe may take next.
+    while (pending.size() - pending_at < kWriteChunk && next_write < count) {
+      if (refused[next_write].empty()) {
+        const std::string_view item = *items[next_write];
+        if (framed) pending += std::to_string(item.size()) + "\n";
+        pending.append(item);
+        if (!framed) pending += '\n';
+      }
+      ++next_write;
+    }
+    const bool want_write = pending_at < pending.size();
+    pollfd fds[3] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}, {want_write ? in_ : -1, POLLOUT, 0}};
+    if (poll(fds, 3, -1) < 0 && errno != EINTR) break;
+    bool died = false;
+    if (fds[2].revents & (POLLOUT | POLLERR | POLLHUP)) {
+      const ssize_t n = write(in_, pending.data() + pending_at, pending.size() - pending_at);
+      if (n > 0) pending_at += static_cast<size_t>(n);
+      if (n < 0 && errno != EAGAIN && errno != EINTR) died = true;  // EPIPE: it is gone
+      if (pending_at == pending.size()) {
+        pending.clear();
+        pending_at = 0;
+      }
+    }
+    if (fds[1].revents) DrainStderr();
+    if (fds[0].revents) {
+      char buffer[65536];
+      const ssize_t n = read(out_, buffer, sizeof buffer);
+      if (n > 0) received.append(buffer, static_cast<size_t>(n));
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) died = true;
+    }
+    // Every whole result, in order.
+    size_t offset = 0;
+    while (next_read < count) {
+      if (!refused[next_read].empty()) {
+        finish_item([&] { output.Fail(refused[next_read]); });
+        continue;
+      }
+      Result<Parsed> parsed = ParseResult(std::string_view(received).substr(offset), framed);
+      if (!parsed.ok()) {
+        stderr_tail_ += "\n" + parsed.message();
+        died = true;
+        break;
+      }
+      if (!parsed->complete) break;
+      finish_item([&] {
+        parsed->error ? output.Fail(std::string(parsed->bytes)) : output.Set(parsed->bytes);
+      });
+      offset += parsed->consumed;
+    }
+    received.erase(0, offset);
+    if (died && next_read < count) {
+      const std::string how = Reap();
+      if (++deaths[next_read] > task.retries()) {
+        finish_item([&] {
+          output.Fail(how + " while on this item, " + std::to_string(deaths[next_read]) +
+                      " times; giving up (retries: " + std::to_string(task.retries()) + ")");
+        });
+      }
+    } else if (died) {
+      Reap();
+    }
+  }
+}
+
+}  // namespace jobd

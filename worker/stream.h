@@ -1,0 +1,53 @@
+// Stream functions (jobctl map --stream): one long-running coprocess per
+// worker and job, fed item after item, pipelined (the Hadoop Streaming model).
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "jobd.pb.h"
+#include "jobd/status.h"
+#include "worker/output.h"
+
+namespace jobd {
+
+class Coprocess {
+ public:
+  Coprocess() = default;
+  Coprocess(const Coprocess&) = delete;
+  Coprocess& operator=(const Coprocess&) = delete;
+  ~Coprocess() { Stop(); }
+
+  // Whether the running coprocess serves `job`.
+  bool Serves(uint64_t job) const { return pid_ > 0 && job_ == job; }
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_ > 0 ? pid_ : 0; }  // also its process group
+  // Closes its stdin and waits for it to exit (killing it after a second).
+  void Stop();
+
+  // Feeds every item of `task` to the coprocess (starting it if needed) while
+  // reading their results, and appends one outcome per item to `result`, in
+  // order. `waiting(i)` is called as the result of item i becomes the one
+  // awaited. A coprocess that dies is restarted; the item it was on is
+  // retried up to task.retries() times, then fails with how it died.
+  void Run(const wire::Task& task, const std::vector<Result<std::string_view>>& items,
+           uint32_t slot, TaskOutput& output, wire::TaskResult* result,
+           const std::function<void(int)>& waiting);
+
+ private:
+  Status Start(const wire::Exec& exec, uint32_t slot);
+  // Waits for the coprocess that stopped talking; says how it ended.
+  std::string Reap();
+  void DrainStderr();
+
+  pid_t pid_ = -1;
+  uint64_t job_ = 0;
+  int in_ = -1, out_ = -1, err_ = -1;
+  std::string stderr_tail_;
+};
+
+}  // namespace jobd
