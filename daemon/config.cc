@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -24,10 +25,11 @@ class Reader {
  public:
   explicit Reader(std::string source) : source_(std::move(source)) {}
 
-  // `file` relative to the directory of the configuration file.
+  // `file` relative to the directory of the configuration file, made absolute.
   std::string Relative(const std::string& file) const {
-    const size_t slash = source_.rfind('/');
-    return slash == std::string::npos ? file : source_.substr(0, slash + 1) + file;
+    return std::filesystem::absolute(std::filesystem::path(source_).parent_path() / file)
+        .lexically_normal()
+        .string();
   }
 
   [[noreturn]] void Fail(const YAML::Node& node, const std::string& what) const {

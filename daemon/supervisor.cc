@@ -253,7 +253,9 @@ Status Supervisor::WaitForWorkers(Clock::time_point deadline) {
     }
     zmq::pollitem_t items[] = {{workers_.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, std::chrono::duration_cast<milliseconds>(deadline - now));
+    // Wake for restarts too, so a worker that dies as it starts is seen to.
+    zmq::poll(items, 2, std::min(std::chrono::duration_cast<milliseconds>(deadline - now),
+                                 NextTimeout(now)));
     if (items[0].revents & ZMQ_POLLIN) HandleWorkerMessages();
     if (items[1].revents & ZMQ_POLLIN) HandleSignals();
     if (shutting_down_) return Status::Error("interrupted while starting workers");

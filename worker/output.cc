@@ -41,9 +41,10 @@ Status TaskOutput::Grow(size_t end) {
 
 char* TaskOutput::Reserve(size_t capacity) {
   if (state_ == State::kDone) return nullptr;  // one result per item
-  if (capacity <= kInlineLimit) {
+  if (state_ == State::kShared) capacity = std::max(capacity, reserved_);  // never shrinks
+  if (capacity <= kInlineLimit && state_ != State::kShared) {
     state_ = State::kInline;
-    inline_.resize(capacity);
+    inline_.resize(capacity);  // keeps what was written, like realloc
     return inline_.data();
   }
   Status grown = Grow(used_ + capacity);
@@ -58,6 +59,10 @@ char* TaskOutput::Reserve(size_t capacity) {
     Fail("cannot store a result of " + std::to_string(capacity) + " bytes: " + grown.message());
     return nullptr;
   }
+  if (state_ == State::kInline) {  // moving up from inline: bring what was written
+    std::memcpy(base_ + used_, inline_.data(), inline_.size());
+    inline_.clear();
+  }
   state_ = State::kShared;
   reserved_ = capacity;
   return base_ + used_;
@@ -67,7 +72,10 @@ void TaskOutput::Commit(size_t size) {
   if (state_ == State::kInline && size <= inline_.size()) {
     inline_.resize(size);
     outcome_.mutable_value()->set_data(std::move(inline_));
+  } else if (state_ == State::kShared && size == 0) {
+    outcome_.mutable_value()->set_data("");
   } else if (state_ == State::kShared && size <= reserved_) {
+    committed_ = size;
     wire::SegmentRef* ref = outcome_.mutable_value()->mutable_ref();
     ref->set_segment(name_);
     ref->set_offset(used_);
@@ -83,6 +91,8 @@ void TaskOutput::Commit(size_t size) {
 
 void TaskOutput::Fail(std::string message) {
   if (state_ == State::kDone && outcome_.has_error()) return;  // keep the first reason
+  used_ -= committed_;  // a result committed, then failed, gives its space back
+  committed_ = 0;
   outcome_.set_error(std::move(message));
   state_ = State::kDone;
 }
@@ -99,6 +109,7 @@ void TaskOutput::TakeOutcome(wire::Outcome* outcome) {
   outcome->Swap(&outcome_);
   outcome_.Clear();
   state_ = State::kEmpty;
+  committed_ = 0;
 }
 
 void TaskOutput::Finish() {

@@ -22,7 +22,8 @@ class TaskOutput {
   TaskOutput& operator=(const TaskOutput&) = delete;
 
   // For the current item: space for a result of up to `capacity` bytes, valid
-  // until Commit; null (and the item failed) if it cannot be had.
+  // until Commit; null (and the item failed) if it cannot be had. Called again,
+  // it keeps what was written (the space may move, like realloc).
   char* Reserve(size_t capacity);
   // The item's result is the first `size` bytes of the reserved space.
   void Commit(size_t size);
@@ -48,6 +49,7 @@ class TaskOutput {
   enum class State { kEmpty, kInline, kShared, kDone } state_ = State::kEmpty;
   std::string inline_;
   size_t reserved_ = 0;
+  size_t committed_ = 0;  // shared bytes the current item committed
   wire::Outcome outcome_;
 };
 

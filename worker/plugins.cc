@@ -1,6 +1,7 @@
 #include "worker/plugins.h"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
 
 #include "jobd/plugin.h"
 #include "worker/output.h"
@@ -38,12 +39,20 @@ struct Plugins::Loaded {
 Plugins::Plugins() = default;
 Plugins::~Plugins() = default;
 
+// The file as it is now: a plugin rebuilt in place is a new plugin.
+std::string Plugins::Identity(const std::string& path) {
+  struct stat st{};
+  if (stat(path.c_str(), &st) != 0) return path;
+  return path + "@" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
 Result<Plugins::Loaded*> Plugins::Open(const std::string& path) {
-  if (auto found = loaded_.find(path); found != loaded_.end()) return found->second.get();
-  if (auto failed = failed_.find(path); failed != failed_.end()) return Status::Error(failed->second);
+  const std::string identity = Identity(path);
+  if (auto found = loaded_.find(identity); found != loaded_.end()) return found->second.get();
+  // Failures are not remembered: the next task tries again (a fixed plugin).
   auto fail = [&](const std::string& why) -> Status {
-    failed_[path] = "plugin " + path + ": " + why;
-    return Status::Error(failed_[path]);
+    return Status::Error("plugin " + path + ": " + why);
   };
   auto loaded = std::make_unique<Loaded>();
   loaded->handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -59,6 +68,12 @@ Result<Plugins::Loaded*> Plugins::Open(const std::string& path) {
                 std::to_string(plugin ? plugin->abi_version : 0) + ", but this jobd speaks " +
                 std::to_string(JOBD_PLUGIN_ABI_VERSION) + "; rebuild it against this jobd's plugin.h");
   }
+  // Version 1 as first published: every field up to fini. Later minor
+  // additions are appended and read only when plugin_size covers them.
+  if (plugin->plugin_size < sizeof(jobd_plugin) || plugin->function_size < sizeof(jobd_function)) {
+    return fail("its jobd_plugin or jobd_function is smaller than this jobd's plugin.h says; "
+                "set plugin_size and function_size with sizeof");
+  }
   if (plugin->init != nullptr) {
     char error[512] = {};
     if (plugin->init(&loaded->state, error, sizeof error) != 0) {
@@ -67,7 +82,7 @@ Result<Plugins::Loaded*> Plugins::Open(const std::string& path) {
     }
   }
   loaded->plugin = plugin;
-  return (loaded_[path] = std::move(loaded)).get();
+  return (loaded_[identity] = std::move(loaded)).get();
 }
 
 Status Plugins::Load(const std::string& path, FunctionRegistry& registry) {
@@ -76,7 +91,8 @@ Status Plugins::Load(const std::string& path, FunctionRegistry& registry) {
   const jobd_plugin* plugin = (*loaded)->plugin;
   void* state = (*loaded)->state;
   for (size_t i = 0; i < plugin->function_count; ++i) {
-    const jobd_function& f = plugin->functions[i];
+    const jobd_function& f = *reinterpret_cast<const jobd_function*>(
+        reinterpret_cast<const char*>(plugin->functions) + i * plugin->function_size);
     if (f.name == nullptr || f.call == nullptr) {
       return Status::Error("plugin " + path + ": function " + std::to_string(i) +
                            " has no name or no call");
@@ -98,10 +114,13 @@ Status Plugins::Load(const std::string& path, FunctionRegistry& registry) {
 }
 
 Result<const FunctionRegistry*> Plugins::ForJob(const std::string& path) {
-  if (auto found = job_registries_.find(path); found != job_registries_.end()) return &found->second;
+  const std::string identity = Identity(path);
+  if (auto found = job_registries_.find(identity); found != job_registries_.end()) {
+    return &found->second;
+  }
   FunctionRegistry registry;
   if (Status s = Load(path, registry); !s.ok()) return s;
-  return &(job_registries_[path] = std::move(registry));
+  return &(job_registries_[identity] = std::move(registry));
 }
 
 }  // namespace jobd

@@ -20,15 +20,17 @@ class Plugins {
 
   // Loads `path` and adds its functions to `registry` (a pool's plugins).
   Status Load(const std::string& path, FunctionRegistry& registry);
-  // The functions of plugin `path`, loaded on first use (a job's --plugin).
+  // The functions of plugin `path`, loaded on first use (a job's --plugin),
+  // and again if the file changes.
   Result<const FunctionRegistry*> ForJob(const std::string& path);
 
  private:
   struct Loaded;
+  static std::string Identity(const std::string& path);
   Result<Loaded*> Open(const std::string& path);
-  std::map<std::string, std::unique_ptr<Loaded>> loaded_;          // by path
-  std::map<std::string, FunctionRegistry> job_registries_;         // by path
-  std::map<std::string, std::string> failed_;                      // path -> why
+  // By Identity(): the path with the file's device, inode and mtime.
+  std::map<std::string, std::unique_ptr<Loaded>> loaded_;
+  std::map<std::string, FunctionRegistry> job_registries_;
 };
 
 }  // namespace jobd

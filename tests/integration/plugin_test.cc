@@ -70,6 +70,17 @@ TEST_F(PluginTest, BrokenPluginsAreNamedWithTheReason) {
   EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n") << "the workers still serve";
 }
 
+TEST_F(PluginTest, APoolWhosePluginCannotLoadStopsJobdWithTheReason) {
+  const std::string config = dir_ + "/broken.yaml";
+  WriteFile(config, "listen: ipc://" + dir_ + "/other.sock\npools:\n  cpu:\n    workers: 1\n"
+                    "    plugins: [" + Lib("test_no_entry") + "]\n");
+  Command run = RunCommand({Bin("jobd"), "--config", config}, "", Env());
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("not a jobd plugin: it exports no jobd_plugin_v1"), std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("workers of pool 'cpu' die as they start"), std::string::npos) << run.err;
+}
+
 class PoolPluginTest : public DaemonTest {
  protected:
   std::string Config() const override {

@@ -67,6 +67,44 @@ TEST(OutputTest, GrowsPastItsFirstMappingAndLeavesNoSegmentWhenUnused) {
   EXPECT_FALSE(Segment::Open(unused).ok());
 }
 
+TEST(OutputTest, ReservingAgainKeepsWhatWasWritten) {
+  const std::string name = NewSegmentName();
+  TaskOutput output(name);
+  char* space = output.Reserve(8);
+  std::memcpy(space, "abcdefgh", 8);
+  space = output.Reserve(kInlineLimit + 100);  // inline to shared memory
+  std::memset(space + 8, 'x', kInlineLimit + 92);
+  space = output.Reserve(200 << 20);  // past the first mapping: it may move
+  EXPECT_EQ(std::string(space, 8), "abcdefgh");
+  output.Commit(kInlineLimit + 100);
+  wire::Outcome grown;
+  output.TakeOutcome(&grown);
+  output.Finish();
+  SegmentReader reader;
+  Result<std::string_view> bytes = reader.Read(grown.value());
+  ASSERT_TRUE(bytes.ok()) << bytes.message();
+  EXPECT_EQ(bytes->substr(0, 9), "abcdefghx");
+  EXPECT_EQ(bytes->size(), kInlineLimit + 100);
+  RemoveSegment(name);
+}
+
+TEST(OutputTest, EmptyAndWithdrawnResultsLeaveNoSegment) {
+  const std::string name = NewSegmentName();
+  TaskOutput output(name);
+  output.Reserve(100000);
+  output.Commit(0);  // a large reservation, an empty result
+  wire::Outcome empty, withdrawn;
+  output.TakeOutcome(&empty);
+  EXPECT_TRUE(empty.has_value() && !empty.value().has_ref() && empty.value().data().empty());
+  std::memset(output.Reserve(100000), 'y', 100000);
+  output.Commit(100000);
+  output.Fail("changed my mind");  // committed, then failed: the space goes back
+  output.TakeOutcome(&withdrawn);
+  EXPECT_EQ(withdrawn.error(), "changed my mind");
+  output.Finish();
+  EXPECT_FALSE(Segment::Open(name).ok()) << "a segment nothing refers to was left";
+}
+
 TEST(OutputTest, CommitWithoutReserveIsAnError) {
   TaskOutput output(NewSegmentName());
   output.Commit(10);

@@ -102,7 +102,8 @@ static const jobd_function functions[] = {
 };
 
 static const jobd_plugin plugin = {
-    JOBD_PLUGIN_ABI_VERSION, functions, sizeof functions / sizeof functions[0], init, fini,
+    JOBD_PLUGIN_ABI_VERSION, sizeof(jobd_plugin), functions, sizeof functions / sizeof functions[0],
+    sizeof(jobd_function), init, fini,
 };
 
 const jobd_plugin* jobd_plugin_v1(void) { return &plugin; }

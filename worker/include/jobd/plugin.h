@@ -16,12 +16,19 @@
  *     result->commit(result, args[0].size);
  *   }
  *   static const jobd_function functions[] = {{"upper", "the item in capitals", upper}};
- *   static const jobd_plugin plugin = {JOBD_PLUGIN_ABI_VERSION, functions, 1, NULL, NULL};
+ *   static const jobd_plugin plugin = {JOBD_PLUGIN_ABI_VERSION, sizeof(jobd_plugin), functions,
+ *                                      1, sizeof(jobd_function), NULL, NULL};
  *   const jobd_plugin* jobd_plugin_v1(void) { return &plugin; }
  *
  * Build: cc -shared -fPIC -o upper.so upper.c -I<jobd>/worker/include
  * A function that crashes costs its worker and a retry of the item, never the
  * job: see the pool's `retries`.
+ *
+ * Threads: a worker calls a plugin from one thread, one item at a time; each
+ * worker process has its own instance (its own init state).
+ * Growth: fields are only ever appended to jobd_plugin and jobd_function,
+ * and their sizes say which ones a plugin knows, so a plugin built against
+ * an older header of the same major version keeps working.
  */
 #ifndef JOBD_PLUGIN_H_
 #define JOBD_PLUGIN_H_
@@ -43,9 +50,10 @@ typedef struct jobd_bytes {
   size_t size;
 } jobd_bytes;
 
-/* Where a function leaves its result. Call exactly one of: reserve then
- * commit (write the result in place: large results go straight to shared
- * memory, never copied again), or fail. */
+/* Where a function leaves its result: reserve space, write the result in
+ * place (large results go straight to shared memory, never copied again) and
+ * commit it; or fail the item. reserve may be called again before commit to
+ * get more room: what was written is kept (the space may move, like realloc). */
 typedef struct jobd_result jobd_result;
 struct jobd_result {
   /* Space for a result of up to `capacity` bytes, valid until commit. NULL if
@@ -68,9 +76,11 @@ typedef struct jobd_function {
 } jobd_function;
 
 typedef struct jobd_plugin {
-  uint32_t abi_version; /* JOBD_PLUGIN_ABI_VERSION */
+  uint32_t abi_version;  /* JOBD_PLUGIN_ABI_VERSION */
+  uint32_t plugin_size;  /* sizeof(jobd_plugin) */
   const jobd_function* functions;
   size_t function_count;
+  size_t function_size;  /* sizeof(jobd_function): the stride of `functions` */
   /* Optional (NULL): called once per worker before its first call. Returns 0
    * and sets *state (passed to every call), or non-zero after writing why into
    * error (error_size bytes, NUL-terminated): the plugin is then unusable. */
