@@ -72,7 +72,7 @@ TEST_F(PluginTest, BrokenPluginsAreNamedWithTheReason) {
 
 TEST_F(PluginTest, APoolWhosePluginCannotLoadStopsJobdWithTheReason) {
   const std::string config = dir_ + "/broken.yaml";
-  WriteFile(config, "listen: ipc://" + dir_ + "/other.sock\npools:\n  cpu:\n    workers: 1\n"
+  WriteFile(config, "listen: ipc://" + dir_ + "/other/jobd.sock\npools:\n  cpu:\n    workers: 1\n"
                     "    plugins: [" + Lib("test_no_entry") + "]\n");
   Command run = RunCommand({Bin("jobd"), "--config", config}, "", Env());
   EXPECT_EQ(run.status, 1);
