@@ -38,14 +38,19 @@ def serve(function, binary=False):
             break
         buffered += chunk
         out = []
-        if framed:
-            buffered = _frames(buffered, function, decode, encode, out)
-        else:
-            *lines, buffered = buffered.split(b"\n")
-            out = [encode(function(decode(line))) + b"\n" for line in lines]
-        if out:
-            stdout.write(b"".join(out))
-            stdout.flush()
+        try:
+            if framed:
+                buffered = _frames(buffered, function, decode, encode, out)
+            else:
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    out.append(encode(function(decode(line))) + b"\n")
+        finally:
+            # Even when the function raises (or exits), the results before
+            # it go out: jobd then knows exactly which item ended the process.
+            if out:
+                stdout.write(b"".join(out))
+                stdout.flush()
 
 
 def _frames(buffered, function, decode, encode, out):

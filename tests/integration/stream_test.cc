@@ -1,0 +1,88 @@
+// jobctl map --stream: one coprocess per worker and job, fed item after item.
+#include "daemon_fixture.h"
+
+namespace jobd::testing {
+namespace {
+
+class StreamTest : public DaemonTest {
+ protected:
+  // A Python stream function: `body` is the function's expression of `item`.
+  std::string Script(const std::string& name, const std::string& body, bool binary = false) {
+    const std::string path = dir_ + "/" + name + ".py";
+    WriteFile(path, "import os, sys\n"
+                    "sys.path.insert(0, '" + std::string(JOBD_SOURCE_DIR) + "/worker/stream')\n"
+                    "import jobd_stream\n"
+                    "def function(item):\n"
+                    "    return " + body + "\n"
+                    "jobd_stream.serve(function" + (binary ? ", binary=True" : "") + ")\n");
+    return "python3 " + path;
+  }
+};
+
+TEST_F(StreamTest, LinesGoThroughAWarmCoprocessInOrder) {
+  std::string input, expected;
+  for (int i = 0; i < 5000; ++i) {
+    input += "item" + std::to_string(i) + "\n";
+    expected += "ITEM" + std::to_string(i) + "\n";
+  }
+  Command run = Jobctl({"map", "--stream", Script("upper", "item.upper()")}, input);
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, expected);
+}
+
+TEST_F(StreamTest, OneCoprocessPerWorkerForTheJob) {
+  const std::string pid = Script("pid", "str(os.getpid())");
+  const std::vector<std::string> args{"map", "--pool", "four", "--workers", "1", "--stream", pid};
+  Command first = Jobctl(args, "a\nb\nc\nd\n");
+  ASSERT_EQ(first.status, 0) << first.err;
+  const std::string one = first.out.substr(0, first.out.find('\n'));
+  EXPECT_EQ(first.out, one + "\n" + one + "\n" + one + "\n" + one + "\n") << "one warm process";
+  Command second = Jobctl(args, "e\n");
+  EXPECT_NE(second.out, one + "\n") << "a new job gets a fresh coprocess";
+}
+
+TEST_F(StreamTest, FramesCarryBinaryItemsAndPerItemErrors) {
+  const std::string input = std::string("a\nb\0", 4) + std::string("\x01\x02\xff", 3) + '\0' +
+                            std::string("boom\0", 5);
+  Command run = Jobctl({"map", "-0", "--json", "--framed", "--stream",
+                        Script("framed", "item[::-1] if item != b'boom' else 1 / 0", true)},
+                       input);
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.out.find("{\"index\":0,\"ok\":true,\"result\":\"b\\na\"}"), std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("{\"index\":1,\"ok\":true,\"result\":\"\xff\\u0002\\u0001\"}"),
+            std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("{\"index\":2,\"ok\":false,\"error\":\"Traceback"), std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("ZeroDivisionError"), std::string::npos) << run.out;
+}
+
+TEST_F(StreamTest, ACoprocessThatDiesIsRestartedAndItsItemRetriedThenFailed) {
+  const std::string script = Script("dies", "sys.exit(3) if item == 'die' else item");
+  Command run = Jobctl({"map", "--chunksize", "5", "--stream", script}, "a\nb\ndie\nc\nd\n");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "a\nb\nc\nd\n");
+  EXPECT_NE(run.err.find("item 2 failed: the stream coprocess exited with status 3 while on this "
+                         "item, 3 times; giving up (retries: 2)"),
+            std::string::npos) << run.err;
+}
+
+TEST_F(StreamTest, LinesCannotCarryNewlines) {
+  Command run = Jobctl({"map", "-0", "--stream", Script("same", "item")},
+                       std::string("ok\0two\nlines\0", 13));
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "ok\n");
+  EXPECT_NE(run.err.find("item 1 failed: the item contains a newline, which the line protocol "
+                         "cannot carry; use --framed"),
+            std::string::npos) << run.err;
+}
+
+TEST_F(StreamTest, ACoprocessThatCannotStartFailsItsItems) {
+  Command run = Jobctl({"map", "--stream", "no-such-program-for-jobd"}, "a\n");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("cannot run 'no-such-program-for-jobd': no such command"),
+            std::string::npos) << run.err;
+}
+
+}  // namespace
+}  // namespace jobd::testing
