@@ -6,8 +6,14 @@
             (target: >= 5x the items/s)
   payload   jobctl map sha256 --files against xargs -P2 sha256sum on 1 GiB
             (target: >= 0.8x as fast)
+  exec      jobctl map --exec 'true {}' against xargs -P2 and GNU parallel -j2
+            (targets: >= 1.5x xargs's jobs/s, >= 5x parallel's)
+  stream    jobctl map --stream (a Python stream function) against a Python
+            script using multiprocessing.Pool(2).map (target: >= its items/s)
+  plugin    jobctl map --plugin libjobd_text.so upper against the builtin
+            identity (target: >= 2x the items/s)
 
-Each benchmark runs its two sides alternately, best of 3 (1 with --quick),
+Each benchmark runs its sides alternately, best of 3 (1 with --quick),
 and notes how much CPU time other processes took meanwhile. Prints a table
 (or, with --json, a JSON summary on stdout and the table on stderr); exits 1
 if a target is missed or jobd leaves shared memory behind, 2 if something
@@ -26,6 +32,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -35,6 +42,9 @@ CPU_ITEMS = [str(20_000_000 + i) for i in range(64)]
 OVERHEAD_ITEMS = 100_000
 PAYLOAD_FILES = 64
 PAYLOAD_FILE_BYTES = 16 << 20
+EXEC_ITEMS = 2_000
+STREAM_ITEMS = 200_000
+PLUGIN_ITEMS = 1_000_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Above this share of the machine's CPU time used by other processes during a
 # benchmark's runs, its numbers are flagged as disturbed.
@@ -57,11 +67,11 @@ class BenchError(Exception):
 class Measure:
     label: str
     value: float
-    unit: str  # "s", "items/s" or "MiB"
+    unit: str  # "s", "items/s", "jobs/s" or "MiB"
 
     def __str__(self):
-        if self.unit == "items/s":
-            return f"{self.value:,.0f} items/s"
+        if self.unit in ("items/s", "jobs/s"):
+            return f"{self.value:,.0f} {self.unit}"
         return f"{self.value:.{1 if self.unit == 'MiB' else 2}f} {self.unit}"
 
 
@@ -69,15 +79,17 @@ class Measure:
 class Result:
     name: str
     jobd: Measure
-    baseline: Measure
-    ratio: float  # how many times better jobd did than the baseline
+    baseline: Optional[Measure]  # None when skipped
+    ratio: Optional[float]  # how many times better jobd did than the baseline; None when skipped
     target: float  # the least ratio that passes
     others: float  # share of the CPU time that other processes used during the runs
     extras: list = field(default_factory=list)  # more Measures, for information
+    skipped: str = ""  # why the baseline could not be run: the row neither passes nor fails
 
     @property
     def passed(self):
-        return self.ratio >= self.target
+        """Whether the target was met; None when skipped."""
+        return None if self.skipped else self.ratio >= self.target
 
 
 def log(message):
@@ -107,12 +119,20 @@ def busy_ticks():
 
 
 def process_ticks(pid):
-    """CPU ticks (user + system) used by a running process, 0 if it is gone."""
+    """CPU ticks (user + system) used by a running process and its children it has
+    waited for (a worker's commands and stream processes), 0 if it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except FileNotFoundError:
         return 0
-    return int(fields[11]) + int(fields[12])
+    return sum(int(n) for n in fields[11:15])  # utime stime cutime cstime
+
+
+def stdin_rate(argv, items, count):
+    """Items per second of the whole command argv with the file `items` of `count`
+    lines on stdin, output to /dev/null."""
+    with items.open() as stdin:
+        return count / timed(argv, stdin=stdin)[1]
 
 
 def cpu_busy(seconds=1.0):
@@ -192,6 +212,18 @@ class Jobd:
         self.pids.add(proc.pid)
         return seconds, out
 
+    def map_rate(self, items, count, *args):
+        """Items per second of the whole `jobctl map ARGS` with the file `items` of
+        `count` lines on stdin, output to /dev/null."""
+        with items.open() as stdin:
+            return count / self.jobctl("map", *args, stdin=stdin)[0]
+
+    def items_file(self, name, count):
+        """A file in jobd's directory holding the lines of `seq 1 COUNT`."""
+        path = self.dir / f"{name}-items.txt"
+        path.write_text("".join(f"{i}\n" for i in range(1, count + 1)))
+        return path
+
     def note_workers(self):
         _, out = self.jobctl("status", "--json", stdout=subprocess.PIPE)
         self.server_pids = {self.pid} | {worker["pid"] for pool in json.loads(out)["pools"]
@@ -233,21 +265,18 @@ def bench_cpu(jobd, repeats):
             one.append(t1)
             two.append(t2)
     best1, best2 = min(one), min(two)
-    return Result("cpu",
-                  Measure(f"jobctl map primes --pool two (2 workers), {len(CPU_ITEMS)} items",
-                          best2, "s"),
-                  Measure("jobctl map primes --pool one (1 worker)", best1, "s"),
-                  ratio=best1 / best2, target=1.9, others=others.share)
+    return [Result("cpu",
+                   Measure(f"jobctl map primes --pool two (2 workers), {len(CPU_ITEMS)} items",
+                           best2, "s"),
+                   Measure("jobctl map primes --pool one (1 worker)", best1, "s"),
+                   ratio=best1 / best2, target=1.9, others=others.share)]
 
 
 def bench_overhead(jobd, repeats):
-    items = jobd.dir / "overhead-items.txt"
-    items.write_text("".join(f"{i}\n" for i in range(1, OVERHEAD_ITEMS + 1)))
+    items = jobd.items_file("overhead", OVERHEAD_ITEMS)
 
     def jobctl_rate(*options):
-        with items.open() as stdin:
-            seconds, _ = jobd.jobctl("map", "identity", "--pool", "two", *options, stdin=stdin)
-        return OVERHEAD_ITEMS / seconds
+        return jobd.map_rate(items, OVERHEAD_ITEMS, "identity", "--pool", "two", *options)
 
     pool_argv = [sys.executable, str(BENCH_DIR / "pool_identity.py"),
                  "--items", str(OVERHEAD_ITEMS), "--workers", "2"]
@@ -260,13 +289,13 @@ def bench_overhead(jobd, repeats):
             log(f"overhead run {run + 1}/{repeats}: jobd {chunk1[-1]:,.0f} items/s "
                 f"(adaptive {adaptive[-1]:,.0f}), Python {python[-1]:,.0f} items/s")
     best_jobd, best_python = max(chunk1), max(python)
-    return Result("overhead",
-                  Measure(f"jobctl map identity --pool two --chunksize 1, {OVERHEAD_ITEMS:,} items "
-                          "on stdin (whole command)", best_jobd, "items/s"),
-                  Measure("multiprocessing.Pool(2).map(identity, chunksize=1) (map call only)",
-                          best_python, "items/s"),
-                  ratio=best_jobd / best_python, target=5.0, others=others.share,
-                  extras=[Measure("jobd with adaptive chunk size", max(adaptive), "items/s")])
+    return [Result("overhead",
+                   Measure(f"jobctl map identity --pool two --chunksize 1, {OVERHEAD_ITEMS:,} items "
+                           "on stdin (whole command)", best_jobd, "items/s"),
+                   Measure("multiprocessing.Pool(2).map(identity, chunksize=1) (map call only)",
+                           best_python, "items/s"),
+                   ratio=best_jobd / best_python, target=5.0, others=others.share,
+                   extras=[Measure("jobd with adaptive chunk size", max(adaptive), "items/s")])]
 
 
 def make_payload(directory):
@@ -309,23 +338,108 @@ def bench_payload(jobd, repeats):
     finally:
         shutil.rmtree(directory)
     best_jobd, best_xargs = min(ours), min(theirs)
-    return Result("payload",
-                  Measure(f"jobctl map sha256 --pool two --files, {PAYLOAD_FILES} x "
-                          f"{PAYLOAD_FILE_BYTES >> 20} MiB, cache-warm; digests agree with "
-                          "sha256sum", best_jobd, "s"),
-                  Measure("ls FILES | xargs -P2 -n8 sha256sum", best_xargs, "s"),
-                  ratio=best_xargs / best_jobd, target=0.8, others=others.share,
-                  extras=[Measure("jobd daemon peak RSS (VmHWM since start)",
-                                  jobd.peak_rss_mib(), "MiB")])
+    return [Result("payload",
+                   Measure(f"jobctl map sha256 --pool two --files, {PAYLOAD_FILES} x "
+                           f"{PAYLOAD_FILE_BYTES >> 20} MiB, cache-warm; digests agree with "
+                           "sha256sum", best_jobd, "s"),
+                   Measure("ls FILES | xargs -P2 -n8 sha256sum", best_xargs, "s"),
+                   ratio=best_xargs / best_jobd, target=0.8, others=others.share,
+                   extras=[Measure("jobd daemon peak RSS (VmHWM since start)",
+                                   jobd.peak_rss_mib(), "MiB")])]
 
 
-BENCHMARKS = {"cpu": bench_cpu, "overhead": bench_overhead, "payload": bench_payload}
+def gnu_parallel_missing():
+    """Why GNU parallel cannot be run here, or "" if it can."""
+    if shutil.which("parallel") is None:
+        return "GNU parallel is not installed (apt-get install parallel)"
+    version = subprocess.run(["parallel", "--version"], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True).stdout
+    if not version.startswith("GNU parallel"):
+        return "`parallel` is not GNU parallel (moreutils' parallel?)"
+    return ""
+
+
+def bench_exec(jobd, repeats):
+    items = jobd.items_file("exec", EXEC_ITEMS)
+    targets = {"xargs": 1.5, "parallel": 5.0}
+    baselines = {"xargs": ["xargs", "-P2", "-I{}", "true", "{}"]}
+    skipped = gnu_parallel_missing()
+    if not skipped:
+        baselines["parallel"] = ["parallel", "-j2", "true", "{}"]
+    ours, theirs = [], {name: [] for name in baselines}
+    with OthersMeter(jobd) as others:
+        for run in range(repeats):
+            ours.append(jobd.map_rate(items, EXEC_ITEMS, "--pool", "two", "--exec", "true {}"))
+            for name, argv in baselines.items():
+                theirs[name].append(stdin_rate(argv, items, EXEC_ITEMS))
+            log(f"exec     run {run + 1}/{repeats}: jobd {ours[-1]:,.0f} jobs/s, "
+                + ", ".join(f"{name} {rates[-1]:,.0f} jobs/s" for name, rates in theirs.items()))
+    best = max(ours)
+    jobd_side = Measure(f"jobctl map --pool two --exec 'true {{}}', {EXEC_ITEMS:,} items on "
+                        "stdin (whole command)", best, "jobs/s")
+    rows = [Result(f"exec/{name}", jobd_side,
+                   Measure(f"{' '.join(argv)}, the same stdin", max(theirs[name]), "jobs/s"),
+                   ratio=best / max(theirs[name]), target=targets[name], others=others.share)
+            for name, argv in baselines.items()]
+    if skipped:
+        rows.append(Result("exec/parallel", jobd_side, None, ratio=None,
+                           target=targets["parallel"], others=others.share, skipped=skipped))
+    return rows
+
+
+def bench_stream(jobd, repeats):
+    items = jobd.items_file("stream", STREAM_ITEMS)
+    # The interpreter itself, not a `python3` found on PATH that may be a
+    # wrapper script (pyenv's shim costs ~0.1 s per start).
+    stream = shlex.join([sys.executable, str(BENCH_DIR / "stream_upper.py")])
+    pool_argv = [sys.executable, str(BENCH_DIR / "pool_upper.py"), "--workers", "2"]
+    ours, theirs = [], []
+    with OthersMeter(jobd) as others:
+        for run in range(repeats):
+            ours.append(jobd.map_rate(items, STREAM_ITEMS, "--pool", "two", "--stream", stream))
+            theirs.append(stdin_rate(pool_argv, items, STREAM_ITEMS))
+            log(f"stream   run {run + 1}/{repeats}: jobd {ours[-1]:,.0f} items/s, "
+                f"Python {theirs[-1]:,.0f} items/s")
+    return [Result("stream",
+                   Measure(f"jobctl map --pool two --stream 'python3 bench/stream_upper.py' "
+                           f"(jobd_stream.serve(str.upper)), {STREAM_ITEMS:,} items on stdin "
+                           "(whole command)", max(ours), "items/s"),
+                   Measure("python3 bench/pool_upper.py: multiprocessing.Pool(2).map(upper, "
+                           "stdin lines) (whole command)", max(theirs), "items/s"),
+                   ratio=max(ours) / max(theirs), target=1.0, others=others.share)]
+
+
+def bench_plugin(jobd, repeats):
+    plugin = jobd.bin.parent / "lib" / "libjobd_text.so"
+    if not plugin.is_file():
+        raise BenchError(f"no {plugin}; build jobd first (ninja -C build)")
+    items = jobd.items_file("plugin", PLUGIN_ITEMS)
+    ours, theirs = [], []
+    with OthersMeter(jobd) as others:
+        for run in range(repeats):
+            ours.append(jobd.map_rate(items, PLUGIN_ITEMS, "--pool", "two", "--plugin", str(plugin),
+                                      "upper"))
+            theirs.append(jobd.map_rate(items, PLUGIN_ITEMS, "--pool", "two", "identity"))
+            log(f"plugin   run {run + 1}/{repeats}: plugin {ours[-1]:,.0f} items/s, "
+                f"builtin {theirs[-1]:,.0f} items/s")
+    return [Result("plugin",
+                   Measure(f"jobctl map --pool two --plugin BUILD/lib/libjobd_text.so upper, "
+                           f"{PLUGIN_ITEMS:,} items on stdin, adaptive chunk size (whole command)",
+                           max(ours), "items/s"),
+                   Measure("jobctl map --pool two identity (builtin), the same items",
+                           max(theirs), "items/s"),
+                   ratio=max(ours) / max(theirs), target=2.0, others=others.share)]
+
+
+BENCHMARKS = {"cpu": bench_cpu, "overhead": bench_overhead, "payload": bench_payload,
+              "exec": bench_exec, "stream": bench_stream, "plugin": bench_plugin}
 
 
 def table(results, leftover, out):
     rows = [("benchmark", "jobd", "baseline", "ratio", "target", "result", "others' CPU")]
-    rows += [(r.name, str(r.jobd), str(r.baseline), f"{r.ratio:.2f}x", f">= {r.target:.2f}x",
-              "PASS" if r.passed else "FAIL",
+    rows += [(r.name, str(r.jobd), "-" if r.skipped else str(r.baseline),
+              "-" if r.skipped else f"{r.ratio:.2f}x", f">= {r.target:.2f}x",
+              {True: "PASS", False: "FAIL", None: "SKIPPED"}[r.passed],
               f"{r.others:.0%}" + (" (disturbed)" if r.others > NOISY else ""))
              for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -335,7 +449,8 @@ def table(results, leftover, out):
     print(file=out)
     for r in results:
         print(f"{r.name}: jobd = {r.jobd.label}", file=out)
-        print(f"{' ' * len(r.name)}  baseline = {r.baseline.label}", file=out)
+        print(f"{' ' * len(r.name)}  baseline = "
+              + (f"skipped: {r.skipped}" if r.skipped else r.baseline.label), file=out)
         for extra in r.extras:
             print(f"{' ' * len(r.name)}  {extra.label}: {extra}", file=out)
     print(f"\nothers' CPU: the share of the machine's CPU time that other processes used "
@@ -379,7 +494,7 @@ def main():
             jobd.start()
             log(f"jobd (pid {jobd.pid}) serving in {runtime_dir}; {os.cpu_count()} CPUs, "
                 f"best of {repeats}")
-            results = [BENCHMARKS[name](jobd, repeats) for name in names]
+            results = [row for name in names for row in BENCHMARKS[name](jobd, repeats)]
         finally:
             if jobd.pid is not None:
                 leftover = jobd.shutdown()
@@ -391,7 +506,7 @@ def main():
         return 2
     shutil.rmtree(runtime_dir)
 
-    passed = all(r.passed for r in results) and not leftover
+    passed = all(r.passed is not False for r in results) and not leftover
     table(results, leftover, sys.stderr if args.json else sys.stdout)
     if args.json:
         summary = {

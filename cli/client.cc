@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <zmq.hpp>
 
+#include "common/args.h"
 #include "common/paths.h"
 #include "common/payload.h"
 #include "common/wire.h"
@@ -98,6 +99,91 @@ Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
       return jobd::Status::Error(std::string("cannot read the input: ") + std::strerror(error));
     }
     eof_ = n == 0;
+  }
+  return true;
+}
+
+TsvSource::TsvSource(int fd, std::vector<std::string> constants)
+    : lines_(fd, '\n'), constants_(std::move(constants)) {}
+
+Result<bool> TsvSource::Read(ItemSink& sink, size_t max) {
+  // Each line becomes the tuple: the constants, then its columns.
+  struct Split : ItemSink {
+    TsvSource& source;
+    ItemSink& target;
+    Split(TsvSource& s, ItemSink& t) : source(s), target(t) {}
+    jobd::Status Add(std::string_view line) override {
+      ++source.line_;
+      std::vector<std::string_view> args(source.constants_.begin(), source.constants_.end());
+      for (size_t start = 0;;) {
+        const size_t tab = line.find('\t', start);
+        args.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
+        if (tab == std::string_view::npos) break;
+        start = tab + 1;
+      }
+      const size_t columns = args.size() - source.constants_.size();
+      if (source.columns_ == 0) source.columns_ = columns;
+      if (columns != source.columns_) {
+        return jobd::Status::Error("line " + std::to_string(source.line_) + " has " +
+                                   std::to_string(columns) + " columns, but line 1 has " +
+                                   std::to_string(source.columns_) +
+                                   " (starmap needs as many arguments for every item)");
+      }
+      return target.AddArgs(args);
+    }
+    jobd::Status AddFile(const std::string&) override { return jobd::Status::Error("unused"); }
+    jobd::Status AddArgs(const std::vector<std::string_view>&) override {
+      return jobd::Status::Error("unused");
+    }
+    bool Full() const override { return target.Full(); }
+  } split(*this, sink);
+  return lines_.Read(split, max);
+}
+
+Result<std::unique_ptr<ZipSource>> ZipSource::Open(const std::vector<std::string>& paths,
+                                                   std::vector<std::string> constants) {
+  std::unique_ptr<ZipSource> source(new ZipSource());
+  source->paths_ = paths;
+  source->constants_ = std::move(constants);
+  for (const std::string& path : paths) {
+    FILE* file = std::fopen(path.c_str(), "re");
+    if (file == nullptr) {
+      return jobd::Status::Error("--zip: cannot read " + path + ": " + std::strerror(errno));
+    }
+    source->files_.push_back(file);
+  }
+  return source;
+}
+
+ZipSource::~ZipSource() {
+  for (FILE* file : files_) std::fclose(file);
+}
+
+Result<bool> ZipSource::Read(ItemSink& sink, size_t max) {
+  std::vector<std::string> lines(files_.size());
+  for (size_t n = 0; n < max && !sink.Full(); ++n) {
+    size_t ended = 0;
+    for (size_t i = 0; i < files_.size(); ++i) {
+      char* data = nullptr;
+      size_t capacity = 0;
+      const ssize_t length = getline(&data, &capacity, files_[i]);
+      if (length < 0) {
+        ++ended;
+      } else {
+        lines[i].assign(data, static_cast<size_t>(length));
+        if (!lines[i].empty() && lines[i].back() == '\n') lines[i].pop_back();
+      }
+      std::free(data);
+    }
+    if (ended == files_.size()) return false;
+    ++line_;
+    if (ended > 0) {
+      return jobd::Status::Error("--zip: the files have different numbers of lines (some end "
+                                 "before line " + std::to_string(line_) + ")");
+    }
+    std::vector<std::string_view> args(constants_.begin(), constants_.end());
+    args.insert(args.end(), lines.begin(), lines.end());
+    if (jobd::Status s = sink.AddArgs(args); !s.ok()) return s;
   }
   return true;
 }
@@ -250,8 +336,19 @@ class MapRun : public ItemSink {
   }
 
   Status Add(std::string_view bytes) override {
+    if (options_.starmap) return AddArgs({bytes});
     wire::Payload* payload = NewItem();
     if (Status s = writer_.Add(bytes, payload); !s.ok()) return s;
+    Track(*payload);
+    return {};
+  }
+
+  Status AddArgs(const std::vector<std::string_view>& args) override {
+    if (!options_.starmap) return Status::Error("AddArgs needs MapOptions::starmap");
+    wire::Payload* payload = NewItem();
+    Result<char*> space = writer_.Reserve(PackedSize(args), payload);
+    if (!space.ok()) return space.status();
+    PackArgs(args, *space);
     Track(*payload);
     return {};
   }
@@ -504,6 +601,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   submit->set_pool(options.pool);
   submit->set_chunksize(options.chunksize);
   submit->set_max_workers(options.max_workers);
+  submit->set_starmap(options.starmap);
   if (!options.plugin.empty()) {
     char* path = realpath(options.plugin.c_str(), nullptr);
     if (path == nullptr) {

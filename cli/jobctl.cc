@@ -33,6 +33,7 @@ Runs functions over many items on jobd's warm worker processes, one per core.
 
 commands:
   map FUNCTION [ITEM...]   apply FUNCTION to every ITEM (or to each line of stdin)
+  starmap FUNCTION         the same with several arguments per item (--zip, TSV)
   functions                list the functions each pool offers
   status                   pools, workers (pid, state, tasks, restarts), running jobs
   ping                     check that jobd answers
@@ -95,6 +96,27 @@ options:
 A failed item prints nothing on stdout; its index and error go to stderr and
 the exit status is 1. Every other item still runs. `jobctl functions` lists
 the functions; Ctrl-C cancels the job.
+)";
+
+constexpr const char* kStarmapUsage = R"(usage: jobctl starmap FUNCTION [OPTIONS] [--const VALUE]... [--zip FILE...]
+       jobctl starmap --exec 'COMMAND {1} {2}' [OPTIONS] ...
+
+Like map, but every item is a tuple of arguments, as Python's
+pool.starmap(f, zip(a, b)): each line of stdin is an item whose tab-separated
+columns are its arguments, or --zip A.txt B.txt makes item n of line n of each
+file. Every item must have as many arguments as the first.
+
+options (besides map's --pool, --chunksize, --workers, --json, --unordered,
+--plugin, --exec, --stream, --framed, --shell):
+  --zip FILE...        one argument per file, line by line, in lockstep
+  --const VALUE        an argument put first in every item (repeatable): the
+                       zip(itertools.repeat(VALUE), items) idiom
+
+Functions receive every argument: plugins as args[0..n), commands as {1} {2}
+... ({} is all of them joined by spaces; without replacement strings the
+command reads them tab-separated on stdin), stream coprocesses as one
+tab-separated line (or, --framed, "*<count>\n" then one frame each).
+Builtin functions take one argument.
 )";
 
 int Usage(const char* text, const std::string& problem) {
@@ -168,10 +190,11 @@ int ConnectFailed(const jobd::Status& status) {
   return kNoDaemon;
 }
 
-int Map(const std::string& socket, std::vector<std::string> args) {
+int Map(const std::string& socket, std::vector<std::string> args, bool starmap) {
   jobd::MapOptions options;
   bool null_separated = false, files = false, json = false, shell = false;
   bool stream = false, framed = false;
+  std::vector<std::string> zip, constants;  // starmap
   std::optional<std::string> command;
   bool progress = isatty(STDERR_FILENO);
   std::string function;
@@ -180,7 +203,7 @@ int Map(const std::string& socket, std::vector<std::string> args) {
     const std::string& arg = args[i];
     auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
     if (arg == "-h" || arg == "--help") {
-      std::fputs(kMapUsage, stdout);
+      std::fputs(starmap ? kStarmapUsage : kMapUsage, stdout);
       return kOk;
     } else if (arg == "-0" || arg == "--null") {
       null_separated = true;
@@ -203,6 +226,15 @@ int Map(const std::string& socket, std::vector<std::string> args) {
       stream = true;
     } else if (arg == "--framed") {
       framed = true;
+    } else if (starmap && arg == "--zip") {
+      while (i + 1 < args.size() && (args[i + 1].empty() || args[i + 1][0] != '-')) {
+        zip.push_back(args[++i]);
+      }
+      if (zip.empty()) return Usage(kStarmapUsage, "--zip needs FILEs");
+    } else if (starmap && arg == "--const") {
+      const std::string* constant = value();
+      if (constant == nullptr) return Usage(kStarmapUsage, "--const needs a VALUE");
+      constants.push_back(*constant);
     } else if (arg == "--unordered") {
       options.ordered = false;
     } else if (arg == "--json") {
@@ -276,6 +308,7 @@ int Map(const std::string& socket, std::vector<std::string> args) {
         return {};
       }
       jobd::Status AddFile(const std::string&) override { return {}; }
+      jobd::Status AddArgs(const std::vector<std::string_view>&) override { return {}; }
       bool Full() const override { return false; }
     } sink;
     sink.out = &items;
@@ -290,7 +323,19 @@ int Map(const std::string& socket, std::vector<std::string> args) {
   }
   std::unique_ptr<jobd::ItemSource> source;
   const bool from_stdin = items.empty() && !files;
-  if (files) {
+  options.starmap = starmap;
+  if (starmap) {
+    if (!items.empty() || files || null_separated) {
+      return Usage(kStarmapUsage, "starmap reads its items from --zip FILEs or TSV on stdin");
+    }
+    if (!zip.empty()) {
+      auto zipped = jobd::ZipSource::Open(zip, constants);
+      if (!zipped.ok()) return Usage(kStarmapUsage, zipped.message());
+      source = std::move(zipped).value();
+    } else {
+      source = std::make_unique<jobd::TsvSource>(STDIN_FILENO, constants);
+    }
+  } else if (files) {
     source = std::make_unique<jobd::FileSource>(items);
   } else if (from_stdin) {
     source = std::make_unique<jobd::DelimitedSource>(STDIN_FILENO, null_separated ? '\0' : '\n');
@@ -441,17 +486,20 @@ int main(int argc, char** argv) {
   const std::string command = argv[i];
   std::vector<std::string> args(argv + i + 1, argv + argc);
   const bool json = args.size() == 1 && args[0] == "--json";
-  if (!args.empty() && !json && command != "map" && command != "help") {
+  if (!args.empty() && !json && command != "map" && command != "starmap" && command != "help") {
     return Usage(kHelp, command + " takes no arguments but --json");
   }
   try {
-    if (command == "map") return Map(socket, args);
+    if (command == "map" || command == "starmap") return Map(socket, args, command == "starmap");
     if (command == "status" || command == "functions" || command == "ping" ||
         command == "shutdown") {
       return Query(socket, command, json);
     }
     if (command == "help") {
-      std::fputs(!args.empty() && args[0] == "map" ? kMapUsage : kHelp, stdout);
+      std::fputs(!args.empty() && args[0] == "map"       ? kMapUsage
+                 : !args.empty() && args[0] == "starmap" ? kStarmapUsage
+                                                         : kHelp,
+                 stdout);
       return kOk;
     }
   } catch (const std::exception& e) {

@@ -36,6 +36,7 @@ struct JobSpec {
   uint32_t retries = 2;    // crashes one item may cause before it fails
   std::shared_ptr<const wire::Exec> exec;  // set for a command per item
   std::string plugin;                      // the job's own plugin, if any
+  bool starmap = false;                    // items are packed argument tuples
 };
 
 // Payloads change hands between messages and queues by pointer (protobuf's

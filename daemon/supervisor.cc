@@ -477,6 +477,7 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
   spec.max_workers = submit.max_workers();
   if (submit.has_exec()) spec.exec = std::make_shared<const wire::Exec>(submit.exec());
   spec.plugin = submit.plugin();
+  spec.starmap = submit.starmap();
   spec.retries = pool->second.config.retries;
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
   JOBD_LOG(kInfo) << "job " << job.id << ": "

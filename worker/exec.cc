@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -79,7 +80,8 @@ std::vector<std::string> ItemForms(std::string_view item) {
 }
 
 std::string ExpandWord(std::string_view word, std::string_view item, uint64_t number,
-                       uint32_t slot, bool positional, bool* uses_item) {
+                       uint32_t slot, bool positional, bool* uses_item,
+                       const std::vector<std::string_view>& args) {
   struct Replacement {
     std::string_view token;
     std::string_view value;
@@ -97,6 +99,23 @@ std::string ExpandWord(std::string_view word, std::string_view item, uint64_t nu
   std::string out;
   for (size_t i = 0; i < word.size();) {
     bool replaced = false;
+    // {N}: the item's Nth argument (starmap); for a plain item, {1} is the item.
+    size_t digits = 0;
+    while (word[i] == '{' && i + 1 + digits < word.size() &&
+           std::isdigit(static_cast<unsigned char>(word[i + 1 + digits]))) {
+      ++digits;
+    }
+    if (digits > 0 && digits < 5 && i + 1 + digits < word.size() && word[i + 1 + digits] == '}') {
+      const size_t n = std::stoul(std::string(word.substr(i + 1, digits)));
+      const size_t count = args.empty() ? 1 : args.size();
+      if (n >= 1 && n <= count) {
+        out += positional ? "\"${" + std::to_string(5 + n) + "}\""
+                          : std::string(args.empty() ? item : args[n - 1]);
+        *uses_item = true;
+        i += digits + 2;
+        continue;
+      }
+    }
     if (word[i] == '{') {
       for (const Replacement& r : replacements) {
         if (word.substr(i, r.token.size()) != r.token) continue;
@@ -114,18 +133,24 @@ std::string ExpandWord(std::string_view word, std::string_view item, uint64_t nu
 }
 
 std::vector<std::string> CommandLine(const wire::Exec& exec, std::string_view item,
-                                     uint64_t number, uint32_t slot, bool* uses_item) {
+                                     uint64_t number, uint32_t slot, bool* uses_item,
+                                     const std::vector<std::string_view>& args) {
   if (exec.shell()) {
-    // The item reaches the shell as positional parameters, never as code.
-    std::vector<std::string> argv = {"/bin/sh", "-c",
-                                     ExpandWord(exec.argv(0), item, number, slot, true, uses_item),
-                                     "sh"};
+    // The item reaches the shell as positional parameters, never as code:
+    // its five forms, then its arguments.
+    std::vector<std::string> argv = {
+        "/bin/sh", "-c", ExpandWord(exec.argv(0), item, number, slot, true, uses_item, args), "sh"};
     for (std::string& form : ItemForms(item)) argv.push_back(std::move(form));
+    if (args.empty()) {
+      argv.emplace_back(item);
+    } else {
+      argv.insert(argv.end(), args.begin(), args.end());
+    }
     return argv;
   }
   std::vector<std::string> argv;
   for (const std::string& word : exec.argv()) {
-    argv.push_back(ExpandWord(word, item, number, slot, false, uses_item));
+    argv.push_back(ExpandWord(word, item, number, slot, false, uses_item, args));
   }
   return argv;
 }
@@ -179,9 +204,16 @@ Result<pid_t> SpawnCommand(std::vector<std::string> argv, const std::string& cwd
 }
 
 Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, uint64_t number,
-                               uint32_t slot, const std::function<void(pid_t)>& started) {
+                               uint32_t slot, const std::function<void(pid_t)>& started,
+                               const std::vector<std::string_view>& args) {
   bool uses_item = false;
-  const std::vector<std::string> argv = CommandLine(exec, item, number, slot, &uses_item);
+  const std::vector<std::string> argv = CommandLine(exec, item, number, slot, &uses_item, args);
+  // Without a replacement, the item goes to stdin: a tuple as one TSV line.
+  std::string tsv;
+  if (!uses_item && !args.empty()) {
+    for (size_t i = 0; i < args.size(); ++i) (tsv += i ? "\t" : "").append(args[i]);
+    item = tsv;
+  }
   Pipe in, out, err;
   if ((!uses_item && !in.Open()) || !out.Open() || !err.Open()) {
     return Status::Error(std::string("cannot make pipes for the command: ") + std::strerror(errno));

@@ -19,23 +19,30 @@ namespace jobd {
 // `slot` (from 1). The result is the command's stdout without one trailing
 // newline; a non-zero exit or a signal is an error carrying the tail of its
 // stderr. `started(pgid)` is told the command's process group, then 0 once
-// it is over.
+// it is over. The caller ignores SIGPIPE, as jobd-worker does: a command may
+// exit without reading the item we write to its stdin.
+// For starmap, `args` are the item's arguments ({1} {2} ...; joined by tabs
+// on stdin) and `item` their join by spaces ({}).
 Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, uint64_t number,
-                               uint32_t slot, const std::function<void(pid_t)>& started = {});
+                               uint32_t slot, const std::function<void(pid_t)>& started = {},
+                               const std::vector<std::string_view>& args = {});
 
 // `word` with its replacement strings ({} {.} {/} {//} {/.} {#} {%}) filled
 // in. With `positional` (a shell command), item replacements become "$1" ..
 // "$5", the positional parameters that carry the item's forms (ItemForms), so
 // that no item text is ever parsed as shell code. Sets *uses_item if the word
 // refers to the item.
+// {N} is the item's Nth argument ("${5+N}" in a shell command).
 std::string ExpandWord(std::string_view word, std::string_view item, uint64_t number,
-                       uint32_t slot, bool positional, bool* uses_item);
+                       uint32_t slot, bool positional, bool* uses_item,
+                       const std::vector<std::string_view>& args = {});
 // The item, without extension, basename, dirname, basename without extension.
 std::vector<std::string> ItemForms(std::string_view item);
 
 // The argv that runs `exec` for one item (see ExpandWord).
 std::vector<std::string> CommandLine(const wire::Exec& exec, std::string_view item,
-                                     uint64_t number, uint32_t slot, bool* uses_item);
+                                     uint64_t number, uint32_t slot, bool* uses_item,
+                                     const std::vector<std::string_view>& args = {});
 
 // A pipe whose ends are closed on exec; a child gets its end by dup2.
 struct Pipe {

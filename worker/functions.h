@@ -16,8 +16,10 @@ class TaskOutput;
 // Maps one item to its result, or to an error message for that item alone.
 using FunctionBody = std::function<Result<std::string>(std::string_view item)>;
 // Writes one item's result (or error) into `out` itself: plugins, whose large
-// results go straight to shared memory.
-using FunctionWriter = std::function<void(std::string_view item, TaskOutput& out)>;
+// results go straight to shared memory. `args` is the item (one argument), or
+// a starmap item's arguments.
+using FunctionWriter =
+    std::function<void(const std::vector<std::string_view>& args, TaskOutput& out)>;
 
 struct Function {
   std::string name;

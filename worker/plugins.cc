@@ -103,10 +103,13 @@ Status Plugins::Load(const std::string& path, FunctionRegistry& registry) {
     Function function;
     function.name = f.name;
     function.summary = f.summary != nullptr ? f.summary : "";
-    function.write = [call = f.call, state](std::string_view item, TaskOutput& out) {
+    function.write = [call = f.call, state](const std::vector<std::string_view>& args,
+                                            TaskOutput& out) {
       ResultAdapter result(out);
-      const jobd_bytes arg{item.data(), item.size()};
-      call(state, &arg, 1, &result);
+      std::vector<jobd_bytes> bytes;
+      bytes.reserve(args.size());
+      for (std::string_view arg : args) bytes.push_back({arg.data(), arg.size()});
+      call(state, bytes.data(), bytes.size(), &result);
     };
     registry.Add(std::move(function));
   }

@@ -63,7 +63,7 @@ Result<Parsed> ParseResult(std::string_view buffer, bool framed) {
 
 }  // namespace
 
-Status Coprocess::Start(const wire::Exec& exec, uint32_t slot) {
+Status Coprocess::Start(const wire::Exec& exec, uint32_t slot, bool starmap) {
   bool uses_item = false;
   const std::vector<std::string> argv = CommandLine(exec, "", 0, slot, &uses_item);
   Pipe in, out, err;
@@ -71,7 +71,8 @@ Status Coprocess::Start(const wire::Exec& exec, uint32_t slot) {
     return Status::Error(std::string("cannot make pipes for the coprocess: ") + std::strerror(errno));
   }
   Result<pid_t> pid = SpawnCommand(argv, exec.cwd(), in.read, out.write, err.write,
-                                   {std::string("JOBD_STREAM=") + (Framed(exec) ? "frames" : "lines")});
+                                   {std::string("JOBD_STREAM=") + (Framed(exec) ? "frames" : "lines"),
+                                    std::string("JOBD_STARMAP=") + (starmap ? "1" : "0")});
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
   in_ = std::exchange(in.write, -1);
@@ -125,7 +126,7 @@ void Coprocess::Stop() {
   pid_ = -1;
 }
 
-void Coprocess::Run(const wire::Task& task, const std::vector<Result<std::string_view>>& items,
+void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
                     uint32_t slot, TaskOutput& output, wire::TaskResult* result,
                     const std::function<void(int)>& waiting) {
   const bool framed = Framed(task.exec());
@@ -133,10 +134,16 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Result<std::string
   // Items that cannot be sent fail here, in their turn.
   std::vector<std::string> refused(items.size());
   for (int i = 0; i < count; ++i) {
-    if (!items[i].ok()) {
-      refused[i] = "cannot read the item: " + items[i].message();
-    } else if (!framed && items[i]->find('\n') != std::string_view::npos) {
-      refused[i] = "the item contains a newline, which the line protocol cannot carry; use --framed";
+    refused[i] = items[i].error;
+    for (std::string_view arg : items[i].args) {
+      if (!framed && (arg.find('\n') != std::string_view::npos ||
+                      (task.starmap() && arg.find('\t') != std::string_view::npos))) {
+        refused[i] = task.starmap()
+                         ? "an argument contains a tab or newline, which the line protocol "
+                           "cannot carry; use --framed"
+                         : "the item contains a newline, which the line protocol cannot carry; "
+                           "use --framed";
+      }
     }
   }
   std::vector<uint32_t> deaths(items.size(), 0);
@@ -157,7 +164,7 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Result<std::string
       continue;
     }
     if (pid_ <= 0) {
-      if (Status s = Start(task.exec(), slot); !s.ok()) {
+      if (Status s = Start(task.exec(), slot, task.starmap()); !s.ok()) {
         while (next_read < count) finish_item([&] { output.Fail(s.message()); });
         return;
       }
@@ -170,9 +177,16 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Result<std::string
     // Encode what the pipe may take next.
     while (pending.size() - pending_at < kWriteChunk && next_write < count) {
       if (refused[next_write].empty()) {
-        const std::string_view item = *items[next_write];
-        if (framed) pending += std::to_string(item.size()) + "\n";
-        pending.append(item);
+        const std::vector<std::string_view>& args = items[next_write].args;
+        if (framed && task.starmap()) pending += "*" + std::to_string(args.size()) + "\n";
+        for (size_t a = 0; a < args.size(); ++a) {
+          if (framed) {
+            pending += std::to_string(args[a].size()) + "\n";
+          } else if (a > 0) {
+            pending += '\t';
+          }
+          pending.append(args[a]);
+        }
         if (!framed) pending += '\n';
       }
       ++next_write;

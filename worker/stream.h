@@ -34,12 +34,19 @@ class Coprocess {
   // order. `waiting(i)` is called as the result of item i becomes the one
   // awaited. A coprocess that dies is restarted; the item it was on is
   // retried up to task.retries() times, then fails with how it died.
-  void Run(const wire::Task& task, const std::vector<Result<std::string_view>>& items,
+  // An item: its arguments (one for map, several for starmap: a line carries
+  // them tab-separated; in frames, "*<count>\n" then a frame each), or why it
+  // cannot be sent.
+  struct Item {
+    std::vector<std::string_view> args;
+    std::string error;
+  };
+  void Run(const wire::Task& task, const std::vector<Item>& items,
            uint32_t slot, TaskOutput& output, wire::TaskResult* result,
            const std::function<void(int)>& waiting);
 
  private:
-  Status Start(const wire::Exec& exec, uint32_t slot);
+  Status Start(const wire::Exec& exec, uint32_t slot, bool starmap);
   // Waits for the coprocess that stopped talking; says how it ended.
   std::string Reap();
   void DrainStderr();

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <zmq.hpp>
 
+#include "common/args.h"
 #include "common/log.h"
 #include "common/payload.h"
 #include "common/running_item.h"
@@ -66,8 +67,21 @@ class TaskRunner {
 
  private:
   void RunStream(const wire::Task& task, TaskOutput& output, wire::TaskResult* result) {
-    std::vector<Result<std::string_view>> items;
-    for (const wire::Payload& payload : task.items()) items.push_back(inputs_.Read(payload));
+    std::vector<Coprocess::Item> items(task.items_size());
+    for (int i = 0; i < task.items_size(); ++i) {
+      Result<std::string_view> item = inputs_.Read(task.items(i));
+      Result<std::vector<std::string_view>> args =
+          !item.ok() ? Result<std::vector<std::string_view>>(
+                           Status::Error("cannot read the item: " + item.message()))
+          : task.starmap() ? UnpackArgs(*item)
+                             : Result<std::vector<std::string_view>>(
+                                   std::vector<std::string_view>{*item});
+      if (args.ok()) {
+        items[i].args = std::move(args).value();
+      } else {
+        items[i].error = args.message();
+      }
+    }
     if (!coprocess_.Serves(task.job())) coprocess_.Stop();  // another job's
     coprocess_.Run(task, items, slot_ + 1, output, result, [this](int i) {
       running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
@@ -96,13 +110,26 @@ class TaskRunner {
     if (!function.ok()) return out.Fail(function.message());
     Result<std::string_view> item = inputs_.Read(task.items(i));
     if (!item.ok()) return out.Fail("cannot read the item: " + item.message());
-    if (*function != nullptr && (*function)->write) return (*function)->write(*item, out);
-    Result<std::string> value = *function != nullptr
-                                    ? (*function)->body(*item)
-                                    : RunCommand(task.exec(), *item, task.indexes(i) + 1, slot_ + 1,
-                                                 [this](pid_t pgid) {
-                                                   running_->command.store(pgid, std::memory_order_relaxed);
-                                                 });
+    std::vector<std::string_view> args{*item};
+    std::string joined;  // a starmap item's arguments, as {} sees them
+    if (task.starmap()) {
+      Result<std::vector<std::string_view>> unpacked = UnpackArgs(*item);
+      if (!unpacked.ok()) return out.Fail(unpacked.message());
+      args = std::move(unpacked).value();
+      for (size_t a = 0; a < args.size(); ++a) (joined += a ? " " : "").append(args[a]);
+    }
+    if (*function != nullptr && (*function)->write) return (*function)->write(args, out);
+    if (*function != nullptr && args.size() != 1) {
+      return out.Fail(task.function() + " takes one argument; the item has " +
+                      std::to_string(args.size()));
+    }
+    auto started = [this](pid_t pgid) { running_->command.store(pgid, std::memory_order_relaxed); };
+    Result<std::string> value =
+        *function != nullptr
+            ? (*function)->body(args[0])
+            : task.starmap()
+                  ? RunCommand(task.exec(), joined, task.indexes(i) + 1, slot_ + 1, started, args)
+                  : RunCommand(task.exec(), *item, task.indexes(i) + 1, slot_ + 1, started);
     value.ok() ? out.Set(*value) : out.Fail(value.message());
   }
 

@@ -1,6 +1,7 @@
 #include "worker/exec.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include "cli/words.h"
 
@@ -24,6 +25,11 @@ TEST(ExecTest, ReplacementStringsFollowGnuParallel) {
   EXPECT_EQ(Expand("{#}/{%}", "x"), "7/2");
   EXPECT_EQ(Expand("pre{}post-{/}", "a/b"), "prea/bpost-b");
   EXPECT_EQ(Expand("{x} {", "a"), "{x} {");
+  EXPECT_EQ(Expand("{1}", "a"), "a") << "{1} of a plain item is the item";
+  bool uses_item = false;
+  const std::vector<std::string_view> args{"x y", "z"};
+  EXPECT_EQ(ExpandWord("{2}:{1}:{3}:{}", "x y z", 1, 1, false, &uses_item, args), "z:x y:{3}:x y z");
+  EXPECT_EQ(ExpandWord("{2}", "x y z", 1, 1, true, &uses_item, args), "\"${7}\"");
 }
 
 TEST(ExecTest, OnlyItemReplacementsCountAsUsingTheItem) {
@@ -35,6 +41,7 @@ TEST(ExecTest, OnlyItemReplacementsCountAsUsingTheItem) {
 }
 
 TEST(ExecTest, ShellCommandsGetItemsAsPositionalParameters) {
+  signal(SIGPIPE, SIG_IGN);  // as in jobd-worker
   EXPECT_EQ(Expand("echo {} {.} {/} {//} {/.} | wc -c # {#}", "a;b", /*quote=*/true),
             "echo \"$1\" \"$2\" \"$3\" \"$4\" \"$5\" | wc -c # 7");
   EXPECT_EQ(ItemForms("/d/f.txt"), (std::vector<std::string>{"/d/f.txt", "/d/f", "f.txt", "/d", "f"}));
@@ -51,6 +58,7 @@ TEST(ExecTest, ShellCommandsGetItemsAsPositionalParameters) {
 }
 
 TEST(ExecTest, RunsCommandsAndReportsFailures) {
+  signal(SIGPIPE, SIG_IGN);  // as in jobd-worker
   wire::Exec exec;
   exec.add_argv("printf");
   exec.add_argv("%s|");

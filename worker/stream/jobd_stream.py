@@ -14,6 +14,10 @@ $JOBD_STREAM mode:
   lines:  an item is a line of stdin; write its result as a line of stdout.
   frames: an item is b"<length>\\n" followed by that many bytes; answer
           b"<length>\\n<bytes>", or b"-<length>\\n<message>" if the item failed.
+For `jobctl starmap` ($JOBD_STARMAP=1) an item has several arguments, and the
+function is called with all of them: in lines mode they are the tab-separated
+fields of the line; in frames mode an item is b"*<count>\n" followed by one
+frame per argument.
 In lines mode an exception ends the process (jobd retries the item, then
 reports it failed with the traceback); in frames mode it fails that item only.
 """
@@ -28,7 +32,9 @@ __all__ = ["serve"]
 def serve(function, binary=False):
     """Run `function` on every item jobd sends until stdin closes."""
     framed = os.environ.get("JOBD_STREAM", "lines") == "frames"
+    starmap = os.environ.get("JOBD_STARMAP") == "1"
     decode = (lambda b: b) if binary else (lambda b: b.decode("utf-8", "surrogateescape"))
+    call = (lambda args: function(*map(decode, args))) if starmap else (lambda arg: function(decode(arg)))
     encode = (lambda r: r) if binary else (lambda r: str(r).encode("utf-8", "surrogateescape"))
     stdin, stdout = sys.stdin.buffer.raw, sys.stdout.buffer
     buffered = b""
@@ -40,11 +46,11 @@ def serve(function, binary=False):
         out = []
         try:
             if framed:
-                buffered = _frames(buffered, function, decode, encode, out)
+                buffered = _frames(buffered, call, starmap, encode, out)
             else:
                 *lines, buffered = buffered.split(b"\n")
                 for line in lines:
-                    out.append(encode(function(decode(line))) + b"\n")
+                    out.append(encode(call(line.split(b"\t") if starmap else line)) + b"\n")
         finally:
             # Even when the function raises (or exits), the results before
             # it go out: jobd then knows exactly which item ended the process.
@@ -53,20 +59,38 @@ def serve(function, binary=False):
                 stdout.flush()
 
 
-def _frames(buffered, function, decode, encode, out):
-    """Answers every whole frame in `buffered`; returns what is left."""
+def _frame(buffered, start):
+    """The frame at `start`: (bytes, end), or None if it is not all there."""
+    newline = buffered.find(b"\n", start)
+    if newline < 0:
+        return None
+    end = newline + 1 + int(buffered[start:newline])
+    return (buffered[newline + 1:end], end) if len(buffered) >= end else None
+
+
+def _frames(buffered, call, starmap, encode, out):
+    """Answers every whole item in `buffered`; returns what is left."""
     while True:
-        newline = buffered.find(b"\n")
-        if newline < 0:
-            return buffered
-        length = int(buffered[:newline])
-        end = newline + 1 + length
-        if len(buffered) < end:
-            return buffered
-        item = buffered[newline + 1:end]
+        if starmap:  # b"*<count>\n", then a frame per argument
+            newline = buffered.find(b"\n")
+            if newline < 0:
+                return buffered
+            args, end = [], newline + 1
+            for _ in range(int(buffered[1:newline])):
+                frame = _frame(buffered, end)
+                if frame is None:
+                    return buffered
+                args.append(frame[0])
+                end = frame[1]
+            item = args
+        else:
+            frame = _frame(buffered, 0)
+            if frame is None:
+                return buffered
+            item, end = frame
         buffered = buffered[end:]
         try:
-            result = encode(function(decode(item)))
+            result = encode(call(item))
             out.append(b"%d\n%s" % (len(result), result))
         except Exception:  # the item fails, the stream goes on
             message = traceback.format_exc(limit=3).encode("utf-8", "replace")

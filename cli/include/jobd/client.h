@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,6 +31,9 @@ struct MapOptions {
   uint32_t chunksize = 0;  // items per task; 0: adapted to the measured cost of an item
   uint32_t max_workers = 0;  // run on at most this many of the pool's workers; 0: all
   std::string plugin;        // a plugin (.so) that provides the function, loaded by the workers
+  // starmap (Python's pool.starmap): every item is a tuple of arguments,
+  // added with ItemSink::AddArgs.
+  bool starmap = false;
   bool ordered = true;     // results in input order; false: as they complete
   size_t window = 8192;    // at most this many items sent and not yet delivered
 };
@@ -75,6 +79,8 @@ class ItemSink {
   // The whole contents of a file as one item, read straight into shared
   // memory. A file that cannot be read becomes a failed item, not an error.
   virtual Status AddFile(const std::string& path) = 0;
+  // A starmap item: its arguments (MapOptions::starmap).
+  virtual Status AddArgs(const std::vector<std::string_view>& args) = 0;
   // True once the current batch is big enough to send; sources stop adding.
   virtual bool Full() const = 0;
 };
@@ -129,6 +135,40 @@ class FileSource : public ItemSource {
  private:
   std::vector<std::string> paths_;
   size_t next_ = 0;
+};
+
+// starmap items from tab-separated lines (one argument per column), each
+// preceded by `constants` (the zip(itertools.repeat(c), items) idiom). Every
+// line must have as many columns as the first.
+class TsvSource : public ItemSource {
+ public:
+  TsvSource(int fd, std::vector<std::string> constants);
+  int fd() const override { return lines_.fd(); }
+  bool Buffered() const override { return lines_.Buffered(); }
+  Result<bool> Read(ItemSink& sink, size_t max) override;
+
+ private:
+  DelimitedSource lines_;
+  std::vector<std::string> constants_;
+  uint64_t line_ = 0;
+  size_t columns_ = 0;  // of the first line
+};
+
+// starmap items zipped from files, line by line: argument i of item n is line
+// n of file i, after `constants`. The files must have as many lines each.
+class ZipSource : public ItemSource {
+ public:
+  static Result<std::unique_ptr<ZipSource>> Open(const std::vector<std::string>& paths,
+                                                 std::vector<std::string> constants);
+  ~ZipSource() override;
+  Result<bool> Read(ItemSink& sink, size_t max) override;
+
+ private:
+  ZipSource() = default;
+  std::vector<std::string> paths_;
+  std::vector<FILE*> files_;
+  std::vector<std::string> constants_;
+  uint64_t line_ = 0;
 };
 
 class Client {
