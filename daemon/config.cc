@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -89,7 +90,20 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   pool.name = name;
   pool.workers = OnlineCores();
   if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
-  reader.CheckKeys(node, path, {"workers", "retries", "max_tasks_per_worker", "plugins"});
+  reader.CheckKeys(node, path, {"workers", "retries", "max_tasks_per_worker", "plugins", "kinds"});
+  if (const YAML::Node kinds = node["kinds"]) {
+    if (!kinds.IsSequence()) reader.Fail(kinds, "'" + path + ".kinds' must be a list");
+    const std::vector<std::string> all = pool.kinds;
+    pool.kinds.clear();
+    for (const YAML::Node& kind : kinds) {
+      const std::string name = reader.String(kind, path + ".kinds");
+      if (std::find(all.begin(), all.end(), name) == all.end()) {
+        reader.Fail(kind, "'" + path + ".kinds' has '" + name +
+                              "'; the kinds are function, plugin, exec and stream");
+      }
+      pool.kinds.push_back(name);
+    }
+  }
   if (const YAML::Node workers = node["workers"]) {
     if (!(workers.IsScalar() && workers.Scalar() == "auto")) {
       pool.workers = reader.Count(workers, path + ".workers", 1, 1024, " or 'auto'");
@@ -118,6 +132,10 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
 }
 
 }  // namespace
+
+bool PoolConfig::Accepts(const std::string& kind) const {
+  return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+}
 
 const PoolConfig* Config::FindPool(std::string_view name) const {
   for (const PoolConfig& pool : pools) {

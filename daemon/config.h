@@ -17,6 +17,11 @@ struct PoolConfig {
   uint32_t retries = 2;  // crashes an item may cause before it fails alone
   uint32_t max_tasks_per_worker = 0;  // replace a worker after this many tasks; 0: never
   std::vector<std::string> plugins;   // absolute paths of plugins every worker loads
+  // What jobs may run here: "function" (the pool's builtins and plugins),
+  // "plugin" (a job's own --plugin), "exec" (a command per item), "stream".
+  std::vector<std::string> kinds = {"function", "plugin", "exec", "stream"};
+
+  bool Accepts(const std::string& kind) const;
 };
 
 struct Config {

@@ -454,6 +454,17 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
     ReplyError(client, "unknown pool '" + pool_name + "'; this jobd has: " + names);
     return;
   }
+  const std::string kind = !submit.has_exec()             ? (submit.plugin().empty() ? "function" : "plugin")
+                          : submit.exec().mode() == wire::Exec::PER_ITEM ? "exec"
+                                                                         : "stream";
+  const PoolConfig& pool_config = pool->second.config;
+  if (!pool_config.Accepts(kind)) {
+    std::string kinds;
+    for (const std::string& k : pool_config.kinds) kinds += (kinds.empty() ? "" : ", ") + k;
+    ReplyError(client, "pool '" + pool_name + "' does not run " + kind + " jobs (it runs: " +
+                           kinds + "; see its `kinds:` in the config)");
+    return;
+  }
   const auto& offered = pool->second.functions.functions();
   // A job's own plugin is checked by the workers that load it.
   const bool known = submit.has_exec() || !submit.plugin().empty() ||

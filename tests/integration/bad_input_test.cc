@@ -32,6 +32,22 @@ TEST_F(BadInputTest, UnknownFunctionOrPoolIsRefusedByName) {
   EXPECT_EQ(Jobctl({"map", "len", "x"}).out, "1\n");
 }
 
+class KindsTest : public DaemonTest {
+ protected:
+  std::string Config() const override {
+    return "pools:\n  cpu: {workers: 1, kinds: [function]}\n";
+  }
+};
+
+TEST_F(KindsTest, APoolRefusesKindsOfJobsItDoesNotRun) {
+  Command exec = Jobctl({"map", "--exec", "echo {}", "x"});
+  EXPECT_EQ(exec.status, 4);
+  EXPECT_TRUE(Has(exec.err, "pool 'cpu' does not run exec jobs (it runs: function; see its "
+                            "`kinds:` in the config)")) << exec.err;
+  EXPECT_EQ(Jobctl({"map", "--stream", "cat", "x"}).status, 4);
+  EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
+}
+
 TEST_F(BadInputTest, UsageErrorsExitTwoWithHelp) {
   for (const auto& args : std::vector<std::vector<std::string>>{
            {"map"}, {"map", "--chunksize", "0", "len"}, {"bogus"}, {"map", "--frobnicate", "len"},

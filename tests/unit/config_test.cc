@@ -71,7 +71,7 @@ TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   const std::string error = ErrorOf("pools:\n  cpu:\n    workers: 2\n    wrokers: 3\n");
   EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
   EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
-  EXPECT_NE(error.find("known keys here: max_tasks_per_worker, plugins, retries, workers"),
+  EXPECT_NE(error.find("known keys here: kinds, max_tasks_per_worker, plugins, retries, workers"),
             std::string::npos) << error;
 }
 
@@ -125,6 +125,15 @@ TEST(ConfigTest, PluginPathsAreRelativeToTheFileAndMustExist) {
   EXPECT_NE(ErrorOf("pools:\n  cpu: {plugins: x.so}\n").find("must be a list of .so files"),
             std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigTest, KindsLimitWhatAPoolRuns) {
+  Config config = Parse("default_pool: safe\npools:\n  safe:\n    kinds: [function]\n  any: {}\n");
+  EXPECT_TRUE(config.pools[0].Accepts("function"));
+  EXPECT_FALSE(config.pools[0].Accepts("exec"));
+  EXPECT_TRUE(config.pools[1].Accepts("stream"));
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {kinds: [shell]}\n").find("the kinds are function, plugin"),
+            std::string::npos);
 }
 
 TEST(ConfigTest, MissingFileSaysSo) {
