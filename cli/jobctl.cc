@@ -185,6 +185,16 @@ class Progress {
   std::chrono::steady_clock::time_point drawn_{};
 };
 
+// A whole number from 1 to 65536 in `text`, if it is one.
+bool ParseCount(const std::string* text, uint32_t* out) {
+  if (text == nullptr) return false;
+  char* end = nullptr;
+  const long n = std::strtol(text->c_str(), &end, 10);
+  if (text->empty() || *end != '\0' || n < 1 || n > 65536) return false;
+  *out = static_cast<uint32_t>(n);
+  return true;
+}
+
 int ConnectFailed(const jobd::Status& status) {
   std::fprintf(stderr, "jobctl: %s\n", status.message().c_str());
   return kNoDaemon;
@@ -248,21 +258,13 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
       if (pool == nullptr) return Usage(kMapUsage, "--pool needs a NAME");
       options.pool = *pool;
     } else if (arg == "--chunksize") {
-      const std::string* n = value();
-      char* end = nullptr;
-      const long chunk = n ? std::strtol(n->c_str(), &end, 10) : 0;
-      if (n == nullptr || *end != '\0' || chunk < 1 || chunk > 65536) {
+      if (!ParseCount(value(), &options.chunksize)) {
         return Usage(kMapUsage, "--chunksize needs a whole number from 1 to 65536");
       }
-      options.chunksize = static_cast<uint32_t>(chunk);
     } else if (arg == "--workers") {
-      const std::string* n = value();
-      char* end = nullptr;
-      const long workers = n ? std::strtol(n->c_str(), &end, 10) : 0;
-      if (n == nullptr || *end != '\0' || workers < 1 || workers > 65536) {
+      if (!ParseCount(value(), &options.max_workers)) {
         return Usage(kMapUsage, "--workers needs a whole number from 1 to 65536");
       }
-      options.max_workers = static_cast<uint32_t>(workers);
     } else if (arg == "--") {
       items.insert(items.end(), args.begin() + static_cast<long>(i) + 1, args.end());
       break;
