@@ -145,7 +145,8 @@ def cpu_busy(seconds=1.0):
 
 class OthersMeter:
     """Measures the share of the machine's CPU time that processes other than
-    this script, its children and jobd (with its workers) used while it is entered."""
+    this script, its children and jobd (with its workers and their commands) used
+    while it is entered."""
 
     def __init__(self, jobd):
         self.jobd = jobd
@@ -161,10 +162,23 @@ class OthersMeter:
         return self
 
     def __exit__(self, *exc):
+        self.jobd.wait_for_commands()
         (busy0, all0), ours0 = self.start
         busy1, all1 = busy_ticks()
         others = (busy1 - busy0) - (self.ours() - ours0)
         self.share = max(others, 0) / max(all1 - all0, 1)
+
+
+def parent_pids():
+    """The parent pid of every process."""
+    ppids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppids.append(int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1]))
+            except FileNotFoundError:
+                pass
+    return ppids
 
 
 def alive(pid):
@@ -229,6 +243,15 @@ class Jobd:
         self.server_pids = {self.pid} | {worker["pid"] for pool in json.loads(out)["pools"]
                                          for worker in pool["workers"]}
         self.pids |= self.server_pids
+
+    def wait_for_commands(self, timeout=2.0):
+        """Waits (at most `timeout` s) until no worker has a child process left: a
+        command or stream process of a job that has ended may still be exiting, and
+        its CPU time counts in its worker's (cutime) only once the worker reaped it."""
+        workers = self.server_pids - {self.pid}
+        deadline = time.monotonic() + timeout
+        while workers.intersection(parent_pids()) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def peak_rss_mib(self):
         """The daemon's peak resident set since it started (VmHWM)."""
