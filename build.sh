@@ -3,13 +3,15 @@
 # as root), builds it, then runs one of:
 #   bash build.sh demo    start jobd on its embedded default config, map a
 #                         CPU-heavy job on every core, compare with one worker
-#   bash build.sh test    run every test (unit and integration, under ctest)
+#   bash build.sh test    run every test (unit and integration under ctest, then
+#                         the fuzz targets for a bounded time)
 #   bash build.sh build   only build
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(g++ cmake ninja-build pkg-config libzmq3-dev cppzmq-dev libprotobuf-dev
-          protobuf-compiler libboost-dev libyaml-cpp-dev libgtest-dev libssl-dev python3)
+          protobuf-compiler libboost-dev libyaml-cpp-dev libgtest-dev libssl-dev python3
+          clang libclang-rt-14-dev)
 BUILD_DIR=${BUILD_DIR:-build}
 
 install_packages() {
@@ -35,6 +37,7 @@ build() {
 
 run_tests() {
   ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" --timeout 300
+  bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}"
 }
 
 demo() {

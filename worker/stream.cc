@@ -23,17 +23,10 @@ constexpr size_t kWriteChunk = 64 << 10;
 
 bool Framed(const wire::Exec& exec) { return exec.mode() == wire::Exec::STREAM_FRAMES; }
 
-// One parsed result: its bytes, and whether the coprocess marked it an error.
-struct Parsed {
-  bool complete = false;
-  bool error = false;
-  std::string_view bytes;
-  size_t consumed = 0;
-};
+}  // namespace
 
-// The first result in `buffer`, if it holds a whole one.
-Result<Parsed> ParseResult(std::string_view buffer, bool framed) {
-  Parsed parsed;
+Result<StreamResult> ParseStreamResult(std::string_view buffer, bool framed) {
+  StreamResult parsed;
   const size_t newline = buffer.find('\n');
   if (newline == std::string_view::npos) {
     if (framed && buffer.size() > 24) return Status::Error("a result frame has a malformed header");
@@ -60,8 +53,6 @@ Result<Parsed> ParseResult(std::string_view buffer, bool framed) {
   parsed.consumed = newline + 1 + length;
   return parsed;
 }
-
-}  // namespace
 
 Status Coprocess::Start(const wire::Exec& exec, uint32_t slot, bool starmap) {
   bool uses_item = false;
@@ -218,7 +209,8 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
         finish_item([&] { output.Fail(refused[next_read]); });
         continue;
       }
-      Result<Parsed> parsed = ParseResult(std::string_view(received).substr(offset), framed);
+      Result<StreamResult> parsed =
+          ParseStreamResult(std::string_view(received).substr(offset), framed);
       if (!parsed.ok()) {
         stderr_tail_ += "\n" + parsed.message();
         died = true;

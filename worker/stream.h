@@ -15,6 +15,17 @@
 
 namespace jobd {
 
+// One result read from a coprocess: its bytes, and whether it marks an error.
+struct StreamResult {
+  bool complete = false;  // false: `buffer` does not hold a whole result yet
+  bool error = false;
+  std::string_view bytes;
+  size_t consumed = 0;    // bytes of `buffer` it took
+};
+// The first result in `buffer` (bytes from the coprocess, in lines or frames),
+// or an error for a malformed frame header.
+Result<StreamResult> ParseStreamResult(std::string_view buffer, bool framed);
+
 class Coprocess {
  public:
   Coprocess() = default;
