@@ -602,6 +602,10 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   submit->set_chunksize(options.chunksize);
   submit->set_max_workers(options.max_workers);
   submit->set_starmap(options.starmap);
+  if (options.retries) submit->set_retries(*options.retries);
+  if (options.timeout_seconds > 0) {
+    submit->set_timeout_ms(static_cast<uint32_t>(std::max(1.0, options.timeout_seconds * 1000)));
+  }
   if (!options.plugin.empty()) {
     char* path = realpath(options.plugin.c_str(), nullptr);
     if (path == nullptr) {

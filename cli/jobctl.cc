@@ -88,6 +88,11 @@ options:
   --pool NAME          run in pool NAME (default: jobd's default pool)
   --chunksize N        items per task (default: adapted to the cost of an item)
   --workers N          use at most N of the pool's workers at once (default: all)
+  --timeout SECONDS    stop an item that runs longer (its worker is replaced);
+                       it is retried, then fails "timed out" (at most the pool's
+                       task_timeout)
+  --retries N          times an item may be retried after killing a worker or
+                       timing out (at most the pool's retries)
   --plugin PATH.so     FUNCTION comes from this plugin (see include/jobd/plugin.h);
                        each worker loads it once and keeps it
   --progress           show progress on stderr (default: when stderr is a terminal)
@@ -265,6 +270,24 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
       if (!ParseCount(value(), &options.max_workers)) {
         return Usage(kMapUsage, "--workers needs a whole number from 1 to 65536");
       }
+    } else if (arg == "--retries") {
+      const std::string* n = value();
+      uint32_t retries = 0;
+      if (n != nullptr && *n == "0") {
+        options.retries = 0;
+      } else if (ParseCount(n, &retries)) {
+        options.retries = retries;
+      } else {
+        return Usage(kMapUsage, "--retries needs a whole number from 0 to 65536");
+      }
+    } else if (arg == "--timeout") {
+      const std::string* text = value();
+      char* end = nullptr;
+      const double seconds = text ? std::strtod(text->c_str(), &end) : 0;
+      if (text == nullptr || text->empty() || *end != '\0' || !(seconds > 0 && seconds <= 86400)) {
+        return Usage(kMapUsage, "--timeout needs seconds, more than 0 and at most 86400");
+      }
+      options.timeout_seconds = seconds;
     } else if (arg == "--") {
       items.insert(items.end(), args.begin() + static_cast<long>(i) + 1, args.end());
       break;

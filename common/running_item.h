@@ -5,6 +5,8 @@
 // supervisor checks the values against the tasks it handed that worker.
 #pragma once
 
+#include <time.h>
+
 #include <atomic>
 #include <cstdint>
 
@@ -18,7 +20,17 @@ struct RunningItem {
   // when the worker dies or the job is cancelled, so none outlives its use.
   std::atomic<int32_t> command{0};
   std::atomic<int32_t> coprocess{0};
+  // CLOCK_MONOTONIC nanoseconds when the current item started: the
+  // supervisor stops an item that runs past its timeout.
+  std::atomic<uint64_t> item_started_ns{0};
 };
+
+// CLOCK_MONOTONIC now, in nanoseconds (the same clock in every process).
+inline uint64_t MonotonicNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(now.tv_nsec);
+}
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
 }  // namespace jobd

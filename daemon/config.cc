@@ -90,7 +90,22 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   pool.name = name;
   pool.workers = OnlineCores();
   if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
-  reader.CheckKeys(node, path, {"workers", "retries", "max_tasks_per_worker", "plugins", "kinds"});
+  reader.CheckKeys(node, path, {"workers", "retries", "task_timeout", "max_tasks_per_worker",
+                                "plugins", "kinds"});
+  if (const YAML::Node timeout = node["task_timeout"]) {
+    double seconds = -1;
+    if (timeout.IsScalar()) {
+      try {
+        seconds = std::stod(timeout.Scalar());
+      } catch (const std::exception&) {
+      }
+    }
+    if (!(seconds >= 0 && seconds <= 86400)) {
+      reader.Fail(timeout, "'" + path + ".task_timeout' must be seconds from 0 (none) to 86400, "
+                           "not '" + (timeout.IsScalar() ? timeout.Scalar() : "a list or mapping") + "'");
+    }
+    pool.task_timeout_ms = static_cast<uint32_t>(seconds * 1000);
+  }
   if (const YAML::Node kinds = node["kinds"]) {
     if (!kinds.IsSequence()) reader.Fail(kinds, "'" + path + ".kinds' must be a list");
     const std::vector<std::string> all = pool.kinds;

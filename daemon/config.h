@@ -15,6 +15,7 @@ struct PoolConfig {
   std::string name;
   uint32_t workers = 1;  // "auto" resolves to the number of online cores
   uint32_t retries = 2;  // crashes an item may cause before it fails alone
+  uint32_t task_timeout_ms = 0;  // an item running longer has its worker killed; 0: none
   uint32_t max_tasks_per_worker = 0;  // replace a worker after this many tasks; 0: never
   std::vector<std::string> plugins;   // absolute paths of plugins every worker loads
   // What jobs may run here: "function" (the pool's builtins and plugins),

@@ -34,6 +34,7 @@ struct JobSpec {
   uint32_t chunksize = 0;  // 0: adaptive
   uint32_t max_workers = 0;  // at most this many workers at once; 0: no limit
   uint32_t retries = 2;    // crashes one item may cause before it fails
+  uint32_t timeout_ms = 0;  // an item running longer is stopped; 0: never
   std::shared_ptr<const wire::Exec> exec;  // set for a command per item
   std::string plugin;                      // the job's own plugin, if any
   bool starmap = false;                    // items are packed argument tuples

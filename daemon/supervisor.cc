@@ -42,6 +42,8 @@ constexpr auto kDrainDeadline = seconds(30);
 constexpr auto kStopDeadline = seconds(5);
 constexpr auto kStartDeadline = seconds(15);
 constexpr auto kLivenessInterval = seconds(1);
+// How often running items are checked against their timeouts.
+constexpr auto kTimeoutCheckInterval = milliseconds(100);
 // A worker that died before saying Hello is restarted after this pause, so a
 // worker that cannot start does not spin.
 constexpr auto kFailedStartBackoff = seconds(1);
@@ -192,6 +194,7 @@ Status Supervisor::Listen() {
   JOBD_LOG(kInfo) << "serving " << config_.listen << " with " << total << " workers in "
                   << pools_.size() << (pools_.size() == 1 ? " pool" : " pools");
   next_liveness_check_ = Clock::now() + kLivenessInterval;
+  next_timeout_check_ = Clock::now() + kTimeoutCheckInterval;
   return {};
 }
 
@@ -298,7 +301,7 @@ int Supervisor::Run() {
 }
 
 std::chrono::milliseconds Supervisor::NextTimeout(Clock::time_point now) const {
-  Clock::time_point next = next_liveness_check_;
+  Clock::time_point next = std::min(next_liveness_check_, next_timeout_check_);
   for (const Respawn& respawn : respawns_) next = std::min(next, respawn.at);
   if (shutting_down_) next = std::min(next, workers_stopping_ ? kill_deadline_ : drain_deadline_);
   const auto wait = std::chrono::duration_cast<milliseconds>(next - now) + milliseconds(1);
@@ -489,7 +492,14 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
   if (submit.has_exec()) spec.exec = std::make_shared<const wire::Exec>(submit.exec());
   spec.plugin = submit.plugin();
   spec.starmap = submit.starmap();
-  spec.retries = pool->second.config.retries;
+  // A job may ask for less than its pool allows, never more.
+  const PoolConfig& limits = pool->second.config;
+  spec.retries = submit.has_retries() ? std::min(submit.retries(), limits.retries) : limits.retries;
+  spec.timeout_ms = limits.task_timeout_ms;
+  if (submit.has_timeout_ms() && submit.timeout_ms() > 0) {
+    spec.timeout_ms = spec.timeout_ms == 0 ? submit.timeout_ms()
+                                           : std::min(spec.timeout_ms, submit.timeout_ms());
+  }
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
   JOBD_LOG(kInfo) << "job " << job.id << ": "
                   << (job.spec.exec ? "exec " + job.spec.exec->argv(0) : job.spec.function)
@@ -719,7 +729,9 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
                     << worker.pool << " " << how
                     << (worker.tasks.empty() ? "" : "; re-queueing its tasks");
   }
-  const std::string cause = "the worker was " + how;
+  const std::string cause =
+      worker.killed_because.empty() ? "the worker was " + how : worker.killed_because;
+  worker.killed_because.clear();
   for (uint64_t task_id : worker.tasks) {
     std::optional<uint32_t> running;
     const Task* task = scheduler_.FindTask(task_id);
@@ -751,6 +763,10 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     }
   }
 
+  if (now >= next_timeout_check_) {
+    next_timeout_check_ = now + kTimeoutCheckInterval;
+    EnforceTimeouts();
+  }
   if (now >= next_liveness_check_) {
     next_liveness_check_ = now + kLivenessInterval;
     std::vector<uint64_t> orphaned;
@@ -799,6 +815,27 @@ void Supervisor::SendStop(const Worker& worker) {
   stop.mutable_stop();
   workers_.send(zmq::buffer(worker.identity), zmq::send_flags::sndmore);
   workers_.send(zmq::buffer(Encode(stop)), zmq::send_flags::none);
+}
+
+void Supervisor::EnforceTimeouts() {
+  const uint64_t now = MonotonicNs();
+  for (auto& [name, pool] : pools_) {
+    for (auto& worker : pool.workers) {
+      if (worker->pid == 0 || worker->tasks.empty() || !worker->killed_because.empty()) continue;
+      const auto* page = reinterpret_cast<const RunningItem*>(worker->running_item->data());
+      const Task* task = scheduler_.FindTask(page->task.load(std::memory_order_relaxed));
+      const Job* job = task != nullptr ? scheduler_.FindJob(task->job) : nullptr;
+      if (job == nullptr || job->spec.timeout_ms == 0) continue;
+      const uint64_t started = page->item_started_ns.load(std::memory_order_relaxed);
+      if (started == 0 || now - started < uint64_t{job->spec.timeout_ms} * 1'000'000) continue;
+      char limit[32];
+      std::snprintf(limit, sizeof limit, "%g", job->spec.timeout_ms / 1000.0);
+      worker->killed_because = std::string("timed out after ") + limit + " s";
+      JOBD_LOG(kWarn) << "job " << job->id << ": an item ran past " << limit
+                      << " s; killing worker " << worker->identity << " (pid " << worker->pid << ")";
+      kill(worker->pid, SIGKILL);
+    }
+  }
 }
 
 void Supervisor::BeginShutdown(const std::string& why) {

@@ -50,6 +50,7 @@ class Supervisor {
     uint64_t tasks_done = 0;       // over every incarnation
     uint64_t tasks_this_life = 0;  // since this incarnation started
     bool retiring = false;         // told to stop after max_tasks_per_worker
+    std::string killed_because;    // set when we killed it (a timeout)
     uint32_t restarts = 0;
     Clock::time_point started;
     std::unique_ptr<Segment> running_item;  // the worker's RunningItem page
@@ -73,6 +74,8 @@ class Supervisor {
   void HandleClientMessages();
   void HandleSignals();
   void HandleTimers(Clock::time_point now);
+  // Kills workers whose current item has run past its job's timeout.
+  void EnforceTimeouts();
   void Reap(pid_t pid, int wait_status);
   void HandleRequest(const std::string& client, const zmq::message_t& body);
   void Submit(const std::string& client, int peer_fd, wire::Submit& submit);
@@ -110,6 +113,7 @@ class Supervisor {
   uint64_t generation_ = 0;
   Scheduler scheduler_;
   Clock::time_point next_liveness_check_;
+  Clock::time_point next_timeout_check_;
   bool shutting_down_ = false;
   Clock::time_point drain_deadline_;
   Clock::time_point kill_deadline_;

@@ -44,6 +44,7 @@ class TaskRunner {
     } else {
       const Result<const Function*> function = Resolve(task);
       for (int i = 0; i < task.items_size(); ++i) {
+        running_->item_started_ns.store(MonotonicNs(), std::memory_order_relaxed);
         running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
         Compute(function, task, i, output);
         output.TakeOutcome(result->add_outcomes());
@@ -84,6 +85,7 @@ class TaskRunner {
     }
     if (!coprocess_.Serves(task.job())) coprocess_.Stop();  // another job's
     coprocess_.Run(task, items, slot_ + 1, output, result, [this](int i) {
+      running_->item_started_ns.store(MonotonicNs(), std::memory_order_relaxed);
       running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
       running_->coprocess.store(coprocess_.pid(), std::memory_order_relaxed);
     });

@@ -1,5 +1,7 @@
 // Workers that die cost a retry, not the job.
 #include <signal.h>
+
+#include <chrono>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,6 +69,35 @@ TEST_F(CrashTest, KillingABusyWorkerCostsNothing) {
   EXPECT_EQ(Restarts(*this, client), 1u);
   EXPECT_NE(Log().find("killed by SIGKILL (signal 9); re-queueing its tasks"), std::string::npos);
   EXPECT_NE(Log().find("re-queued after worker deaths"), std::string::npos);
+}
+
+TEST_F(CrashTest, AJobsTimeoutStopsItsSlowItemAlone) {
+  Command run = Jobctl({"map", "--chunksize", "1", "--timeout", "0.3", "--retries", "0", "sleep",
+                        "10", "5000", "20"});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "10\n20\n");
+  EXPECT_NE(run.err.find("item 1 failed: timed out after 0.3 s while running this item, 1 time; "
+                         "giving up (retries: 0)"),
+            std::string::npos) << run.err;
+}
+
+class TimeoutTest : public DaemonTest {
+ protected:
+  std::string Config() const override {
+    return "pools:\n  cpu: {workers: 2, retries: 1, task_timeout: 0.4}\n";
+  }
+};
+
+TEST_F(TimeoutTest, ThePoolsTimeoutIsRetriedThenFailsAndJobsCannotRaiseIt) {
+  const auto start = std::chrono::steady_clock::now();
+  Command run = Jobctl({"map", "--chunksize", "1", "--timeout", "60", "--retries", "5", "sleep",
+                        "10", "5000", "20"});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "10\n20\n");
+  EXPECT_NE(run.err.find("item 1 failed: timed out after 0.4 s while running this item, 2 times; "
+                         "giving up (retries: 1)"),
+            std::string::npos) << run.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
 }
 
 class RecycleTest : public DaemonTest {

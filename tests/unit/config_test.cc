@@ -71,7 +71,8 @@ TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   const std::string error = ErrorOf("pools:\n  cpu:\n    workers: 2\n    wrokers: 3\n");
   EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
   EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
-  EXPECT_NE(error.find("known keys here: kinds, max_tasks_per_worker, plugins, retries, workers"),
+  EXPECT_NE(error.find("known keys here: kinds, max_tasks_per_worker, plugins, retries, "
+                       "task_timeout, workers"),
             std::string::npos) << error;
 }
 
@@ -125,6 +126,15 @@ TEST(ConfigTest, PluginPathsAreRelativeToTheFileAndMustExist) {
   EXPECT_NE(ErrorOf("pools:\n  cpu: {plugins: x.so}\n").find("must be a list of .so files"),
             std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigTest, TaskTimeoutIsInSeconds) {
+  EXPECT_EQ(Parse("pools:\n  cpu: {task_timeout: 0.5}\n").pools[0].task_timeout_ms, 500u);
+  EXPECT_EQ(Parse("pools:\n  cpu: {}\n").pools[0].task_timeout_ms, 0u);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {task_timeout: soon}\n").find("must be seconds"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {task_timeout: -1}\n").find("pools.cpu.task_timeout"),
+            std::string::npos);
 }
 
 TEST(ConfigTest, KindsLimitWhatAPoolRuns) {

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,10 @@ struct MapOptions {
   // starmap (Python's pool.starmap): every item is a tuple of arguments,
   // added with ItemSink::AddArgs.
   bool starmap = false;
+  // Within the pool's limits (the smaller wins): crashes an item may cause
+  // before it fails, and how long one item may run (0: the pool's limit).
+  std::optional<uint32_t> retries;
+  double timeout_seconds = 0;
   bool ordered = true;     // results in input order; false: as they complete
   size_t window = 8192;    // at most this many items sent and not yet delivered
 };
