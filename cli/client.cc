@@ -310,6 +310,14 @@ Result<wire::FunctionList> Client::Functions() {
   return std::move(*reply->mutable_functions());
 }
 
+Result<uint64_t> Client::Cancel(uint64_t job) {
+  wire::Request request = NewRequest();
+  request.mutable_cancel()->set_job(job);
+  Result<wire::Reply> reply = impl_->Call(request, wire::Reply::kCancelled);
+  if (!reply.ok()) return reply.status();
+  return reply->cancelled().done();
+}
+
 Result<uint32_t> Client::Shutdown() {
   wire::Request request = NewRequest();
   request.mutable_shutdown();

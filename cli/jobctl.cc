@@ -36,6 +36,7 @@ commands:
   starmap FUNCTION         the same with several arguments per item (--zip, TSV)
   functions                list the functions each pool offers
   status                   pools, workers (pid, state, tasks, restarts), running jobs
+  cancel JOB               stop a running job (its number is in `jobctl status`)
   ping                     check that jobd answers
   shutdown                 let running jobs finish, then stop jobd
   help [COMMAND]           this text, or a command's
@@ -511,7 +512,8 @@ int main(int argc, char** argv) {
   const std::string command = argv[i];
   std::vector<std::string> args(argv + i + 1, argv + argc);
   const bool json = args.size() == 1 && args[0] == "--json";
-  if (!args.empty() && !json && command != "map" && command != "starmap" && command != "help") {
+  if (!args.empty() && !json && command != "map" && command != "starmap" && command != "help" &&
+      command != "cancel") {
     return Usage(kHelp, command + " takes no arguments but --json");
   }
   try {
@@ -519,6 +521,22 @@ int main(int argc, char** argv) {
     if (command == "status" || command == "functions" || command == "ping" ||
         command == "shutdown") {
       return Query(socket, command, json);
+    }
+    if (command == "cancel") {
+      char* end = nullptr;
+      const unsigned long long job = args.size() == 1 ? std::strtoull(args[0].c_str(), &end, 10) : 0;
+      if (args.size() != 1 || *end != '\0' || job == 0) {
+        return Usage(kHelp, "cancel needs one JOB number (see `jobctl status`)");
+      }
+      jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+      if (!client.ok()) return ConnectFailed(client.status());
+      jobd::Result<uint64_t> done = client->Cancel(job);
+      if (!done.ok()) {
+        std::fprintf(stderr, "jobctl: %s\n", done.message().c_str());
+        return kJobFailed;
+      }
+      std::printf("job %llu cancelled after %llu items\n", job, static_cast<unsigned long long>(*done));
+      return kOk;
     }
     if (command == "help") {
       std::fputs(!args.empty() && args[0] == "map"       ? kMapUsage

@@ -120,6 +120,7 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
     case wire::Request::kFunctions:
     case wire::Request::kShutdown:
     case wire::Request::kRelease:
+    case wire::Request::kCancel:
       return {};
     case wire::Request::kSubmit: {
       const wire::Submit& submit = out->submit();

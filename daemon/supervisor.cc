@@ -429,6 +429,25 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
       }
       return;
     }
+    case wire::Request::kCancel: {
+      Job* job = scheduler_.FindJob(request.cancel().job());
+      if (job == nullptr) {
+        ReplyError(client, "no job " + std::to_string(request.cancel().job()) +
+                               " is running (see `jobctl status`)");
+        return;
+      }
+      const int fd = const_cast<zmq::message_t&>(body).get(ZMQ_SRCFD);
+      const std::string who = "cancelled by `jobctl cancel` (pid " + std::to_string(PeerPid(fd)) + ")";
+      JOBD_LOG(kInfo) << "job " << job->id << " " << who << " after " << job->done() << " of "
+                      << job->received << " items";
+      reply.mutable_cancelled()->set_job(job->id);
+      reply.mutable_cancelled()->set_done(job->done());
+      reply.mutable_cancelled()->set_received(job->received);
+      ReplyError(job->spec.client, "job " + std::to_string(job->id) + " was " + who, job->id);
+      CancelJob(job->id);
+      Reply(client, reply);
+      return;
+    }
     case wire::Request::kRelease: {
       Job* job = scheduler_.FindJob(request.release().job());
       if (job == nullptr || job->spec.client != client) return;

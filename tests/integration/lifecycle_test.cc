@@ -10,6 +10,12 @@
 namespace jobd::testing {
 namespace {
 
+std::string Lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const std::string& line : lines) out += line + "\n";
+  return out;
+}
+
 using LifecycleTest = DaemonTest;
 
 TEST_F(LifecycleTest, ShutdownLetsRunningJobsFinishAndRefusesNewOnes) {
@@ -38,6 +44,35 @@ TEST_F(LifecycleTest, ShutdownLetsRunningJobsFinishAndRefusesNewOnes) {
   daemon_pid_ = 0;
   EXPECT_NE(Log().find("stopped"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/jobd/jobd.sock"));
+}
+
+TEST_F(LifecycleTest, JobctlCancelAndCtrlCStopAJob) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  WriteFile(in, Lines(std::vector<std::string>(50, "200")));
+  pid_t job = Spawn({Bin("jobctl"), "map", "--chunksize", "1", "sleep"}, in, out, Env());
+  pids_.insert(job);
+  for (int i = 0; i < 100 && RunningJobs() == 0; ++i) usleep(20000);
+  ASSERT_EQ(RunningJobs(), 1);
+  Command cancel = Jobctl({"cancel", "1"});
+  EXPECT_EQ(cancel.status, 0) << cancel.err;
+  EXPECT_NE(cancel.out.find("job 1 cancelled after "), std::string::npos) << cancel.out;
+  int status = 0;
+  waitpid(job, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 4);
+  EXPECT_NE(ReadFile(out + ".err").find("job 1 was cancelled by `jobctl cancel` (pid "),
+            std::string::npos) << ReadFile(out + ".err");
+  EXPECT_EQ(RunningJobs(), 0);
+  EXPECT_EQ(Jobctl({"cancel", "1"}).status, 4) << "it is gone";
+
+  job = Spawn({Bin("jobctl"), "map", "--chunksize", "1", "sleep"}, in, out, Env());
+  pids_.insert(job);
+  for (int i = 0; i < 100 && RunningJobs() == 0; ++i) usleep(20000);
+  kill(job, SIGINT);  // Ctrl-C
+  waitpid(job, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  for (int i = 0; i < 100 && RunningJobs() != 0; ++i) usleep(20000);
+  EXPECT_EQ(RunningJobs(), 0);
+  EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
 }
 
 TEST_F(LifecycleTest, SigtermStopsCleanlyAndNoWorkerOutlivesTheDaemon) {

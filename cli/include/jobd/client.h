@@ -194,6 +194,8 @@ class Client {
   Result<wire::FunctionList> Functions();
   // Asks jobd to finish running jobs and stop. Returns how many were running.
   Result<uint32_t> Shutdown();
+  // Cancels job `job` (any client's). Returns how many of its items were done.
+  Result<uint64_t> Cancel(uint64_t job);
 
   using ResultCallback = std::function<jobd::Status(const ItemResult&)>;
   // Runs `function` over every item of `items`, calling `on_result` once per
