@@ -285,6 +285,7 @@ Result<Client> Client::Connect(const std::string& endpoint) {
   ping.mutable_ping();
   impl->Send(ping);
   Result<wire::Reply> pong = impl->Receive(std::chrono::seconds(3));
+  if (pong.ok() && pong->has_error()) return jobd::Status::Error(pong->error().message());
   if (!pong.ok() || !pong->has_pong()) {
     return jobd::Status::Error("no jobd answers at " + impl->endpoint + " (the socket " + *path +
                                " exists but nobody replied within 3 s: a jobd that died?); "

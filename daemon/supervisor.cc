@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -65,13 +66,16 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// The pid of the process at the other end of the connection `fd` of a
-// received message, or 0 if the kernel does not say.
-pid_t PeerPid(int fd) {
+// Who sent `message`, as the kernel tells it (the connection's SO_PEERCRED),
+// not as the message claims; nullopt if the kernel does not say.
+std::optional<ucred> Sender(const zmq::message_t& message) {
+  const int fd = const_cast<zmq::message_t&>(message).get(ZMQ_SRCFD);
   ucred credentials{};
   socklen_t length = sizeof credentials;
-  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return 0;
-  return credentials.pid;
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+    return std::nullopt;
+  }
+  return credentials;
 }
 
 std::string Encode(const google::protobuf::MessageLite& message) {
@@ -384,6 +388,16 @@ void Supervisor::HandleClientMessages() {
 }
 
 void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& body) {
+  // Only our own user gets in, whatever the socket's permissions say.
+  const std::optional<ucred> sender = Sender(body);
+  if (sender && sender->uid != getuid()) {
+    JOBD_LOG(kWarn) << "refused a request from uid " << sender->uid << " (pid " << sender->pid
+                    << "): this jobd serves uid " << getuid() << " only";
+    ReplyError(client, "this jobd serves uid " + std::to_string(getuid()) +
+                           " only; start your own with `jobd --detach`");
+    return;
+  }
+  const pid_t sender_pid = sender ? sender->pid : 0;
   wire::Request request;
   if (Status s = DecodeRequest(body.to_string_view(), &request); !s.ok()) {
     JOBD_LOG(kWarn) << "refused a request: " << s.message();
@@ -410,12 +424,9 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
       Reply(client, reply);
       BeginShutdown("shutdown requested by a client");
       return;
-    case wire::Request::kSubmit: {
-      // The kernel's word on who sent it, not the message's.
-      const int fd = const_cast<zmq::message_t&>(body).get(ZMQ_SRCFD);
-      Submit(client, fd, *request.mutable_submit());
+    case wire::Request::kSubmit:
+      Submit(client, sender_pid, *request.mutable_submit());
       return;
-    }
     case wire::Request::kItems: {
       wire::Items& items = *request.mutable_items();
       Job* job = scheduler_.FindJob(items.job());
@@ -436,8 +447,7 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
                                " is running (see `jobctl status`)");
         return;
       }
-      const int fd = const_cast<zmq::message_t&>(body).get(ZMQ_SRCFD);
-      const std::string who = "cancelled by `jobctl cancel` (pid " + std::to_string(PeerPid(fd)) + ")";
+      const std::string who = "cancelled by `jobctl cancel` (pid " + std::to_string(sender_pid) + ")";
       JOBD_LOG(kInfo) << "job " << job->id << " " << who << " after " << job->done() << " of "
                       << job->received << " items";
       reply.mutable_cancelled()->set_job(job->id);
@@ -463,7 +473,7 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
   }
 }
 
-void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& submit) {
+void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submit& submit) {
   if (shutting_down_) {
     ReplyError(client, "jobd is shutting down and accepts no new jobs; start it again with `jobd`");
     return;
@@ -502,7 +512,7 @@ void Supervisor::Submit(const std::string& client, int peer_fd, wire::Submit& su
   }
   JobSpec spec;
   spec.client = client;
-  spec.client_pid = PeerPid(peer_fd);
+  spec.client_pid = sender_pid;
   if (spec.client_pid == 0) spec.client_pid = static_cast<pid_t>(submit.client_pid());
   spec.function = submit.function();
   spec.pool = pool_name;

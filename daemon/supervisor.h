@@ -78,7 +78,8 @@ class Supervisor {
   void EnforceTimeouts();
   void Reap(pid_t pid, int wait_status);
   void HandleRequest(const std::string& client, const zmq::message_t& body);
-  void Submit(const std::string& client, int peer_fd, wire::Submit& submit);
+  // `sender_pid`: the client's pid as the kernel tells it; 0 if unknown.
+  void Submit(const std::string& client, pid_t sender_pid, wire::Submit& submit);
   void Dispatch();
   bool HasCredit(const Worker& worker, uint32_t max_tasks) const;
   void SendStop(const Worker& worker);

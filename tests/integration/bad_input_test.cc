@@ -1,5 +1,6 @@
 // Bad input gets a clear message, and the daemon serves everyone else.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,21 @@ TEST_F(KindsTest, APoolRefusesKindsOfJobsItDoesNotRun) {
   EXPECT_TRUE(Has(exec.err, "pool 'cpu' does not run exec jobs (it runs: function; see its "
                             "`kinds:` in the config)")) << exec.err;
   EXPECT_EQ(Jobctl({"map", "--stream", "cat", "x"}).status, 4);
+  EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
+}
+
+TEST_F(BadInputTest, AClientOfAnotherUserIsRefused) {
+  if (getuid() != 0) GTEST_SKIP() << "needs root to run a client as another user (nobody)";
+  // Open the way on purpose: the daemon must still refuse by the peer's uid.
+  ASSERT_EQ(chmod((dir_ + "/jobd").c_str(), 0711), 0);
+  ASSERT_EQ(chmod((dir_ + "/jobd/jobd.sock").c_str(), 0777), 0);
+  Command run = RunCommand({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
+                            "--clear-groups", Bin("jobctl"), "map", "len", "x"},
+                           "", Env());
+  EXPECT_EQ(run.status, 3);
+  EXPECT_TRUE(Has(run.err, "this jobd serves uid 0 only")) << run.err;
+  EXPECT_TRUE(Has(Log(), "refused a request from uid 65534")) << Log();
+  ASSERT_EQ(chmod((dir_ + "/jobd").c_str(), 0700), 0);
   EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
 }
 
