@@ -116,9 +116,11 @@ Command DaemonTest::StartDaemon(const std::string& yaml) {
   const std::string config = dir_ + "/jobd.yaml";
   WriteFile(config, yaml);
   const std::string log = dir_ + "/jobd.log";
-  const pid_t pid = Spawn({Bin("jobd"), "--config", config}, "/dev/null", dir_ + "/jobd.out", Env());
-  // jobd logs to stderr, which Spawn puts beside stdout.
+  // jobd logs to stderr, which Spawn puts beside stdout. An earlier jobd's
+  // log goes first, so that its "serving" cannot be mistaken for this one's.
+  std::filesystem::remove(dir_ + "/jobd.out.err");
   std::filesystem::remove(log);
+  const pid_t pid = Spawn({Bin("jobd"), "--config", config}, "/dev/null", dir_ + "/jobd.out", Env());
   std::filesystem::create_symlink(dir_ + "/jobd.out.err", log);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
