@@ -167,6 +167,11 @@ Result<bool> ZipSource::Read(ItemSink& sink, size_t max) {
       char* data = nullptr;
       size_t capacity = 0;
       const ssize_t length = getline(&data, &capacity, files_[i]);
+      if (length < 0 && std::ferror(files_[i])) {
+        const std::string why = std::strerror(errno);
+        std::free(data);
+        return jobd::Status::Error("--zip: cannot read " + paths_[i] + ": " + why);
+      }
       if (length < 0) {
         ++ended;
       } else {

@@ -23,6 +23,10 @@ struct RunningItem {
   // CLOCK_MONOTONIC nanoseconds when the current item started: the
   // supervisor stops an item that runs past its timeout.
   std::atomic<uint64_t> item_started_ns{0};
+  std::atomic<uint64_t> coprocess_job{0};  // the job the coprocess serves
+  // Written by the supervisor, the one field it writes: a job it cancelled,
+  // whose remaining items the worker then skips.
+  std::atomic<uint64_t> cancelled_job{0};
 };
 
 // CLOCK_MONOTONIC now, in nanoseconds (the same clock in every process).

@@ -627,15 +627,27 @@ void Supervisor::EndJob(uint64_t job_id, const std::string& why) {
 }
 
 void Supervisor::CancelJob(uint64_t job_id) {
-  // Commands running for it stop now; other work of its workers goes on.
+  // Its workers skip its remaining items, and what runs for it stops now;
+  // other work of those workers goes on.
   for (auto& [name, pool] : pools_) {
     for (auto& worker : pool.workers) {
-      if (worker->pid == 0 || worker->tasks.empty()) continue;
-      const auto* page = reinterpret_cast<const RunningItem*>(worker->running_item->data());
+      if (worker->pid == 0) continue;
+      auto* page = reinterpret_cast<RunningItem*>(worker->running_item->data());
+      const bool holds = std::any_of(worker->tasks.begin(), worker->tasks.end(), [&](uint64_t id) {
+        const Task* task = scheduler_.FindTask(id);
+        return task != nullptr && task->job == job_id;
+      });
+      if (holds) page->cancelled_job.store(job_id, std::memory_order_relaxed);
       const Task* running = scheduler_.FindTask(page->task.load(std::memory_order_relaxed));
-      if (running == nullptr || running->job != job_id) continue;
-      for (const auto* group : {&page->command, &page->coprocess}) {
-        if (const pid_t pgid = group->load(std::memory_order_relaxed); pgid > 0) killpg(pgid, SIGKILL);
+      if (running != nullptr && running->job == job_id) {
+        if (const pid_t pgid = page->command.load(std::memory_order_relaxed); pgid > 0) {
+          killpg(pgid, SIGKILL);
+        }
+      }
+      if (page->coprocess_job.load(std::memory_order_relaxed) == job_id) {
+        if (const pid_t pgid = page->coprocess.load(std::memory_order_relaxed); pgid > 0) {
+          killpg(pgid, SIGKILL);
+        }
       }
     }
   }

@@ -20,6 +20,9 @@ namespace {
 constexpr size_t kStderrTail = 2048;
 // Bytes of items encoded ahead of the pipe, so writes are few and large.
 constexpr size_t kWriteChunk = 64 << 10;
+// A result may not exceed this (a coprocess that never ends a line must not
+// grow the worker without bound).
+constexpr size_t kMaxResult = size_t{1} << 30;
 
 bool Framed(const wire::Exec& exec) { return exec.mode() == wire::Exec::STREAM_FRAMES; }
 
@@ -81,15 +84,22 @@ void Coprocess::DrainStderr() {
     stderr_tail_.append(buffer, static_cast<size_t>(n));
     if (stderr_tail_.size() > 2 * kStderrTail) stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
   }
+  if (err_ >= 0 && n == 0) Pipe::Close(err_);  // it closed its stderr: stop polling it
 }
 
 std::string Coprocess::Reap() {
   Pipe::Close(in_);
   Pipe::Close(out_);
-  // It may still be alive with its stdout closed: it is of no use any more.
-  kill(pid_, SIGKILL);
+  // Its stdout closed as it exits: give it a moment to tell how it ended.
+  // If it lives on with its stdout closed, it is of no use any more, nor is
+  // anything it started.
   int status = 0;
-  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  pid_t waited = 0;
+  for (int i = 0; i < 50 && (waited = waitpid(pid_, &status, WNOHANG)) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  kill(-pid_, SIGKILL);
+  while (waited == 0 && waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
   DrainStderr();
   Pipe::Close(err_);
@@ -109,8 +119,10 @@ void Coprocess::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (waitpid(pid_, &status, WNOHANG) == 0) {
-    kill(pid_, SIGKILL);
+    kill(-pid_, SIGKILL);
     waitpid(pid_, &status, 0);
+  } else {
+    kill(-pid_, SIGKILL);  // whatever it left running in its group
   }
   Pipe::Close(out_);
   Pipe::Close(err_);
@@ -119,7 +131,8 @@ void Coprocess::Stop() {
 
 void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
                     uint32_t slot, TaskOutput& output, wire::TaskResult* result,
-                    const std::function<void(int)>& waiting) {
+                    const std::function<void(int)>& waiting,
+                    const std::function<bool()>& cancelled) {
   const bool framed = Framed(task.exec());
   const int count = static_cast<int>(items.size());
   // Items that cannot be sent fail here, in their turn.
@@ -139,6 +152,11 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
   }
   std::vector<uint32_t> deaths(items.size(), 0);
   int next_read = 0, next_write = 0;
+  // After a death, one item at a time: the next death is then surely the
+  // fault of the item it was on, and only that item is charged.
+  bool careful = false;
+  uint32_t silent_starts = 0;  // starts in a row that died before any answer
+  bool answered = false;       // the current process has answered an item
   std::string pending, received;  // encoded items not yet written; output not yet parsed
   size_t pending_at = 0;
   job_ = task.job();
@@ -154,19 +172,26 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
       finish_item([&] { output.Fail(refused[next_read]); });
       continue;
     }
+    if (cancelled()) {  // its job is gone: no more starts, no more work
+      Stop();
+      while (next_read < count) finish_item([&] { output.Fail("the job was cancelled"); });
+      return;
+    }
     if (pid_ <= 0) {
       if (Status s = Start(task.exec(), slot, task.starmap()); !s.ok()) {
         while (next_read < count) finish_item([&] { output.Fail(s.message()); });
         return;
       }
       waiting(next_read);  // tells the worker about the new process too
+      answered = false;
       next_write = next_read;
       pending.clear();
       pending_at = 0;
       received.clear();
     }
     // Encode what the pipe may take next.
-    while (pending.size() - pending_at < kWriteChunk && next_write < count) {
+    while (pending.size() - pending_at < kWriteChunk && next_write < count &&
+           !(careful && next_write > next_read)) {
       if (refused[next_write].empty()) {
         const std::vector<std::string_view>& args = items[next_write].args;
         if (framed && task.starmap()) pending += "*" + std::to_string(args.size()) + "\n";
@@ -200,6 +225,10 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
       char buffer[65536];
       const ssize_t n = read(out_, buffer, sizeof buffer);
       if (n > 0) received.append(buffer, static_cast<size_t>(n));
+      if (received.size() > kMaxResult) {
+        stderr_tail_ += "\na result exceeds 1 GiB";
+        died = true;
+      }
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) died = true;
     }
     // Every whole result, in order.
@@ -221,16 +250,26 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
         parsed->error ? output.Fail(std::string(parsed->bytes)) : output.Set(parsed->bytes);
       });
       offset += parsed->consumed;
+      answered = true;
+      silent_starts = 0;
     }
     received.erase(0, offset);
     if (died && next_read < count) {
       const std::string how = Reap();
-      if (++deaths[next_read] > task.retries()) {
+      silent_starts = answered ? 0 : silent_starts + 1;
+      // Two items' worth of deaths without a single answer: it cannot even
+      // start, and every further item would cost as many starts.
+      if (silent_starts >= 2 * (task.retries() + 2)) {
+        while (next_read < count) {
+          finish_item([&] { output.Fail(how + " before answering any item; giving up"); });
+        }
+      } else if (careful && ++deaths[next_read] > task.retries()) {
         finish_item([&] {
           output.Fail(how + " while on this item, " + std::to_string(deaths[next_read]) +
                       " times; giving up (retries: " + std::to_string(task.retries()) + ")");
         });
       }
+      careful = true;
     } else if (died) {
       Reap();
     }

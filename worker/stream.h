@@ -43,8 +43,9 @@ class Coprocess {
   // Feeds every item of `task` to the coprocess (starting it if needed) while
   // reading their results, and appends one outcome per item to `result`, in
   // order. `waiting(i)` is called as the result of item i becomes the one
-  // awaited. A coprocess that dies is restarted; the item it was on is
-  // retried up to task.retries() times, then fails with how it died.
+  // awaited. A coprocess that dies is restarted and fed one item at a time;
+  // an item it then dies on is retried up to task.retries() times, then fails
+  // with how it died. Once `cancelled()`, the rest of the task fails at once.
   // An item: its arguments (one for map, several for starmap: a line carries
   // them tab-separated; in frames, "*<count>\n" then a frame each), or why it
   // cannot be sent.
@@ -54,7 +55,7 @@ class Coprocess {
   };
   void Run(const wire::Task& task, const std::vector<Item>& items,
            uint32_t slot, TaskOutput& output, wire::TaskResult* result,
-           const std::function<void(int)>& waiting);
+           const std::function<void(int)>& waiting, const std::function<bool()>& cancelled);
 
  private:
   Status Start(const wire::Exec& exec, uint32_t slot, bool starmap);

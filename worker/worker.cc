@@ -44,6 +44,11 @@ class TaskRunner {
     } else {
       const Result<const Function*> function = Resolve(task);
       for (int i = 0; i < task.items_size(); ++i) {
+        if (running_->cancelled_job.load(std::memory_order_relaxed) == task.job()) {
+          output.Fail("the job was cancelled");
+          output.TakeOutcome(result->add_outcomes());
+          continue;
+        }
         running_->item_started_ns.store(MonotonicNs(), std::memory_order_relaxed);
         running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
         Compute(function, task, i, output);
@@ -84,11 +89,17 @@ class TaskRunner {
       }
     }
     if (!coprocess_.Serves(task.job())) coprocess_.Stop();  // another job's
-    coprocess_.Run(task, items, slot_ + 1, output, result, [this](int i) {
-      running_->item_started_ns.store(MonotonicNs(), std::memory_order_relaxed);
-      running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
-      running_->coprocess.store(coprocess_.pid(), std::memory_order_relaxed);
-    });
+    running_->coprocess_job.store(task.job(), std::memory_order_relaxed);
+    coprocess_.Run(
+        task, items, slot_ + 1, output, result,
+        [this](int i) {
+          running_->item_started_ns.store(MonotonicNs(), std::memory_order_relaxed);
+          running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
+          running_->coprocess.store(coprocess_.pid(), std::memory_order_relaxed);
+        },
+        [this, job = task.job()] {
+          return running_->cancelled_job.load(std::memory_order_relaxed) == job;
+        });
   }
 
   // The function a task names: builtin or from the pool's plugins, or from the

@@ -1,5 +1,10 @@
 // jobctl map --stream: one coprocess per worker and job, fed item after item.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "daemon_fixture.h"
+#include "jobd.pb.h"
 
 namespace jobd::testing {
 namespace {
@@ -65,6 +70,52 @@ TEST_F(StreamTest, ACoprocessThatDiesIsRestartedAndItsItemRetriedThenFailed) {
   EXPECT_NE(run.err.find("item 2 failed: the stream coprocess exited with status 3 while on this "
                          "item, 3 times; giving up (retries: 2)"),
             std::string::npos) << run.err;
+}
+
+TEST_F(StreamTest, OnlyTheItemThatKillsThePipelinedCoprocessFails) {
+  // Killed by a signal mid-chunk, with earlier items in flight and unanswered.
+  const std::string script =
+      Script("segv", "os.kill(os.getpid(), 11) if item == 'boom' else item");
+  Command run = Jobctl({"map", "--chunksize", "7", "--workers", "1", "--stream", script},
+                       "a\nb\nc\nd\nboom\ne\nf\n");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "a\nb\nc\nd\ne\nf\n");
+  EXPECT_NE(run.err.find("item 4 failed: the stream coprocess was killed by SIGSEGV"),
+            std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("1 of 7 items failed"), std::string::npos) << run.err;
+}
+
+TEST_F(StreamTest, PrintingInTheFunctionDoesNotShiftResults) {
+  Command run = Jobctl({"map", "--stream", Script("noisy", "print('debug') or item.upper()")},
+                       "a\nb\nc\n");
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "A\nB\nC\n");
+}
+
+TEST_F(StreamTest, CancellingAStreamJobFreesItsWorker) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  WriteFile(in, "a\nb\n");
+  const pid_t job = Spawn({Bin("jobctl"), "map", "--chunksize", "2", "--workers", "1", "--stream",
+                           "sleep 1000"}, in, out, Env());
+  pids_.insert(job);
+  for (int i = 0; i < 100 && RunningJobs() == 0; ++i) usleep(20000);
+  usleep(300000);
+  kill(job, SIGINT);
+  waitpid(job, nullptr, 0);
+  for (int i = 0; i < 100 && RunningJobs() != 0; ++i) usleep(20000);
+  Command after = Jobctl({"map", "--chunksize", "1", "len"}, "a\nbb\nccc\ndddd\n");
+  EXPECT_EQ(after.out, "1\n2\n3\n4\n");
+  bool all_idle = false;
+  for (int i = 0; i < 100 && !all_idle; ++i) {
+    Client client = Connect();
+    Result<wire::StatusReport> report = client.Status();
+    all_idle = true;
+    for (const auto& worker : report->pools(0).workers()) {
+      all_idle = all_idle && worker.state() == "idle";
+    }
+    if (!all_idle) usleep(20000);
+  }
+  EXPECT_TRUE(all_idle) << "a worker stayed busy with a cancelled job";
 }
 
 TEST_F(StreamTest, LinesCannotCarryNewlines) {

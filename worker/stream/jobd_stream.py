@@ -36,7 +36,12 @@ def serve(function, binary=False):
     decode = (lambda b: b) if binary else (lambda b: b.decode("utf-8", "surrogateescape"))
     call = (lambda args: function(*map(decode, args))) if starmap else (lambda arg: function(decode(arg)))
     encode = (lambda r: r) if binary else (lambda r: str(r).encode("utf-8", "surrogateescape"))
-    stdin, stdout = sys.stdin.buffer.raw, sys.stdout.buffer
+    # The protocol gets its own descriptor; print() and anything else written
+    # to stdout goes to stderr, so it cannot shift the results.
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    stdin = sys.stdin.buffer.raw
     buffered = b""
     while True:
         chunk = stdin.read(1 << 16)
@@ -50,7 +55,11 @@ def serve(function, binary=False):
             else:
                 *lines, buffered = buffered.split(b"\n")
                 for line in lines:
-                    out.append(encode(call(line.split(b"\t") if starmap else line)) + b"\n")
+                    result = encode(call(line.split(b"\t") if starmap else line))
+                    if b"\n" in result:
+                        raise ValueError("a result contains a newline, which the line protocol "
+                                         "cannot carry; use jobctl's --framed")
+                    out.append(result + b"\n")
         finally:
             # Even when the function raises (or exits), the results before
             # it go out: jobd then knows exactly which item ended the process.
