@@ -426,6 +426,7 @@ void PrintStatus(const jobd::wire::StatusReport& report, const std::string& endp
     std::printf("\npool %s%s: %d workers, retries %u\n", pool.name().c_str(),
                 pool.name() == report.default_pool() ? " (default)" : "", pool.workers_size(),
                 pool.retries());
+    if (!pool.degraded().empty()) std::printf("  %s\n", pool.degraded().c_str());
     std::printf("  %-5s %-8s %-9s %10s %9s\n", "SLOT", "PID", "STATE", "TASKS", "RESTARTS");
     for (const auto& w : pool.workers()) {
       std::printf("  %-5u %-8u %-9s %10llu %9u\n", w.slot(), w.pid(), w.state().c_str(),

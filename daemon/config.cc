@@ -91,7 +91,13 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   pool.workers = OnlineCores();
   if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
   reader.CheckKeys(node, path, {"workers", "retries", "task_timeout", "max_tasks_per_worker",
-                                "plugins", "kinds"});
+                                "plugins", "kinds", "max_restarts", "restart_window"});
+  if (const YAML::Node restarts = node["max_restarts"]) {
+    pool.max_restarts = reader.Count(restarts, path + ".max_restarts", 1, 1'000'000);
+  }
+  if (const YAML::Node window = node["restart_window"]) {
+    pool.restart_window_s = reader.Count(window, path + ".restart_window", 1, 3600);
+  }
   if (const YAML::Node timeout = node["task_timeout"]) {
     double seconds = -1;
     if (timeout.IsScalar()) {

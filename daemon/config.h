@@ -17,6 +17,10 @@ struct PoolConfig {
   uint32_t retries = 2;  // crashes an item may cause before it fails alone
   uint32_t task_timeout_ms = 0;  // an item running longer has its worker killed; 0: none
   uint32_t max_tasks_per_worker = 0;  // replace a worker after this many tasks; 0: never
+  // Restart intensity (OTP's rule): more than max_restarts deaths within
+  // restart_window seconds make the pool degraded for a window.
+  uint32_t max_restarts = 20;
+  uint32_t restart_window_s = 10;
   std::vector<std::string> plugins;   // absolute paths of plugins every worker loads
   // What jobs may run here: "function" (the pool's builtins and plugins),
   // "plugin" (a job's own --plugin), "exec" (a command per item), "stream".

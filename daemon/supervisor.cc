@@ -486,6 +486,10 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
     ReplyError(client, "unknown pool '" + pool_name + "'; this jobd has: " + names);
     return;
   }
+  if (!pool->second.degraded.empty()) {
+    ReplyError(client, pool->second.degraded);
+    return;
+  }
   const std::string kind = !submit.has_exec()             ? (submit.plugin().empty() ? "function" : "plugin")
                           : submit.exec().mode() == wire::Exec::PER_ITEM ? "exec"
                                                                          : "stream";
@@ -691,6 +695,7 @@ wire::StatusReport Supervisor::BuildStatus() const {
     wire::StatusReport::Pool* out = report.add_pools();
     out->set_name(name);
     out->set_retries(pool.config.retries);
+    out->set_degraded(pool.degraded);
     for (const auto& worker : pool.workers) {
       wire::StatusReport::Worker* w = out->add_workers();
       w->set_slot(worker->slot);
@@ -785,13 +790,48 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   worker.estimate_ns = 0;
   worker.unestimated = 0;
   if (workers_stopping_) return;
-  if (!recycled) ++worker.restarts;
-  const auto delay = worker.ready ? Clock::duration::zero() : Clock::duration(kFailedStartBackoff);
+  const auto now = Clock::now();
+  PoolState& pool = pools_[worker.pool];
+  if (!recycled) {
+    ++worker.restarts;
+    CountDeath(pool, how, now);
+  }
+  auto at = now + (worker.ready ? Clock::duration::zero() : Clock::duration(kFailedStartBackoff));
+  if (!pool.degraded.empty()) at = std::max(at, pool.degraded_until);
   worker.ready = false;
-  respawns_.push_back({Clock::now() + delay, &worker});
+  respawns_.push_back({at, &worker});
+}
+
+void Supervisor::CountDeath(PoolState& pool, const std::string& how, Clock::time_point now) {
+  const auto window = seconds(pool.config.restart_window_s);
+  pool.deaths.push_back(now);
+  while (!pool.deaths.empty() && pool.deaths.front() < now - window) pool.deaths.pop_front();
+  if (!pool.degraded.empty() || pool.deaths.size() <= pool.config.max_restarts) return;
+  pool.degraded = "pool '" + pool.config.name + "' is degraded: its workers died " +
+                  std::to_string(pool.deaths.size()) + " times within " +
+                  std::to_string(pool.config.restart_window_s) + " s (the last " + how +
+                  "); it rests for " + std::to_string(pool.config.restart_window_s) +
+                  " s and takes no jobs meanwhile";
+  pool.degraded_until = now + window;
+  JOBD_LOG(kError) << pool.degraded;
+  std::vector<uint64_t> failing;
+  for (const auto& [id, job] : scheduler_.jobs()) {
+    if (job.spec.pool == pool.config.name) failing.push_back(id);
+  }
+  for (uint64_t id : failing) EndJob(id, pool.degraded);
+  for (Respawn& respawn : respawns_) {
+    if (respawn.worker->pool == pool.config.name) respawn.at = std::max(respawn.at, pool.degraded_until);
+  }
 }
 
 void Supervisor::HandleTimers(Clock::time_point now) {
+  for (auto& [name, pool] : pools_) {
+    if (!pool.degraded.empty() && now >= pool.degraded_until) {
+      JOBD_LOG(kInfo) << "pool '" << name << "' has rested; taking jobs again";
+      pool.degraded.clear();
+      pool.deaths.clear();
+    }
+  }
   std::vector<Respawn> due;
   auto split = std::partition(respawns_.begin(), respawns_.end(),
                               [&](const Respawn& r) { return r.at > now; });

@@ -59,6 +59,9 @@ class Supervisor {
     PoolConfig config;
     std::vector<std::unique_ptr<Worker>> workers;
     wire::FunctionList::Pool functions;  // from the first Hello
+    std::deque<Clock::time_point> deaths;  // unexpected worker deaths in the window
+    std::string degraded;                  // why, while degraded; empty when healthy
+    Clock::time_point degraded_until;
   };
   struct Respawn {
     Clock::time_point at;
@@ -77,6 +80,9 @@ class Supervisor {
   // Kills workers whose current item has run past its job's timeout.
   void EnforceTimeouts();
   void Reap(pid_t pid, int wait_status);
+  // Counts an unexpected death of one of `pool`'s workers; too many in the
+  // pool's window make it degraded: its jobs fail, its workers rest a window.
+  void CountDeath(PoolState& pool, const std::string& how, Clock::time_point now);
   void HandleRequest(const std::string& client, const zmq::message_t& body);
   // `sender_pid`: the client's pid as the kernel tells it; 0 if unknown.
   void Submit(const std::string& client, pid_t sender_pid, wire::Submit& submit);

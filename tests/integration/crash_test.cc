@@ -100,6 +100,34 @@ TEST_F(TimeoutTest, ThePoolsTimeoutIsRetriedThenFailsAndJobsCannotRaiseIt) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
 }
 
+class DegradedTest : public DaemonTest {
+ protected:
+  std::string Config() const override {
+    return "pools:\n  cpu: {workers: 2, retries: 2, max_restarts: 3, restart_window: 2}\n";
+  }
+};
+
+TEST_F(DegradedTest, AFunctionThatKillsEveryWorkerDegradesThePoolInsteadOfSpinning) {
+  Command run = Jobctl({"map", "--chunksize", "1", "crash", "a", "b", "c", "d"});
+  EXPECT_EQ(run.status, 4);
+  EXPECT_NE(run.err.find("pool 'cpu' is degraded: its workers died 4 times within 2 s (the last "
+                         "killed by SIGABRT (signal 6)); it rests for 2 s"),
+            std::string::npos) << run.err;
+  EXPECT_NE(Jobctl({"status"}).out.find("is degraded"), std::string::npos);
+  Command refused = Jobctl({"map", "len", "x"});
+  EXPECT_EQ(refused.status, 4);
+  EXPECT_NE(refused.err.find("is degraded"), std::string::npos) << refused.err;
+  // After its rest it serves again.
+  Command later;
+  for (int i = 0; i < 40; ++i) {
+    later = Jobctl({"map", "len", "abc"});
+    if (later.status == 0) break;
+    usleep(200000);
+  }
+  EXPECT_EQ(later.status, 0) << later.err;
+  EXPECT_EQ(later.out, "3\n");
+}
+
 class RecycleTest : public DaemonTest {
  protected:
   std::string Config() const override {

@@ -20,7 +20,7 @@ class FaultTest : public DaemonTest {
  protected:
   std::string Config() const override {
     // Retries to spare: with a kill every 50 ms an item may be hit twice.
-    return "pools:\n  cpu: {workers: 2, retries: 10}\n";
+    return "pools:\n  cpu: {workers: 2, retries: 10, max_restarts: 1000}\n";
   }
 };
 

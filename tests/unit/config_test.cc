@@ -71,8 +71,8 @@ TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   const std::string error = ErrorOf("pools:\n  cpu:\n    workers: 2\n    wrokers: 3\n");
   EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
   EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
-  EXPECT_NE(error.find("known keys here: kinds, max_tasks_per_worker, plugins, retries, "
-                       "task_timeout, workers"),
+  EXPECT_NE(error.find("known keys here: kinds, max_restarts, max_tasks_per_worker, plugins, "
+                       "restart_window, retries, task_timeout, workers"),
             std::string::npos) << error;
 }
 
