@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -91,7 +92,22 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   pool.workers = OnlineCores();
   if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
   reader.CheckKeys(node, path, {"workers", "retries", "task_timeout", "max_tasks_per_worker",
-                                "plugins", "kinds", "max_restarts", "restart_window"});
+                                "plugins", "kinds", "max_restarts", "restart_window",
+                                "memory_limit"});
+  if (const YAML::Node limit = node["memory_limit"]) {
+    // A number of bytes with an optional K, M or G (powers of 1024).
+    const std::string text = limit.IsScalar() ? limit.Scalar() : "";
+    size_t digits = 0;
+    while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+    const std::string unit = text.substr(digits);
+    const int shift = unit.empty() ? 0 : unit == "K" ? 10 : unit == "M" ? 20 : unit == "G" ? 30 : -1;
+    const uint64_t value = digits > 0 && digits < 12 ? std::stoull(text.substr(0, digits)) : 0;
+    if (shift < 0 || value == 0 || (value << shift) < (uint64_t{256} << 20)) {
+      reader.Fail(limit, "'" + path + ".memory_limit' must be a size such as 512M or 2G, at "
+                         "least 256M (a worker needs about 100M to start), not '" + text + "'");
+    }
+    pool.memory_limit = value << shift;
+  }
   if (const YAML::Node restarts = node["max_restarts"]) {
     pool.max_restarts = reader.Count(restarts, path + ".max_restarts", 1, 1'000'000);
   }

@@ -16,6 +16,7 @@ struct PoolConfig {
   uint32_t workers = 1;  // "auto" resolves to the number of online cores
   uint32_t retries = 2;  // crashes an item may cause before it fails alone
   uint32_t task_timeout_ms = 0;  // an item running longer has its worker killed; 0: none
+  uint64_t memory_limit = 0;     // bytes of address space per worker (RLIMIT_AS); 0: none
   uint32_t max_tasks_per_worker = 0;  // replace a worker after this many tasks; 0: never
   // Restart intensity (OTP's rule): more than max_restarts deaths within
   // restart_window seconds make the pool degraded for a window.

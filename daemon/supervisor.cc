@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -222,6 +223,7 @@ Status Supervisor::Spawn(Worker& worker) {
                                    supervisor_pid.c_str(),  slot.c_str()};
   for (const std::string& plugin : pools_[worker.pool].config.plugins) argv.push_back(plugin.c_str());
   argv.push_back(nullptr);
+  const rlim_t memory_limit = pools_[worker.pool].config.memory_limit;
   const pid_t pid = fork();
   if (pid < 0) return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
   if (pid == 0) {
@@ -231,6 +233,10 @@ Status Supervisor::Spawn(Worker& worker) {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     signal(SIGPIPE, SIG_DFL);
     close_range(3, ~0U, 0);
+    if (memory_limit > 0) {
+      const rlimit limit{memory_limit, memory_limit};
+      setrlimit(RLIMIT_AS, &limit);
+    }
     execv(argv[0], const_cast<char* const*>(argv.data()));
     _exit(127);
   }

@@ -118,8 +118,20 @@ class TaskRunner {
                              : "plugin " + task.plugin() + " has no function '" + task.function() + "'");
   }
 
+  // Runs one item; an allocation that fails (the pool's memory_limit) fails
+  // that item alone with "out of memory", and the worker goes on.
   void Compute(const Result<const Function*>& function, const wire::Task& task, int i,
                TaskOutput& out) {
+    try {
+      ComputeItem(function, task, i, out);
+    } catch (const std::bad_alloc&) {
+      out.Fail("out of memory: the item needed more than its worker may use (the pool's "
+               "memory_limit)");
+    }
+  }
+
+  void ComputeItem(const Result<const Function*>& function, const wire::Task& task, int i,
+                   TaskOutput& out) {
     if (!function.ok()) return out.Fail(function.message());
     Result<std::string_view> item = inputs_.Read(task.items(i));
     if (!item.ok()) return out.Fail("cannot read the item: " + item.message());

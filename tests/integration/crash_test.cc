@@ -128,6 +128,29 @@ TEST_F(DegradedTest, AFunctionThatKillsEveryWorkerDegradesThePoolInsteadOfSpinni
   EXPECT_EQ(later.out, "3\n");
 }
 
+class MemoryLimitTest : public DaemonTest {
+ protected:
+  std::string Config() const override {
+    return "pools:\n  cpu: {workers: 1, memory_limit: 256M}\n";
+  }
+};
+
+TEST_F(MemoryLimitTest, AnItemOverTheLimitFailsAloneWithOutOfMemory) {
+  // identity of 120 MB: the mapped item and its copy exceed 256M with the worker's own.
+  WriteFile(dir_ + "/big", std::string(120 << 20, 'x'));
+  WriteFile(dir_ + "/small", "small");
+  Command run = Jobctl({"map", "identity", "--files", dir_ + "/big", dir_ + "/small"});
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "small\n");
+  EXPECT_NE(run.err.find("item 0 failed: out of memory"), std::string::npos) << run.err;
+  // Commands inherit the limit.
+  Command command = Jobctl({"map", "--exec", "python3 -c 'bytearray(400 * 2**20)'", "x"});
+  EXPECT_EQ(command.status, 1);
+  EXPECT_NE(command.err.find("MemoryError"), std::string::npos) << command.err;
+  Client client = Connect();
+  EXPECT_EQ(Restarts(*this, client), 0u) << "no worker died for it";
+}
+
 class RecycleTest : public DaemonTest {
  protected:
   std::string Config() const override {

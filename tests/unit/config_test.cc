@@ -71,8 +71,8 @@ TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   const std::string error = ErrorOf("pools:\n  cpu:\n    workers: 2\n    wrokers: 3\n");
   EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
   EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
-  EXPECT_NE(error.find("known keys here: kinds, max_restarts, max_tasks_per_worker, plugins, "
-                       "restart_window, retries, task_timeout, workers"),
+  EXPECT_NE(error.find("known keys here: kinds, max_restarts, max_tasks_per_worker, "
+                       "memory_limit, plugins, restart_window, retries, task_timeout, workers"),
             std::string::npos) << error;
 }
 
@@ -134,6 +134,16 @@ TEST(ConfigTest, TaskTimeoutIsInSeconds) {
   EXPECT_NE(ErrorOf("pools:\n  cpu: {task_timeout: soon}\n").find("must be seconds"),
             std::string::npos);
   EXPECT_NE(ErrorOf("pools:\n  cpu: {task_timeout: -1}\n").find("pools.cpu.task_timeout"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, MemoryLimitTakesSizes) {
+  EXPECT_EQ(Parse("pools:\n  cpu: {memory_limit: 512M}\n").pools[0].memory_limit, 512u << 20);
+  EXPECT_EQ(Parse("pools:\n  cpu: {memory_limit: 2G}\n").pools[0].memory_limit, 2ull << 30);
+  EXPECT_EQ(Parse("pools:\n  cpu: {}\n").pools[0].memory_limit, 0u);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {memory_limit: 10M}\n").find("at least 256M"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {memory_limit: lots}\n").find("pools.cpu.memory_limit"),
             std::string::npos);
 }
 
