@@ -56,6 +56,23 @@ class Reader {
     }
   }
 
+  // Seconds (fractions allowed) from 0 to `max`, as milliseconds.
+  uint32_t Milliseconds(const YAML::Node& node, const std::string& key, uint32_t max,
+                        const char* zero_means) const {
+    double seconds = -1;
+    if (node.IsScalar()) {
+      try {
+        seconds = std::stod(node.Scalar());
+      } catch (const std::exception&) {
+      }
+    }
+    if (!(seconds >= 0 && seconds <= max)) {
+      Fail(node, "'" + key + "' must be seconds from 0" + zero_means + " to " + std::to_string(max) +
+                     ", not '" + (node.IsScalar() ? node.Scalar() : "a list or mapping") + "'");
+    }
+    return static_cast<uint32_t>(seconds * 1000);
+  }
+
   std::string String(const YAML::Node& node, const std::string& key) const {
     if (!node.IsScalar()) Fail(node, "'" + key + "' must be a string");
     return node.Scalar();
@@ -93,7 +110,7 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
   reader.CheckKeys(node, path, {"workers", "retries", "task_timeout", "max_tasks_per_worker",
                                 "plugins", "kinds", "max_restarts", "restart_window",
-                                "memory_limit"});
+                                "memory_limit", "retry_backoff"});
   if (const YAML::Node limit = node["memory_limit"]) {
     // A number of bytes with an optional K, M or G (powers of 1024).
     const std::string text = limit.IsScalar() ? limit.Scalar() : "";
@@ -115,18 +132,10 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
     pool.restart_window_s = reader.Count(window, path + ".restart_window", 1, 3600);
   }
   if (const YAML::Node timeout = node["task_timeout"]) {
-    double seconds = -1;
-    if (timeout.IsScalar()) {
-      try {
-        seconds = std::stod(timeout.Scalar());
-      } catch (const std::exception&) {
-      }
-    }
-    if (!(seconds >= 0 && seconds <= 86400)) {
-      reader.Fail(timeout, "'" + path + ".task_timeout' must be seconds from 0 (none) to 86400, "
-                           "not '" + (timeout.IsScalar() ? timeout.Scalar() : "a list or mapping") + "'");
-    }
-    pool.task_timeout_ms = static_cast<uint32_t>(seconds * 1000);
+    pool.task_timeout_ms = reader.Milliseconds(timeout, path + ".task_timeout", 86400, " (none)");
+  }
+  if (const YAML::Node backoff = node["retry_backoff"]) {
+    pool.retry_backoff_ms = reader.Milliseconds(backoff, path + ".retry_backoff", 60, " (none)");
   }
   if (const YAML::Node kinds = node["kinds"]) {
     if (!kinds.IsSequence()) reader.Fail(kinds, "'" + path + ".kinds' must be a list");
@@ -192,7 +201,7 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
       config.pools.push_back(ParsePool(reader, "cpu", YAML::Node()));
       return config;
     }
-    reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "pools"});
+    reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "drain_timeout", "pools"});
     if (const YAML::Node listen = root["listen"]) {
       config.listen = ExpandEnv(reader.String(listen, "listen"));
       if (Result<std::string> path = IpcPath(config.listen); !path.ok()) {
@@ -204,6 +213,9 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
         reader.Fail(level, "'log_level' must be debug, info, warn or error, not '" +
                                level.Scalar() + "'");
       }
+    }
+    if (const YAML::Node drain = root["drain_timeout"]) {
+      config.drain_timeout_ms = reader.Milliseconds(drain, "drain_timeout", 86400, "");
     }
     if (const YAML::Node pool = root["default_pool"]) {
       config.default_pool = reader.String(pool, "default_pool");

@@ -16,6 +16,9 @@ struct PoolConfig {
   uint32_t workers = 1;  // "auto" resolves to the number of online cores
   uint32_t retries = 2;  // crashes an item may cause before it fails alone
   uint32_t task_timeout_ms = 0;  // an item running longer has its worker killed; 0: none
+  // An item that killed its worker waits this long before its retry, doubled
+  // for each further crash (at most a minute).
+  uint32_t retry_backoff_ms = 100;
   uint64_t memory_limit = 0;     // bytes of address space per worker (RLIMIT_AS); 0: none
   uint32_t max_tasks_per_worker = 0;  // replace a worker after this many tasks; 0: never
   // Restart intensity (OTP's rule): more than max_restarts deaths within
@@ -28,12 +31,18 @@ struct PoolConfig {
   std::vector<std::string> kinds = {"function", "plugin", "exec", "stream"};
 
   bool Accepts(const std::string& kind) const;
+  // Whether workers started with `other` must be replaced to run with this.
+  bool NeedsNewWorkers(const PoolConfig& other) const {
+    return plugins != other.plugins || memory_limit != other.memory_limit;
+  }
 };
 
 struct Config {
   std::string listen;  // ipc:// endpoint, environment variables expanded
   LogLevel log_level = LogLevel::kInfo;
   std::string default_pool;
+  // After SIGTERM or `jobctl shutdown`, running jobs have this long to finish.
+  uint32_t drain_timeout_ms = 30'000;
   std::vector<PoolConfig> pools;  // in file order, never empty
 
   const PoolConfig* FindPool(std::string_view name) const;

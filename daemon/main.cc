@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -33,7 +34,10 @@ submitted with `jobctl map` on them.
   -h, --help            this text
   --version             print the version
 
-Stop it with `jobctl shutdown`, SIGTERM or Ctrl-C: running jobs finish first.
+Stop it with `jobctl shutdown`, SIGTERM or Ctrl-C: running jobs finish first
+(within the config's drain_timeout). SIGHUP reads the --config file again and
+applies it without losing a task; a file with an error changes nothing and
+the log says why.
 Exit status: 0 after a clean stop, 1 if it could not start, 2 on bad usage.
 )";
 
@@ -140,7 +144,9 @@ int main(int argc, char** argv) {
     dup2(log_fd, 2);
   }
 
-  auto supervisor = jobd::Supervisor::Start(std::move(config).value(),
+  // Read again on SIGHUP, whatever the directory is by then.
+  if (!config_path.empty()) config_path = std::filesystem::absolute(config_path).string();
+  auto supervisor = jobd::Supervisor::Start(std::move(config).value(), config_path,
                                             jobd::ExecutableDir() + "/jobd-worker");
   if (!supervisor.ok()) {
     if (ready_fd >= 0) {

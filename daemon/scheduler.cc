@@ -201,7 +201,7 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
 }
 
 void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
-                        const std::string& cause) {
+                        const std::string& cause, Clock::time_point now) {
   if (tasks_.count(task_id) == 0) return;
   auto [task, job] = Land(task_id);
   // The worker may have created the output segment before it died.
@@ -226,6 +226,14 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
         Deliver(*job, index, &outcome);
         continue;
       }
+      if (job->spec.retry_backoff_ms > 0) {
+        const uint64_t backoff_ms =
+            std::min<uint64_t>(uint64_t{job->spec.retry_backoff_ms} << std::min(crashes - 1, 20u),
+                               kMaxBackoffMs);
+        ++job->retried;
+        job->delayed.push_back({now + std::chrono::milliseconds(backoff_ms), {index, std::move(payload)}});
+        continue;
+      }
     }
     ++job->retried;
     back.push_back({index, std::move(payload)});
@@ -234,6 +242,34 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
   job->queue.insert(job->queue.begin(), std::make_move_iterator(back.begin()),
                     std::make_move_iterator(back.end()));
   if (!job->queue.empty()) MarkReady(*job);
+}
+
+void Scheduler::ReleaseDelayed(Clock::time_point now) {
+  for (auto& [id, job] : jobs_) {
+    if (job.delayed.empty()) continue;
+    auto due = std::partition(job.delayed.begin(), job.delayed.end(),
+                              [&](const DelayedItem& d) { return d.due > now; });
+    if (due == job.delayed.end()) continue;
+    std::vector<QueuedItem> back;
+    for (auto it = due; it != job.delayed.end(); ++it) back.push_back(std::move(it->item));
+    job.delayed.erase(due, job.delayed.end());
+    std::sort(back.begin(), back.end(),
+              [](const QueuedItem& a, const QueuedItem& b) { return a.index < b.index; });
+    // To the front, like any retry, so ordered output is not held up longer.
+    job.queue.insert(job.queue.begin(), std::make_move_iterator(back.begin()),
+                     std::make_move_iterator(back.end()));
+    MarkReady(job);
+  }
+}
+
+std::optional<Clock::time_point> Scheduler::NextDelayed() const {
+  std::optional<Clock::time_point> next;
+  for (const auto& [id, job] : jobs_) {
+    for (const DelayedItem& d : job.delayed) {
+      if (!next || d.due < *next) next = d.due;
+    }
+  }
+  return next;
 }
 
 }  // namespace jobd

@@ -35,6 +35,7 @@ struct JobSpec {
   uint32_t max_workers = 0;  // at most this many workers at once; 0: no limit
   uint32_t retries = 2;    // crashes one item may cause before it fails
   uint32_t timeout_ms = 0;  // an item running longer is stopped; 0: never
+  uint32_t retry_backoff_ms = 0;  // first wait before an item that crashed runs again
   std::shared_ptr<const wire::Exec> exec;  // set for a command per item
   std::string plugin;                      // the job's own plugin, if any
   bool starmap = false;                    // items are packed argument tuples
@@ -47,11 +48,18 @@ struct QueuedItem {
   std::unique_ptr<wire::Payload> payload;
 };
 
+// An item that crashed its worker, waiting out its backoff before its retry.
+struct DelayedItem {
+  Clock::time_point due;
+  QueuedItem item;
+};
+
 struct Job {
   uint64_t id = 0;
   JobSpec spec;
   Clock::time_point started;
   std::deque<QueuedItem> queue;  // items waiting for a worker, by index
+  std::vector<DelayedItem> delayed;  // items waiting for their retry
   uint64_t received = 0;         // items received so far (next expected index)
   uint64_t succeeded = 0;
   uint64_t failed = 0;
@@ -89,6 +97,8 @@ class Scheduler {
   // Inline bytes per task (one item may exceed it): messages to workers stay
   // far below the size limit, whatever chunksize a client asks for.
   static constexpr size_t kMaxTaskBytes = 4 << 20;
+  // The longest a retry waits, however often its item crashed.
+  static constexpr uint64_t kMaxBackoffMs = 60'000;
 
   // `segment_owner`: the pid named in output segment names (the supervisor).
   explicit Scheduler(pid_t segment_owner) : segment_owner_(segment_owner) {}
@@ -109,11 +119,16 @@ class Scheduler {
   const Task* FindTask(uint64_t id) const;
   // A worker returned the outcomes of a task (they are moved out of `result`).
   void Complete(uint64_t task_id, wire::TaskResult& result);
-  // The worker running a task died. `running_item` is the task's item it was
-  // running, if known: that item is charged one crash, and fails with `cause`
-  // once it has more crashes than its job's retries. Everything else goes back
-  // to the front of its job's queue.
-  void Requeue(uint64_t task_id, std::optional<uint32_t> running_item, const std::string& cause);
+  // The worker running a task died at `now`. `running_item` is the task's
+  // item it was running, if known: that item is charged one crash, and fails
+  // with `cause` once it has more crashes than its job's retries; otherwise it
+  // waits its backoff. Everything else goes back to the front of its job's queue.
+  void Requeue(uint64_t task_id, std::optional<uint32_t> running_item, const std::string& cause,
+               Clock::time_point now);
+  // Queues the items whose backoff is over by `now`.
+  void ReleaseDelayed(Clock::time_point now);
+  // When the next backoff ends, if any item waits for one.
+  std::optional<Clock::time_point> NextDelayed() const;
 
   // Results produced since the last call, per job.
   std::map<uint64_t, wire::Results> TakeResults() { return std::exchange(results_, {}); }

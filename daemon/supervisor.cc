@@ -38,8 +38,6 @@ constexpr uint64_t kCreditWindowNs = 2'000'000;
 constexpr size_t kMaxCredit = 256;
 // Inline bytes per message to a worker; tasks beyond wait for the next round.
 constexpr size_t kMaxBatchBytes = 8 << 20;
-// How long running jobs may take to finish after a shutdown request.
-constexpr auto kDrainDeadline = seconds(30);
 // How long workers get to exit after Stop before SIGKILL.
 constexpr auto kStopDeadline = seconds(5);
 constexpr auto kStartDeadline = seconds(15);
@@ -87,8 +85,9 @@ std::string Encode(const google::protobuf::MessageLite& message) {
 
 }  // namespace
 
-Supervisor::Supervisor(Config config, std::string worker_binary)
+Supervisor::Supervisor(Config config, std::string config_path, std::string worker_binary)
     : config_(std::move(config)),
+      config_path_(std::move(config_path)),
       worker_binary_(std::move(worker_binary)),
       started_(Clock::now()),
       scheduler_(getpid()) {}
@@ -112,12 +111,14 @@ Supervisor::~Supervisor() {
   if (lock_fd_ >= 0) close(lock_fd_);
 }
 
-Result<std::unique_ptr<Supervisor>> Supervisor::Start(Config config, std::string worker_binary) {
+Result<std::unique_ptr<Supervisor>> Supervisor::Start(Config config, std::string config_path,
+                                                      std::string worker_binary) {
   if (access(worker_binary.c_str(), X_OK) != 0) {
     return Status::Error("cannot run the worker program " + worker_binary + ": " +
                          std::strerror(errno) + " (install jobd-worker beside jobd)");
   }
-  std::unique_ptr<Supervisor> supervisor(new Supervisor(std::move(config), std::move(worker_binary)));
+  std::unique_ptr<Supervisor> supervisor(
+      new Supervisor(std::move(config), std::move(config_path), std::move(worker_binary)));
   if (Status s = supervisor->Listen(); !s.ok()) return s;
   return supervisor;
 }
@@ -211,7 +212,8 @@ Status Supervisor::Spawn(Worker& worker) {
   worker.key = ++generation_;
   worker.identity = "w" + std::to_string(worker.slot) + "." + std::to_string(worker.key);
   worker.ready = false;
-  worker.retiring = false;
+  worker.fate = Fate::kServe;
+  worker.stop_sent = false;
   worker.tasks_this_life = 0;
   worker.tasks.clear();
   worker.started = Clock::now();
@@ -313,6 +315,7 @@ int Supervisor::Run() {
 std::chrono::milliseconds Supervisor::NextTimeout(Clock::time_point now) const {
   Clock::time_point next = std::min(next_liveness_check_, next_timeout_check_);
   for (const Respawn& respawn : respawns_) next = std::min(next, respawn.at);
+  if (const auto delayed = scheduler_.NextDelayed()) next = std::min(next, *delayed);
   if (shutting_down_) next = std::min(next, workers_stopping_ ? kill_deadline_ : drain_deadline_);
   const auto wait = std::chrono::duration_cast<milliseconds>(next - now) + milliseconds(1);
   return std::clamp(wait, milliseconds(0), milliseconds(1000));
@@ -342,10 +345,13 @@ void Supervisor::HandleWorkerMessages() {
     if (message.has_hello()) {
       worker->ready = true;
       PoolState& pool = pools_[worker->pool];
-      if (pool.functions.functions_size() == 0) {
+      // The newest worker runs the pool's current plugins.
+      if (worker->key > pool.functions_from) {
         *pool.functions.mutable_functions() = message.hello().functions();
+        pool.functions_from = worker->key;
       }
       JOBD_LOG(kDebug) << "worker " << worker->identity << " (pid " << worker->pid << ") is ready";
+      StopIfDone(*worker);
       continue;
     }
     for (wire::TaskResult& result : *message.mutable_results()->mutable_results()) {
@@ -361,13 +367,12 @@ void Supervisor::HandleWorkerMessages() {
       ++worker->tasks_this_life;
       scheduler_.Complete(result.id(), result);
     }
-    // Recycled once it has run its share and holds nothing more.
+    // Recycled once it has run its share.
     const uint32_t max_tasks = pools_[worker->pool].config.max_tasks_per_worker;
-    if (max_tasks > 0 && worker->tasks_this_life >= max_tasks && worker->tasks.empty() &&
-        !worker->retiring) {
-      worker->retiring = true;
-      SendStop(*worker);
+    if (max_tasks > 0 && worker->tasks_this_life >= max_tasks && worker->fate == Fate::kServe) {
+      worker->fate = Fate::kReplace;
     }
+    StopIfDone(*worker);
   }
 }
 
@@ -486,9 +491,9 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   }
   const std::string pool_name = submit.pool().empty() ? config_.default_pool : submit.pool();
   auto pool = pools_.find(pool_name);
-  if (pool == pools_.end()) {
+  if (pool == pools_.end() || pool->second.removed) {
     std::string names;
-    for (const auto& [name, state] : pools_) names += (names.empty() ? "" : ", ") + name;
+    for (const PoolConfig& p : config_.pools) names += (names.empty() ? "" : ", ") + p.name;
     ReplyError(client, "unknown pool '" + pool_name + "'; this jobd has: " + names);
     return;
   }
@@ -535,6 +540,7 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   const PoolConfig& limits = pool->second.config;
   spec.retries = submit.has_retries() ? std::min(submit.retries(), limits.retries) : limits.retries;
   spec.timeout_ms = limits.task_timeout_ms;
+  spec.retry_backoff_ms = limits.retry_backoff_ms;
   if (submit.has_timeout_ms() && submit.timeout_ms() > 0) {
     spec.timeout_ms = spec.timeout_ms == 0 ? submit.timeout_ms()
                                            : std::min(spec.timeout_ms, submit.timeout_ms());
@@ -553,7 +559,8 @@ void Supervisor::Dispatch() {
   std::map<Worker*, wire::ToWorker> batches;
   std::map<Worker*, size_t> batch_bytes;
   for (auto& [name, pool] : pools_) {
-    const size_t size = pool.workers.size();
+    const size_t size = std::count_if(pool.workers.begin(), pool.workers.end(),
+                                      [](const auto& w) { return w->fate == Fate::kServe; });
     // Rounds of one task per worker with credit, until no worker takes one.
     bool gave = true;
     while (gave) {
@@ -588,7 +595,8 @@ void Supervisor::Dispatch() {
 
 bool Supervisor::HasCredit(const Worker& worker, uint32_t max_tasks) const {
   const size_t held = worker.tasks.size();
-  if (worker.retiring || (max_tasks > 0 && worker.tasks_this_life + held >= max_tasks)) {
+  if (worker.fate != Fate::kServe || worker.stop_sent ||
+      (max_tasks > 0 && worker.tasks_this_life + held >= max_tasks)) {
     return false;
   }
   if (held == 0) return true;
@@ -703,10 +711,14 @@ wire::StatusReport Supervisor::BuildStatus() const {
     out->set_retries(pool.config.retries);
     out->set_degraded(pool.degraded);
     for (const auto& worker : pool.workers) {
+      if (worker->fate == Fate::kLeave && worker->pid == 0) continue;  // gone
       wire::StatusReport::Worker* w = out->add_workers();
       w->set_slot(worker->slot);
       w->set_pid(static_cast<uint32_t>(worker->pid));
-      w->set_state(!worker->ready ? "starting" : worker->tasks.empty() ? "idle" : "busy");
+      w->set_state(worker->fate == Fate::kLeave ? "leaving"
+                   : !worker->ready             ? "starting"
+                   : worker->tasks.empty()      ? "idle"
+                                                : "busy");
       w->set_tasks_done(worker->tasks_done);
       w->set_restarts(worker->restarts);
     }
@@ -743,9 +755,124 @@ void Supervisor::HandleSignals() {
         BeginShutdown(SignalName(static_cast<int>(info.ssi_signo)) + " received");
         break;
       case SIGHUP:
-        JOBD_LOG(kInfo) << "SIGHUP ignored: reloading the configuration is not supported yet; "
-                           "restart jobd to apply a new one";
+        Reload();
         break;
+    }
+  }
+}
+
+void Supervisor::Reload() {
+  const std::string source = config_path_.empty() ? "the embedded default config" : config_path_;
+  if (shutting_down_) {
+    JOBD_LOG(kWarn) << "SIGHUP ignored: jobd is shutting down";
+    return;
+  }
+  Result<Config> loaded = config_path_.empty()
+                              ? ParseConfig(DefaultConfigText(), "<default config>")
+                              : LoadConfigFile(config_path_);
+  if (!loaded.ok()) {
+    JOBD_LOG(kError) << "SIGHUP: not reloading, the current configuration stays: "
+                     << loaded.message();
+    return;
+  }
+  Config config = std::move(loaded).value();
+  std::vector<std::string> changes;
+  if (config.listen != config_.listen) {
+    changes.push_back("listen stays " + config_.listen + " until jobd restarts");
+    config.listen = config_.listen;
+  }
+  if (config.log_level != config_.log_level) {
+    SetLogLevel(config.log_level);
+    changes.push_back("log_level changed");
+  }
+  if (config.default_pool != config_.default_pool) {
+    changes.push_back("default_pool is now " + config.default_pool);
+  }
+  for (const PoolConfig& pool_config : config.pools) {
+    auto [found, added] = pools_.try_emplace(pool_config.name);
+    PoolState& pool = found->second;
+    const std::string name = "pool '" + pool_config.name + "'";
+    if (added) {
+      pool.config = pool_config;
+      pool.functions.set_name(pool_config.name);
+      changes.push_back(name + " added with " + std::to_string(pool_config.workers) + " workers");
+    } else {
+      const uint32_t serving = static_cast<uint32_t>(std::count_if(
+          pool.workers.begin(), pool.workers.end(),
+          [](const auto& w) { return w->fate != Fate::kLeave; }));
+      if (pool.removed) changes.push_back(name + " kept");
+      if (serving != pool_config.workers) {
+        changes.push_back(name + ": " + std::to_string(serving) + " -> " +
+                          std::to_string(pool_config.workers) + " workers");
+      }
+      const bool replace = pool_config.NeedsNewWorkers(pool.config);
+      pool.config = pool_config;
+      pool.removed = false;
+      if (replace) {
+        changes.push_back(name + ": workers replaced as they finish (new plugins or memory_limit)");
+        for (auto& worker : pool.workers) {
+          if (worker->fate == Fate::kServe) worker->fate = Fate::kReplace;
+          StopIfDone(*worker);
+        }
+      }
+    }
+    Resize(pool, pool_config.workers);
+  }
+  for (auto& [name, pool] : pools_) {
+    if (pool.removed || config.FindPool(name) != nullptr) continue;
+    pool.removed = true;
+    changes.push_back("pool '" + name + "' removed (its workers go once its jobs end)");
+  }
+  config_ = std::move(config);
+  std::string summary;
+  for (const std::string& change : changes) summary += (summary.empty() ? "" : "; ") + change;
+  JOBD_LOG(kInfo) << "SIGHUP: reloaded " << source << ": "
+                  << (summary.empty() ? "no change to pools" : summary);
+}
+
+void Supervisor::Resize(PoolState& pool, uint32_t count) {
+  const auto now = Clock::now();
+  for (uint32_t slot = 0; slot < std::max<size_t>(count, pool.workers.size()); ++slot) {
+    if (slot >= pool.workers.size()) {
+      auto worker = std::make_unique<Worker>();
+      worker->slot = slot;
+      worker->pool = pool.config.name;
+      respawns_.push_back({now, worker.get()});
+      pool.workers.push_back(std::move(worker));
+      continue;
+    }
+    Worker& worker = *pool.workers[slot];
+    if (slot < count && worker.fate == Fate::kLeave) {  // it stays after all
+      worker.fate = Fate::kServe;
+      if (worker.pid == 0) respawns_.push_back({now, &worker});
+    } else if (slot >= count && worker.fate != Fate::kLeave) {
+      worker.fate = Fate::kLeave;
+      std::erase_if(respawns_, [&](const Respawn& r) { return r.worker == &worker; });
+      StopIfDone(worker);
+    }
+  }
+}
+
+void Supervisor::StopIfDone(Worker& worker) {
+  if (worker.pid == 0 || worker.fate == Fate::kServe || worker.stop_sent || !worker.ready ||
+      !worker.tasks.empty()) {
+    return;
+  }
+  worker.stop_sent = true;
+  SendStop(worker);
+}
+
+void Supervisor::Compact() {
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    auto& workers = it->second.workers;
+    while (!workers.empty() && workers.back()->fate == Fate::kLeave && workers.back()->pid == 0) {
+      workers.pop_back();
+    }
+    if (it->second.removed && workers.empty()) {
+      JOBD_LOG(kInfo) << "pool '" << it->first << "' is gone";
+      it = pools_.erase(it);
+    } else {
+      ++it;
     }
   }
 }
@@ -772,8 +899,11 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   worker.running_item.reset();
 
   const bool clean_exit = WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
-  const bool recycled = worker.retiring && clean_exit;
-  if (recycled) {
+  const bool recycled = worker.stop_sent && clean_exit;
+  if (recycled && worker.fate == Fate::kLeave) {
+    JOBD_LOG(kDebug) << "worker " << worker.identity << " (pid " << pid << ") left pool "
+                     << worker.pool;
+  } else if (recycled) {
     JOBD_LOG(kDebug) << "worker " << worker.identity << " (pid " << pid << ") recycled after "
                      << worker.tasks_this_life << " tasks";
   } else if (!(workers_stopping_ && clean_exit)) {
@@ -790,12 +920,16 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
     if (task_id == running_task && task != nullptr && running_index < task->indexes.size()) {
       running = running_index;
     }
-    scheduler_.Requeue(task_id, running, cause);
+    scheduler_.Requeue(task_id, running, cause, Clock::now());
   }
   worker.tasks.clear();
   worker.estimate_ns = 0;
   worker.unestimated = 0;
   if (workers_stopping_) return;
+  if (worker.fate == Fate::kLeave) {
+    Compact();
+    return;
+  }
   const auto now = Clock::now();
   PoolState& pool = pools_[worker.pool];
   if (!recycled) {
@@ -837,13 +971,19 @@ void Supervisor::HandleTimers(Clock::time_point now) {
       pool.degraded.clear();
       pool.deaths.clear();
     }
+    const bool has_jobs = std::any_of(scheduler_.jobs().begin(), scheduler_.jobs().end(),
+                                      [&](const auto& job) { return job.second.spec.pool == name; });
+    if (pool.removed && !has_jobs && !workers_stopping_) Resize(pool, 0);
   }
+  Compact();
+  scheduler_.ReleaseDelayed(now);
   std::vector<Respawn> due;
   auto split = std::partition(respawns_.begin(), respawns_.end(),
                               [&](const Respawn& r) { return r.at > now; });
   due.assign(split, respawns_.end());
   respawns_.erase(split, respawns_.end());
   for (const Respawn& respawn : due) {
+    if (respawn.worker->fate == Fate::kLeave) continue;
     if (Status s = Spawn(*respawn.worker); !s.ok()) {
       JOBD_LOG(kError) << "cannot restart a worker: " << s.message() << "; retrying";
       respawns_.push_back({now + kFailedStartBackoff, respawn.worker});
@@ -874,9 +1014,10 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     std::vector<uint64_t> unfinished;
     for (const auto& [id, job] : scheduler_.jobs()) unfinished.push_back(id);
     for (uint64_t id : unfinished) {
-      EndJob(id, "jobd stopped before the job finished (shutdown deadline of " +
-                     std::to_string(std::chrono::duration_cast<seconds>(kDrainDeadline).count()) +
-                     " s passed)");
+      char deadline[32];
+      std::snprintf(deadline, sizeof deadline, "%g", config_.drain_timeout_ms / 1000.0);
+      EndJob(id, std::string("jobd stopped before the job finished (its shutdown deadline, "
+                             "drain_timeout: ") + deadline + " s, passed)");
     }
     workers_stopping_ = true;
     kill_deadline_ = now + kStopDeadline;
@@ -928,7 +1069,7 @@ void Supervisor::EnforceTimeouts() {
 void Supervisor::BeginShutdown(const std::string& why) {
   if (shutting_down_) return;
   shutting_down_ = true;
-  drain_deadline_ = Clock::now() + kDrainDeadline;
+  drain_deadline_ = Clock::now() + milliseconds(config_.drain_timeout_ms);
   JOBD_LOG(kInfo) << why << ": draining " << scheduler_.jobs().size()
                   << " running jobs, accepting no new ones";
 }

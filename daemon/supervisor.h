@@ -27,7 +27,9 @@ class Supervisor {
   // Takes the endpoint's lock, starts every pool's workers, waits until they
   // are ready, then binds the client endpoint. Fails with a message for the
   // user: the endpoint is already served, a worker cannot start, ...
-  static Result<std::unique_ptr<Supervisor>> Start(Config config, std::string worker_binary);
+  // `config_path` is read again on SIGHUP; empty: the embedded default.
+  static Result<std::unique_ptr<Supervisor>> Start(Config config, std::string config_path,
+                                                   std::string worker_binary);
   ~Supervisor();
 
   // Serves until shut down (jobctl shutdown, SIGTERM or SIGINT); returns the
@@ -37,6 +39,12 @@ class Supervisor {
   const std::string& endpoint() const { return config_.listen; }
 
  private:
+  // What becomes of a worker once the tasks it holds are done.
+  enum class Fate {
+    kServe,    // takes more
+    kReplace,  // stops and is replaced (max_tasks_per_worker, new plugins)
+    kLeave,    // stops for good (its pool shrank or was removed)
+  };
   struct Worker {
     uint32_t slot = 0;  // stable position in its pool, survives restarts
     uint64_t key = 0;   // unique to this incarnation
@@ -49,7 +57,8 @@ class Supervisor {
     uint32_t unestimated = 0;    // how many of them have no estimate
     uint64_t tasks_done = 0;       // over every incarnation
     uint64_t tasks_this_life = 0;  // since this incarnation started
-    bool retiring = false;         // told to stop after max_tasks_per_worker
+    Fate fate = Fate::kServe;
+    bool stop_sent = false;        // told to stop: a clean exit is expected
     std::string killed_because;    // set when we killed it (a timeout)
     uint32_t restarts = 0;
     Clock::time_point started;
@@ -58,7 +67,9 @@ class Supervisor {
   struct PoolState {
     PoolConfig config;
     std::vector<std::unique_ptr<Worker>> workers;
-    wire::FunctionList::Pool functions;  // from the first Hello
+    wire::FunctionList::Pool functions;  // from the Hello of its newest worker
+    uint64_t functions_from = 0;         // the key of that worker
+    bool removed = false;  // no longer in the config: finishes its jobs, then goes
     std::deque<Clock::time_point> deaths;  // unexpected worker deaths in the window
     std::string degraded;                  // why, while degraded; empty when healthy
     Clock::time_point degraded_until;
@@ -68,7 +79,7 @@ class Supervisor {
     Worker* worker;
   };
 
-  Supervisor(Config config, std::string worker_binary);
+  Supervisor(Config config, std::string config_path, std::string worker_binary);
   Status Listen();
   Status Spawn(Worker& worker);
   Status WaitForWorkers(Clock::time_point deadline);
@@ -76,6 +87,15 @@ class Supervisor {
   void HandleWorkerMessages();
   void HandleClientMessages();
   void HandleSignals();
+  // SIGHUP: reads the config file again and applies it, or logs why not.
+  void Reload();
+  // Starts or stops workers so that `pool` has `count` serving ones.
+  void Resize(PoolState& pool, uint32_t count);
+  // Tells a worker whose fate is sealed to stop, once it holds no task; a
+  // removed pool's workers first finish its jobs.
+  void StopIfDone(Worker& worker);
+  // Drops slots whose workers left, and removed pools that emptied.
+  void Compact();
   void HandleTimers(Clock::time_point now);
   // Kills workers whose current item has run past its job's timeout.
   void EnforceTimeouts();
@@ -104,6 +124,7 @@ class Supervisor {
   std::chrono::milliseconds NextTimeout(Clock::time_point now) const;
 
   Config config_;
+  std::string config_path_;
   std::string worker_binary_;
   std::string worker_endpoint_;
   Clock::time_point started_;

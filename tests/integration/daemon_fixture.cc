@@ -71,6 +71,15 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& stdin_path,
   return pid;
 }
 
+bool Eventually(const std::function<bool()>& condition, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 Command RunCommand(const std::vector<std::string>& argv, const std::string& input,
             const std::vector<std::string>& env) {
   const std::string in = TempPath(".in"), out = TempPath(".out");

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,6 +28,8 @@ Command RunCommand(const std::vector<std::string>& argv, const std::string& inpu
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& stdin_path,
             const std::string& stdout_path, const std::vector<std::string>& env = {});
 std::string Bin(const std::string& program);
+// Polls `condition` every 20 ms until it holds (true) or `timeout_ms` passes (false).
+bool Eventually(const std::function<bool()>& condition, int timeout_ms = 10'000);
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& text);
 

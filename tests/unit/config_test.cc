@@ -72,7 +72,8 @@ TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
   EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
   EXPECT_NE(error.find("known keys here: kinds, max_restarts, max_tasks_per_worker, "
-                       "memory_limit, plugins, restart_window, retries, task_timeout, workers"),
+                       "memory_limit, plugins, restart_window, retries, retry_backoff, task_timeout, "
+                       "workers"),
             std::string::npos) << error;
 }
 
@@ -134,6 +135,20 @@ TEST(ConfigTest, TaskTimeoutIsInSeconds) {
   EXPECT_NE(ErrorOf("pools:\n  cpu: {task_timeout: soon}\n").find("must be seconds"),
             std::string::npos);
   EXPECT_NE(ErrorOf("pools:\n  cpu: {task_timeout: -1}\n").find("pools.cpu.task_timeout"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, RetryBackoffAndDrainTimeoutAreInSeconds) {
+  Config config = Parse("drain_timeout: 2.5\npools:\n  cpu: {retry_backoff: 0.25}\n");
+  EXPECT_EQ(config.drain_timeout_ms, 2500u);
+  EXPECT_EQ(config.pools[0].retry_backoff_ms, 250u);
+  Config defaults = Parse("pools:\n  cpu: {}\n");
+  EXPECT_EQ(defaults.drain_timeout_ms, 30'000u);
+  EXPECT_EQ(defaults.pools[0].retry_backoff_ms, 100u);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {retry_backoff: 61}\n").find("'pools.cpu.retry_backoff' must be "
+                                                                   "seconds from 0 (none) to 60"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("drain_timeout: later\n").find("test.yaml:1: 'drain_timeout' must be seconds"),
             std::string::npos);
 }
 

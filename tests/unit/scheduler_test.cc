@@ -172,7 +172,7 @@ TEST_F(SchedulerTest, CrashChargesOnlyTheRunningItemAndRequeuesTheRestInOrder) {
   Add(job, 8);
   const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
   const uint64_t id = task->message->id();
-  scheduler_.Requeue(id, 2, "the worker was killed by SIGKILL (signal 9)");
+  scheduler_.Requeue(id, 2, "the worker was killed by SIGKILL (signal 9)", Clock::now());
   EXPECT_EQ(scheduler_.FindTask(id), nullptr);
   EXPECT_EQ(job.crashes.at(2), 1u);
   EXPECT_EQ(job.crashes.count(0), 0u);
@@ -189,7 +189,8 @@ TEST_F(SchedulerTest, AnItemThatKeepsKillingWorkersFailsAloneNamingTheCause) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
     ASSERT_EQ(task->indexes, std::vector<uint64_t>{0});
-    scheduler_.Requeue(task->message->id(), 0, "the worker was killed by SIGABRT (signal 6)");
+    scheduler_.Requeue(task->message->id(), 0, "the worker was killed by SIGABRT (signal 6)",
+                       Clock::now());
   }
   auto results = scheduler_.TakeResults();
   ASSERT_EQ(results[job.id].results_size(), 1);
@@ -204,10 +205,39 @@ TEST_F(SchedulerTest, AnItemThatKeepsKillingWorkersFailsAloneNamingTheCause) {
   EXPECT_EQ(scheduler_.TakeFinished(), std::vector<uint64_t>{job.id});
 }
 
+TEST_F(SchedulerTest, AnItemThatCrashedWaitsItsBackoffDoublingEachTime) {
+  Job& job = NewJob("f", 4, /*retries=*/5);
+  job.spec.retry_backoff_ms = 100;
+  Add(job, 3);
+  const Clock::time_point t0 = Clock::now();
+  // Item 1 kills the worker: items 0 and 2 go back at once, item 1 waits 100 ms.
+  scheduler_.Requeue(scheduler_.NextTask("cpu", 1, kWorker)->message->id(), 1, "killed", t0);
+  ASSERT_EQ(scheduler_.NextDelayed(), t0 + std::chrono::milliseconds(100));
+  const Task* rest = scheduler_.NextTask("cpu", 1, kWorker);
+  EXPECT_EQ(rest->indexes, (std::vector<uint64_t>{0, 2}));
+  Succeed(rest);
+  scheduler_.ReleaseDelayed(t0 + std::chrono::milliseconds(99));
+  EXPECT_EQ(scheduler_.NextTask("cpu", 1, kWorker), nullptr);
+  EXPECT_FALSE(job.finished());
+  scheduler_.ReleaseDelayed(t0 + std::chrono::milliseconds(100));
+  EXPECT_FALSE(scheduler_.NextDelayed().has_value());
+  const Task* retry = scheduler_.NextTask("cpu", 1, kWorker);
+  ASSERT_EQ(retry->indexes, std::vector<uint64_t>{1});
+  // Its second crash doubles the wait.
+  const Clock::time_point t1 = t0 + std::chrono::seconds(1);
+  scheduler_.Requeue(retry->message->id(), 0, "killed", t1);
+  EXPECT_EQ(scheduler_.NextDelayed(), t1 + std::chrono::milliseconds(200));
+  scheduler_.ReleaseDelayed(t1 + std::chrono::milliseconds(200));
+  Succeed(scheduler_.NextTask("cpu", 1, kWorker));
+  EXPECT_EQ(job.succeeded, 3u);
+  EXPECT_EQ(scheduler_.TakeFinished(), std::vector<uint64_t>{job.id});
+}
+
 TEST_F(SchedulerTest, UnknownRunningItemChargesNothing) {
   Job& job = NewJob("f", 1, /*retries=*/0);
   Add(job, 1);
-  scheduler_.Requeue(scheduler_.NextTask("cpu", 1, kWorker)->message->id(), std::nullopt, "gone");
+  scheduler_.Requeue(scheduler_.NextTask("cpu", 1, kWorker)->message->id(), std::nullopt, "gone",
+                     Clock::now());
   EXPECT_TRUE(job.crashes.empty());
   EXPECT_NE(scheduler_.NextTask("cpu", 1, kWorker), nullptr);
 }
