@@ -10,7 +10,9 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <zmq.hpp>
 
 #include "common/args.h"
@@ -206,7 +208,49 @@ struct Client::Impl {
   std::string endpoint;
   uint32_t daemon_pid = 0;
   zmq::context_t context{1};
-  zmq::socket_t socket{context, zmq::socket_type::dealer};
+  zmq::socket_t socket;
+
+  // A fresh connection to the endpoint, checked with a ping; the error says
+  // what is wrong and how to start jobd.
+  jobd::Status Open(std::chrono::milliseconds timeout) {
+    Result<std::string> path = IpcPath(endpoint);
+    if (!path.ok()) return path.status();
+    struct stat st{};
+    if (stat(path->c_str(), &st) != 0) {
+      return jobd::Status::Error("no jobd is running at " + endpoint + " (" + *path +
+                                 " does not exist); start one with `jobd --detach` (or `jobd` in "
+                                 "another terminal), or point at another with --socket");
+    }
+    socket = zmq::socket_t(context, zmq::socket_type::dealer);
+    socket.set(zmq::sockopt::linger, 0);
+    socket.set(zmq::sockopt::rcvhwm, 0);
+    socket.set(zmq::sockopt::sndhwm, 0);
+    socket.connect(endpoint);
+    wire::Request ping;
+    ping.set_version(wire::VERSION_CURRENT);
+    ping.mutable_ping();
+    Send(ping);
+    Result<wire::Reply> pong = Receive(timeout);
+    if (pong.ok() && pong->has_error()) return jobd::Status::Error(pong->error().message());
+    if (!pong.ok() || !pong->has_pong()) {
+      return jobd::Status::Error("no jobd answers at " + endpoint + " (the socket " + *path +
+                                 " exists but nobody replied within " +
+                                 std::to_string(timeout.count() / 1000) +
+                                 " s: a jobd that died?); start one with `jobd --detach`");
+    }
+    daemon_pid = pong->pong().pid();
+    return {};
+  }
+
+  // After jobd died: waits until one serves the endpoint again, or `deadline`.
+  jobd::Status Reopen(Clock::time_point deadline) {
+    while (true) {
+      if (g_interrupted) return jobd::Status::Error("interrupted");
+      jobd::Status s = Open(std::chrono::seconds(1));
+      if (s.ok() || Clock::now() >= deadline) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
 
   void Send(const wire::Request& request) {
     socket.send(zmq::buffer(Encode(request)), zmq::send_flags::none);
@@ -274,29 +318,7 @@ void Client::Interrupt() { g_interrupted = true; }
 Result<Client> Client::Connect(const std::string& endpoint) {
   auto impl = std::make_unique<Impl>();
   impl->endpoint = endpoint.empty() ? DefaultEndpoint() : endpoint;
-  Result<std::string> path = IpcPath(impl->endpoint);
-  if (!path.ok()) return path.status();
-  struct stat st{};
-  if (stat(path->c_str(), &st) != 0) {
-    return jobd::Status::Error("no jobd is running at " + impl->endpoint + " (" + *path +
-                               " does not exist); start one with `jobd --detach` (or `jobd` in "
-                               "another terminal), or point at another with --socket");
-  }
-  impl->socket.set(zmq::sockopt::linger, 0);
-  impl->socket.set(zmq::sockopt::rcvhwm, 0);
-  impl->socket.set(zmq::sockopt::sndhwm, 0);
-  impl->socket.connect(impl->endpoint);
-  wire::Request ping = NewRequest();
-  ping.mutable_ping();
-  impl->Send(ping);
-  Result<wire::Reply> pong = impl->Receive(std::chrono::seconds(3));
-  if (pong.ok() && pong->has_error()) return jobd::Status::Error(pong->error().message());
-  if (!pong.ok() || !pong->has_pong()) {
-    return jobd::Status::Error("no jobd answers at " + impl->endpoint + " (the socket " + *path +
-                               " exists but nobody replied within 3 s: a jobd that died?); "
-                               "start one with `jobd --detach`");
-  }
-  impl->daemon_pid = pong->pong().pid();
+  if (jobd::Status s = impl->Open(std::chrono::seconds(3)); !s.ok()) return s;
   return Client(std::move(impl));
 }
 
@@ -341,7 +363,8 @@ namespace {
 class MapRun : public ItemSink {
  public:
   MapRun(zmq::socket_t& socket, uint64_t job, const MapOptions& options)
-      : socket_(socket), job_(job), options_(options) {}
+      : socket_(socket), job_(job), options_(options),
+        keep_items_(options.resubmit_wait_seconds > 0) {}
 
   ~MapRun() override {
     for (const std::string& name : writer_.TakeNewSegments()) RemoveSegment(name);  // never sent
@@ -379,11 +402,10 @@ class MapRun : public ItemSink {
     const std::string error = ReadFileInto(path, payload);
     Track(*payload);  // what it reserved is released when its error is delivered
     if (!error.empty()) {
-      const uint64_t index = sent_ - 1;
       payload->set_data("");
-      batch_.add_skipped(index);
+      batch_.add_skipped(job_sent_ - 1);
       wire::ItemResult& result = *local_results_.add_results();
-      result.set_index(index);
+      result.set_index(sent_ - 1);
       result.mutable_outcome()->set_error("cannot read " + path + ": " + error);
     }
     return {};
@@ -393,7 +415,7 @@ class MapRun : public ItemSink {
   Status TakeLocal(const Client::ResultCallback& on_result) {
     if (local_results_.results_size() == 0) return {};
     wire::Results results = std::exchange(local_results_, {});
-    return Take(results, on_result);
+    return Process(results, on_result);
   }
 
   // Reads up to a window's worth of items and sends them.
@@ -403,18 +425,60 @@ class MapRun : public ItemSink {
     if (!more.ok()) return more.status();
     input_done_ = !*more;
     batch_.set_last(input_done_);
-    batch_.set_first_index(sent_ - static_cast<uint64_t>(batch_.items_size()));
+    const uint64_t count = static_cast<uint64_t>(batch_.items_size());
+    batch_.set_first_index(job_sent_ - count);
     writer_.Seal();  // later items go to new segments, so these can be removed early
     for (std::string& name : writer_.TakeNewSegments()) batch_.add_segments(std::move(name));
-    wire::Request request;
-    request.set_version(wire::VERSION_CURRENT);
-    request.mutable_items()->Swap(&batch_);
-    request.mutable_items()->set_job(job_);
-    socket_.send(zmq::buffer(Encode(request)), zmq::send_flags::none);
+    if (keep_items_) {
+      const std::unordered_set<uint64_t> skipped(batch_.skipped().begin(), batch_.skipped().end());
+      for (uint64_t i = 0; i < count; ++i) {
+        if (skipped.count(job_sent_ - count + i) == 0) {
+          unanswered_[sent_ - count + i] = batch_.items(static_cast<int>(i));
+        }
+      }
+    }
+    Send(batch_);
     batch_.Clear();
     batch_bytes_ = 0;
     return {};
   }
+
+  // jobd died and job `job` replaces this one: sends it every item that has
+  // no result delivered yet, in input order. Results that were waiting their
+  // turn point into segments that died with jobd, so their items run again.
+  void Resubmit(uint64_t job) {
+    for (const auto& [index, result] : pending_) DropOutputRef(result);
+    pending_.clear();
+    job_ = job;
+    resent_.clear();
+    first_fresh_ = sent_;
+    job_sent_ = 0;
+    wire::Items items;
+    // The new jobd removes the input segments with the job, as the old one would have.
+    for (const auto& [name, count] : input_refs_) items.add_segments(name);
+    size_t bytes = 0;
+    for (const auto& [index, payload] : unanswered_) {
+      *items.add_items() = payload;
+      resent_.push_back(index);
+      bytes += payload.data().size() + 32;
+      if (items.items_size() >= static_cast<int>(kMaxBatchItems) || bytes >= kMaxBatchBytes) {
+        items.set_first_index(job_sent_);
+        job_sent_ += static_cast<uint64_t>(items.items_size());
+        Send(items);
+        items.Clear();
+        bytes = 0;
+      }
+    }
+    if (items.items_size() == 0 && !input_done_) return;
+    items.set_first_index(job_sent_);
+    job_sent_ += static_cast<uint64_t>(items.items_size());
+    items.set_last(input_done_);
+    Send(items);
+  }
+
+  size_t unanswered() const { return unanswered_.size(); }
+  uint64_t succeeded() const { return succeeded_; }
+  uint64_t failed() const { return failed_; }
 
   bool WantsInput() const {
     // Wait for room for a useful batch, not for every single free slot.
@@ -424,11 +488,23 @@ class MapRun : public ItemSink {
   }
   bool input_done() const { return input_done_; }
 
-  // Takes a Results message; calls `on_result` for what can be delivered now.
+  // Takes a Results message from jobd; calls `on_result` for what can be
+  // delivered now.
   Status Take(wire::Results& results, const Client::ResultCallback& on_result) {
+    for (wire::ItemResult& result : *results.mutable_results()) {
+      if (result.index() >= job_sent_) return Status::Error("jobd sent a result for an unknown item");
+      result.set_index(InputIndex(result.index()));
+    }
+    return Process(results, on_result);
+  }
+
+  uint64_t delivered() const { return delivered_; }
+
+ private:
+  // Results indexed by input position.
+  Status Process(wire::Results& results, const Client::ResultCallback& on_result) {
     // Every reference first: a segment goes once its last result is delivered.
     for (const wire::ItemResult& result : results.results()) {
-      if (result.index() >= sent_) return Status::Error("jobd sent a result for an unknown item");
       if (const wire::Outcome& o = result.outcome(); o.has_value() && o.value().has_ref()) {
         ++output_refs_[o.value().ref().segment()];
       }
@@ -450,9 +526,20 @@ class MapRun : public ItemSink {
     return {};
   }
 
-  uint64_t delivered() const { return delivered_; }
+  // The input position of the current job's item `index`.
+  uint64_t InputIndex(uint64_t index) const {
+    return index < resent_.size() ? resent_[index] : first_fresh_ + (index - resent_.size());
+  }
 
- private:
+  void Send(wire::Items& items) {
+    wire::Request request;
+    request.set_version(wire::VERSION_CURRENT);
+    request.mutable_items()->Swap(&items);
+    request.mutable_items()->set_job(job_);
+    socket_.send(zmq::buffer(Encode(request)), zmq::send_flags::none);
+    request.mutable_items()->Swap(&items);
+  }
+
   // Reads the whole file into `payload` (shared memory when large); returns
   // why it could not, or "". Files that report no size (/proc) are read to
   // their end; a file that grows while being read is refused.
@@ -500,6 +587,7 @@ class MapRun : public ItemSink {
 
   wire::Payload* NewItem() {
     ++sent_;
+    ++job_sent_;
     return batch_.add_items();
   }
 
@@ -537,6 +625,8 @@ class MapRun : public ItemSink {
 
     Status s = on_result(item);
     ++delivered_;
+    ++(item.ok ? succeeded_ : failed_);
+    unanswered_.erase(item.index);
 
     if (auto counted = counted_.find(item.index); counted != counted_.end()) {
       (counted->second.shared ? inflight_shared_ : inflight_inline_) -= counted->second.size;
@@ -546,12 +636,16 @@ class MapRun : public ItemSink {
       Release(input_refs_, input->second);
       input_segment_of_.erase(input);
     }
-    if (outcome.has_value() && outcome.value().has_ref()) {
-      const std::string& name = outcome.value().ref().segment();
-      if (output_refs_[name] == 1) reader_.Forget(name);
-      Release(output_refs_, name);
-    }
+    DropOutputRef(result);
     return s;
+  }
+
+  void DropOutputRef(const wire::ItemResult& result) {
+    const wire::Outcome& outcome = result.outcome();
+    if (!outcome.has_value() || !outcome.value().has_ref()) return;
+    const std::string& name = outcome.value().ref().segment();
+    if (output_refs_[name] == 1) reader_.Forget(name);
+    Release(output_refs_, name);
   }
 
   zmq::socket_t& socket_;
@@ -579,6 +673,15 @@ class MapRun : public ItemSink {
   size_t inflight_shared_ = 0;
   std::unordered_map<uint64_t, Counted> counted_;  // item index -> bytes it counts for
   wire::Results local_results_;  // errors of items that failed here, not yet delivered
+  uint64_t succeeded_ = 0;       // results delivered, by outcome
+  uint64_t failed_ = 0;
+  // Items are numbered by input position here, and from 0 in each job jobd
+  // runs: after a resubmit the job first gets the unanswered items again.
+  uint64_t job_sent_ = 0;          // items sent to the current job
+  std::vector<uint64_t> resent_;   // input position of each item resubmitted to it
+  uint64_t first_fresh_ = 0;       // input position of its first item not resubmitted
+  bool keep_items_;                // keep copies of items in flight, for a resubmit
+  std::map<uint64_t, wire::Payload> unanswered_;  // input position -> item, when kept
 };
 
 }  // namespace
@@ -632,14 +735,14 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   g_interrupted = false;
   Result<wire::Reply> accepted = impl_->Call(request, wire::Reply::kAccepted);
   if (!accepted.ok()) return accepted.status();
-  const uint64_t job = accepted->accepted().job();
+  uint64_t job = accepted->accepted().job();
 
   MapRun run(impl_->socket, job, options);
   // However Map ends (results all in, an error, an exception from on_result),
   // jobd hears that the job is released: cancelled if it was still running.
   struct ReleaseOnExit {
     Impl& impl;
-    uint64_t job;
+    const uint64_t& job;
     ~ReleaseOnExit() {
       wire::Request done = NewRequest();
       done.mutable_release()->set_job(job);
@@ -649,6 +752,40 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
 
   JobSummary summary;
   summary.job = job;
+  auto notice = [&](const std::string& message) {
+    if (options.on_notice) options.on_notice(message);
+  };
+  auto daemon_died = [&] {
+    return kill(static_cast<pid_t>(impl_->daemon_pid), 0) != 0 && errno == ESRCH;
+  };
+  // jobd died: gives up, or waits for one to serve again and resubmits what
+  // has no result yet as a new job.
+  auto resubmit = [&]() -> jobd::Status {
+    const std::string died = "jobd (pid " + std::to_string(impl_->daemon_pid) +
+                             ") died while running job " + std::to_string(job) + "; " +
+                             std::to_string(run.delivered()) + " results were delivered";
+    if (options.resubmit_wait_seconds <= 0) {
+      return jobd::Status::Error(died + " (with --resubmit, jobctl waits for jobd to come back "
+                                        "and resubmits the rest)");
+    }
+    char wait[32];
+    std::snprintf(wait, sizeof wait, "%g", options.resubmit_wait_seconds);
+    notice(died + "; waiting up to " + wait + " s for jobd to serve " + impl_->endpoint + " again");
+    const auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                                             options.resubmit_wait_seconds * 1000));
+    if (jobd::Status s = impl_->Reopen(deadline); !s.ok()) {
+      return jobd::Status::Error(died + "; no jobd came back within " + wait + " s (" +
+                                 s.message() + ")");
+    }
+    Result<wire::Reply> accepted = impl_->Call(request, wire::Reply::kAccepted);
+    if (!accepted.ok()) return jobd::Status::Error(died + "; resubmitting failed: " + accepted.message());
+    job = accepted->accepted().job();
+    ++summary.resubmits;
+    run.Resubmit(job);
+    notice("resubmitted the " + std::to_string(run.unanswered()) + " items without a result as job " +
+           std::to_string(job) + " to jobd (pid " + std::to_string(impl_->daemon_pid) + ")");
+    return {};
+  };
   Clock::time_point last_heard = Clock::now();
   while (true) {
     if (g_interrupted) return jobd::Status::Error("interrupted; job " + std::to_string(job) + " cancelled");
@@ -672,10 +809,8 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
     }
     if (!(poll_items[0].revents & ZMQ_POLLIN)) {
       if (Clock::now() - last_heard > kDaemonCheckInterval) {
-        if (kill(static_cast<pid_t>(impl_->daemon_pid), 0) != 0 && errno == ESRCH) {
-          return jobd::Status::Error("jobd (pid " + std::to_string(impl_->daemon_pid) +
-                                     ") died while running job " + std::to_string(job) + "; " +
-                                     std::to_string(run.delivered()) + " results were delivered");
+        if (daemon_died()) {
+          if (jobd::Status s = resubmit(); !s.ok()) return s;
         }
         last_heard = Clock::now();
       }
@@ -691,11 +826,18 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
       if (reply.has_results() && reply.results().job() == job) {
         if (jobd::Status s = run.Take(*reply.mutable_results(), on_result); !s.ok()) return s;
       } else if (reply.has_end() && reply.end().job() == job) {
-        summary.succeeded = reply.end().succeeded();
-        summary.failed = reply.end().failed();
+        // After a resubmit, jobd's last job saw only part of the items.
+        summary.succeeded = summary.resubmits > 0 ? run.succeeded() : reply.end().succeeded();
+        summary.failed = summary.resubmits > 0 ? run.failed() : reply.end().failed();
         summary.retried = reply.end().retried();
+        summary.job = job;
         return summary;
       } else if (reply.has_error() && (reply.error().job() == job || reply.error().job() == 0)) {
+        // A jobd that replaced a dead one may answer this connection first.
+        if (options.resubmit_wait_seconds > 0 && daemon_died()) {
+          if (jobd::Status s = resubmit(); !s.ok()) return s;
+          break;
+        }
         return jobd::Status::Error(reply.error().message());
       }
     }

@@ -96,6 +96,11 @@ options:
                        timing out (at most the pool's retries)
   --plugin PATH.so     FUNCTION comes from this plugin (see include/jobd/plugin.h);
                        each worker loads it once and keeps it
+  --resubmit           if jobd dies mid-job, wait for it to come back (up to
+                       600 s) and resubmit the items without a result: each
+                       result is still printed exactly once, in order
+  --resubmit-wait SECONDS
+                       like --resubmit, waiting up to SECONDS
   --progress           show progress on stderr (default: when stderr is a terminal)
   --no-progress        never show progress
 
@@ -113,7 +118,7 @@ columns are its arguments, or --zip A.txt B.txt makes item n of line n of each
 file. Every item must have as many arguments as the first.
 
 options (besides map's --pool, --chunksize, --workers, --json, --unordered,
---plugin, --exec, --stream, --framed, --shell):
+--plugin, --exec, --stream, --framed, --shell, --resubmit):
   --zip FILE...        one argument per file, line by line, in lockstep
   --const VALUE        an argument put first in every item (repeatable): the
                        zip(itertools.repeat(VALUE), items) idiom
@@ -289,6 +294,16 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
         return Usage(kMapUsage, "--timeout needs seconds, more than 0 and at most 86400");
       }
       options.timeout_seconds = seconds;
+    } else if (arg == "--resubmit") {
+      options.resubmit_wait_seconds = 600;
+    } else if (arg == "--resubmit-wait") {
+      const std::string* text = value();
+      char* end = nullptr;
+      const double seconds = text ? std::strtod(text->c_str(), &end) : 0;
+      if (text == nullptr || text->empty() || *end != '\0' || !(seconds > 0 && seconds <= 86400)) {
+        return Usage(kMapUsage, "--resubmit-wait needs seconds, more than 0 and at most 86400");
+      }
+      options.resubmit_wait_seconds = seconds;
     } else if (arg == "--") {
       items.insert(items.end(), args.begin() + static_cast<long>(i) + 1, args.end());
       break;
@@ -375,6 +390,9 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
   sigaction(SIGINT, &interrupt, nullptr);
   sigaction(SIGTERM, &interrupt, nullptr);
   Progress shown(progress, from_stdin ? 0 : items.size());
+  options.on_notice = [&](const std::string& message) {
+    std::fprintf(stderr, "%sjobctl: %s\n", progress ? "\r\033[K" : "", message.c_str());
+  };
   uint64_t done = 0, failed = 0;
   std::string line;
   auto print = [&](const jobd::ItemResult& result) -> jobd::Status {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <fstream>
 
 namespace jobd {
 namespace bip = boost::interprocess;
@@ -66,11 +67,24 @@ std::vector<std::string> ListSegments() {
   return names;
 }
 
+namespace {
+// Whether `pid` has exited: gone, or a zombie its parent has not reaped yet
+// (a daemon killed moments ago, whose parent was init).
+bool Exited(pid_t pid) {
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t name_end = line.rfind(')');  // the command name may hold anything
+  return name_end != std::string::npos && line.compare(name_end, 3, ") Z") == 0;
+}
+}  // namespace
+
 int ReapOrphanSegments() {
   int removed = 0;
   for (const std::string& name : ListSegments()) {
     const pid_t creator = CreatorOf(name);
-    if (creator > 0 && kill(creator, 0) != 0 && errno == ESRCH) {
+    if (creator > 0 && Exited(creator)) {
       RemoveSegment(name);
       ++removed;
     }

@@ -143,5 +143,55 @@ TEST_F(FaultTest, ADaemonKilledMidJobLeavesNothingAfterItsRestart) {
   }
 }
 
+TEST_F(FaultTest, ResubmitDeliversEveryResultOnceInOrderAcrossADaemonRestart) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  std::string input;
+  for (int i = 1; i <= 150; ++i) {
+    input += (i == 40 ? std::string(64 * 1024, 'x') : std::to_string(i)) + "\n";  // one in a segment
+  }
+  WriteFile(in, input);
+  const pid_t job = Spawn({Bin("jobctl"), "map", "--resubmit-wait", "30", "--shell", "--exec",
+                           "sleep 0.02; echo {}"},
+                          in, out, Env());
+  pids_.insert(job);
+  ASSERT_TRUE(Eventually([&] { return ReadFile(out).size() > 100; })) << ReadFile(out + ".err");
+  const pid_t old_daemon = daemon_pid_;
+  kill(old_daemon, SIGKILL);
+  waitpid(old_daemon, nullptr, 0);
+  daemon_pid_ = 0;
+  usleep(500'000);
+  ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
+
+  int status = 0;
+  waitpid(job, &status, 0);
+  const std::string err = ReadFile(out + ".err");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
+  EXPECT_TRUE(ReadFile(out) == input) << "results missing, repeated or out of order:\n"
+                                      << ReadFile(out).substr(0, 2000);
+  EXPECT_NE(err.find("jobd (pid " + std::to_string(old_daemon) + ") died while running job 1; "),
+            std::string::npos) << err;
+  EXPECT_NE(err.find("waiting up to 30 s for jobd to serve"), std::string::npos) << err;
+  EXPECT_NE(err.find("items without a result as job 1 to jobd (pid " + std::to_string(daemon_pid_)),
+            std::string::npos) << err;
+}
+
+TEST_F(FaultTest, ResubmitGivesUpWhenNoDaemonComesBack) {
+  WriteFile(dir_ + "/in", "3000\n3000\n");
+  const pid_t waiting = Spawn({Bin("jobctl"), "map", "--resubmit-wait", "1", "--chunksize", "1",
+                               "sleep"}, dir_ + "/in", dir_ + "/out2", Env());
+  pids_.insert(waiting);
+  ASSERT_TRUE(Eventually([&] { return RunningJobs() >= 1; }));
+  kill(daemon_pid_, SIGKILL);
+  waitpid(daemon_pid_, nullptr, 0);
+  daemon_pid_ = 0;
+  int status = 0;
+  waitpid(waiting, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 4);
+  const std::string err = ReadFile(dir_ + "/out2.err");
+  EXPECT_NE(err.find("no jobd came back within 1 s (no jobd answers at"), std::string::npos)
+      << err;  // The next jobd reaps what the killed one left.
+  ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
+}
+
 }  // namespace
 }  // namespace jobd::testing

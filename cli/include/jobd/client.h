@@ -41,6 +41,15 @@ struct MapOptions {
   double timeout_seconds = 0;
   bool ordered = true;     // results in input order; false: as they complete
   size_t window = 8192;    // at most this many items sent and not yet delivered
+  // If jobd dies while the job runs: 0 fails the job at once; above 0, waits
+  // up to this many seconds for a jobd to serve the endpoint again, then
+  // submits the job anew with the items that have no result yet. Every result
+  // is still delivered exactly once (in order if `ordered`). The client keeps
+  // a copy of each item in flight for it (at most `window` items).
+  double resubmit_wait_seconds = 0;
+  // Told what happens that the user may want to know (jobd died, the job was
+  // resubmitted); may be empty.
+  std::function<void(const std::string&)> on_notice;
 };
 
 // The outcome of one item, passed to the result callback.
@@ -74,6 +83,7 @@ struct JobSummary {
   uint64_t succeeded = 0;
   uint64_t failed = 0;
   uint64_t retried = 0;  // items re-run because a worker died under them
+  uint32_t resubmits = 0;  // times the job was resubmitted after jobd died
 };
 
 // Where an ItemSource puts items.
