@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 
 #include "common/args.h"
+#include "common/packed.h"
 #include "common/paths.h"
 #include "common/payload.h"
 #include "common/wire.h"
@@ -374,6 +375,10 @@ class MapRun : public ItemSink {
 
   Status Add(std::string_view bytes) override {
     if (options_.starmap) return AddArgs({bytes});
+    if (char* space = PackedSpace(bytes.size())) {
+      if (!bytes.empty()) std::memcpy(space, bytes.data(), bytes.size());
+      return {};
+    }
     wire::Payload* payload = NewItem();
     if (Status s = writer_.Add(bytes, payload); !s.ok()) return s;
     Track(*payload);
@@ -382,8 +387,13 @@ class MapRun : public ItemSink {
 
   Status AddArgs(const std::vector<std::string_view>& args) override {
     if (!options_.starmap) return Status::Error("AddArgs needs MapOptions::starmap");
+    const size_t size = PackedSize(args);
+    if (char* space = PackedSpace(size)) {
+      PackArgs(args, space);
+      return {};
+    }
     wire::Payload* payload = NewItem();
-    Result<char*> space = writer_.Reserve(PackedSize(args), payload);
+    Result<char*> space = writer_.Reserve(size, payload);
     if (!space.ok()) return space.status();
     PackArgs(args, *space);
     Track(*payload);
@@ -425,14 +435,18 @@ class MapRun : public ItemSink {
     if (!more.ok()) return more.status();
     input_done_ = !*more;
     batch_.set_last(input_done_);
-    const uint64_t count = static_cast<uint64_t>(batch_.items_size());
+    const uint64_t count = static_cast<uint64_t>(
+        batch_.has_packed() ? batch_.packed().lengths_size() : batch_.items_size());
     batch_.set_first_index(job_sent_ - count);
     writer_.Seal();  // later items go to new segments, so these can be removed early
     for (std::string& name : writer_.TakeNewSegments()) batch_.add_segments(std::move(name));
     if (keep_items_) {
       const std::unordered_set<uint64_t> skipped(batch_.skipped().begin(), batch_.skipped().end());
+      PackedReader packed(batch_.packed());
       for (uint64_t i = 0; i < count; ++i) {
-        if (skipped.count(job_sent_ - count + i) == 0) {
+        if (batch_.has_packed()) {
+          unanswered_[sent_ - count + i].set_data(std::string(packed.Next()));
+        } else if (skipped.count(job_sent_ - count + i) == 0) {
           unanswered_[sent_ - count + i] = batch_.items(static_cast<int>(i));
         }
       }
@@ -495,6 +509,10 @@ class MapRun : public ItemSink {
       if (result.index() >= job_sent_) return Status::Error("jobd sent a result for an unknown item");
       result.set_index(InputIndex(result.index()));
     }
+    for (uint64_t& index : *results.mutable_value_indexes()) {
+      if (index >= job_sent_) return Status::Error("jobd sent a result for an unknown item");
+      index = InputIndex(index);
+    }
     return Process(results, on_result);
   }
 
@@ -516,12 +534,30 @@ class MapRun : public ItemSink {
         continue;
       }
       if (Status s = Deliver(result, on_result); !s.ok()) return s;
-      while (options_.ordered && !pending_.empty() && pending_.begin()->first == delivered_) {
-        auto next = pending_.begin();
-        Status delivered = Deliver(next->second, on_result);
-        pending_.erase(next);
-        if (!delivered.ok()) return delivered;
+      if (Status s = DeliverPending(on_result); !s.ok()) return s;
+    }
+    PackedReader values(results.values());
+    for (const uint64_t index : results.value_indexes()) {
+      const std::string_view value = values.Next();
+      if (options_.ordered && index != delivered_) {
+        wire::ItemResult& waiting = pending_[index];
+        waiting.set_index(index);
+        waiting.mutable_outcome()->mutable_value()->set_data(std::string(value));
+        continue;
       }
+      if (Status s = DeliverItem({index, true, value}, on_result); !s.ok()) return s;
+      if (Status s = DeliverPending(on_result); !s.ok()) return s;
+    }
+    return {};
+  }
+
+  // Delivers the results that waited for those now delivered.
+  Status DeliverPending(const Client::ResultCallback& on_result) {
+    while (options_.ordered && !pending_.empty() && pending_.begin()->first == delivered_) {
+      auto next = pending_.begin();
+      Status delivered = Deliver(next->second, on_result);
+      pending_.erase(next);
+      if (!delivered.ok()) return delivered;
     }
     return {};
   }
@@ -586,9 +622,40 @@ class MapRun : public ItemSink {
   }
 
   wire::Payload* NewItem() {
+    Unpack();
     ++sent_;
     ++job_sent_;
     return batch_.add_items();
+  }
+
+  // Room for an item of `size` bytes at the end of the batch's Packed, or null
+  // if it goes one by one: it is too large to be inline, or the batch already
+  // holds items in shared memory.
+  char* PackedSpace(size_t size) {
+    if (size > kInlineLimit || batch_.items_size() > 0) return nullptr;
+    ++sent_;
+    ++job_sent_;
+    wire::Packed& packed = *batch_.mutable_packed();
+    std::string& data = *packed.mutable_data();
+    const size_t start = data.size();
+    data.resize(start + size);
+    packed.add_lengths(static_cast<uint32_t>(size));
+    batch_bytes_ += size + 8;
+    if (size >= kCountedItemBytes) {
+      inflight_inline_ += size;
+      counted_[sent_ - 1] = {size, false};
+    }
+    return data.data() + start;
+  }
+
+  // The batch's packed items become Payloads, so that items in shared memory
+  // can follow them in order.
+  void Unpack() {
+    if (!batch_.has_packed()) return;
+    for (PackedReader packed(batch_.packed()); !packed.done();) {
+      batch_.add_items()->set_data(std::string(packed.Next()));
+    }
+    batch_.clear_packed();
   }
 
   void Track(const wire::Payload& payload) {
@@ -622,7 +689,13 @@ class MapRun : public ItemSink {
     item.ok = outcome.has_value() && value.ok();
     item.value = outcome.has_error() ? std::string_view(outcome.error())
                                      : value.ok() ? *value : std::string_view(value.message());
+    Status s = DeliverItem(item, on_result);
+    DropOutputRef(result);
+    return s;
+  }
 
+  // Hands one result to the caller and lets go of what its item held.
+  Status DeliverItem(const ItemResult& item, const Client::ResultCallback& on_result) {
     Status s = on_result(item);
     ++delivered_;
     ++(item.ok ? succeeded_ : failed_);
@@ -636,7 +709,6 @@ class MapRun : public ItemSink {
       Release(input_refs_, input->second);
       input_segment_of_.erase(input);
     }
-    DropOutputRef(result);
     return s;
   }
 

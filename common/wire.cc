@@ -1,7 +1,9 @@
 #include "common/wire.h"
 
 #include <cctype>
+#include <cstdint>
 
+#include "common/packed.h"
 #include "common/payload.h"
 
 namespace jobd {
@@ -38,12 +40,25 @@ Status ValidatePayloads(const Payloads& payloads) {
   return {};
 }
 
+// Items come either one Payload each or all in one Packed, never both.
+template <typename Message>
+Status ValidateItemList(const Message& message) {
+  if (!message.has_packed()) return ValidatePayloads(message.items());
+  if (message.items_size() > 0) return Status::Error("items both packed and one by one");
+  return ValidatePacked(message.packed(), kMaxItemsPerMessage);
+}
+
+template <typename Message>
+int ItemCount(const Message& message) {
+  return message.has_packed() ? message.packed().lengths_size() : message.items_size();
+}
+
 Status ValidateItems(const wire::Items& items) {
-  if (Status s = ValidatePayloads(items.items()); !s.ok()) return s;
+  if (Status s = ValidateItemList(items); !s.ok()) return s;
   if (items.first_index() > (uint64_t{1} << 62)) return Status::Error("item index out of range");
   for (uint64_t index : items.skipped()) {
     if (index < items.first_index() ||
-        index - items.first_index() >= static_cast<uint64_t>(items.items_size())) {
+        index - items.first_index() >= static_cast<uint64_t>(ItemCount(items))) {
       return Status::Error("a skipped item is not in its message");
     }
   }
@@ -89,6 +104,20 @@ Status ValidateOutcome(const wire::Outcome& outcome) {
 }
 
 }  // namespace
+
+Status ValidatePacked(const wire::Packed& packed, int max_strings) {
+  if (packed.lengths_size() > max_strings) {
+    return Status::Error("too many items in one message: " + std::to_string(packed.lengths_size()) +
+                         " (at most " + std::to_string(max_strings) + ")");
+  }
+  uint64_t total = 0;
+  for (uint32_t length : packed.lengths()) total += length;
+  if (total != packed.data().size()) {
+    return Status::Error("packed lengths add up to " + std::to_string(total) + " bytes, not " +
+                         std::to_string(packed.data().size()));
+  }
+  return {};
+}
 
 bool IsValidName(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
@@ -155,8 +184,13 @@ Status DecodeReply(std::string_view bytes, wire::Reply* out) {
   if (Status s = Parse(bytes, out, "reply"); !s.ok()) return s;
   if (out->kind_case() == wire::Reply::KIND_NOT_SET) return Status::Error("empty reply from jobd");
   if (out->has_results()) {
-    for (const wire::ItemResult& result : out->results().results()) {
+    const wire::Results& results = out->results();
+    for (const wire::ItemResult& result : results.results()) {
       if (Status s = ValidateOutcome(result.outcome()); !s.ok()) return s;
+    }
+    if (Status s = ValidatePacked(results.values(), INT32_MAX); !s.ok()) return s;
+    if (results.value_indexes_size() != results.values().lengths_size()) {
+      return Status::Error("packed results need the index of every value");
     }
   }
   return {};
@@ -173,6 +207,10 @@ Status DecodeFromWorker(std::string_view bytes, wire::FromWorker* out) {
         for (const wire::Outcome& outcome : result.outcomes()) {
           if (Status s = ValidateOutcome(outcome); !s.ok()) return s;
         }
+        if (result.has_values()) {
+          if (result.outcomes_size() > 0) return Status::Error("outcomes both packed and one by one");
+          if (Status s = ValidatePacked(result.values(), kMaxItemsPerMessage); !s.ok()) return s;
+        }
       }
       return {};
     default:
@@ -188,11 +226,11 @@ Status DecodeToWorker(std::string_view bytes, wire::ToWorker* out) {
       return {};
     case wire::ToWorker::kTasks:
       for (const wire::Task& task : out->tasks().tasks()) {
-        if (Status s = ValidatePayloads(task.items()); !s.ok()) return s;
+        if (Status s = ValidateItemList(task); !s.ok()) return s;
         if (Status s = ValidatePlugin(task.plugin()); !s.ok()) return s;
         if (task.has_exec()) {
           if (Status s = ValidateExec(task.exec()); !s.ok()) return s;
-          if (task.indexes_size() != task.items_size()) {
+          if (task.indexes_size() != ItemCount(task)) {
             return Status::Error("a command task needs the index of every item");
           }
         }

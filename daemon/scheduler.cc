@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "common/packed.h"
 #include "common/payload.h"
 
 namespace jobd {
@@ -32,22 +33,36 @@ Status Scheduler::AddItems(Job& job, wire::Items& items) {
   }
   for (std::string& name : *items.mutable_segments()) job.segments.push_back(std::move(name));
   const std::unordered_set<uint64_t> skipped(items.skipped().begin(), items.skipped().end());
-  const int count = items.items_size();
-  std::vector<wire::Payload*> payloads(count);
-  items.mutable_items()->ExtractSubrange(0, count, payloads.data());
-  for (wire::Payload* payload : payloads) {
-    std::unique_ptr<wire::Payload> owned(payload);
-    const uint64_t index = job.received++;
-    if (skipped.count(index) > 0) {
+  auto add = [&](QueuedItem item) {
+    item.index = job.received++;
+    if (skipped.count(item.index) > 0) {
       ++job.failed;  // the client reports its error itself
     } else {
-      job.queue.push_back({index, std::move(owned)});
+      job.queue.push_back(std::move(item));
     }
+  };
+  if (items.has_packed()) {
+    QueueBlock(items.mutable_packed(), add);
+  } else {
+    const int count = items.items_size();
+    std::vector<wire::Payload*> payloads(count);
+    items.mutable_items()->ExtractSubrange(0, count, payloads.data());
+    for (wire::Payload* payload : payloads) add({0, nullptr, 0, 0, std::unique_ptr<wire::Payload>(payload)});
   }
   job.input_complete = items.last();
   if (!job.queue.empty()) MarkReady(job);
   if (job.finished()) finished_.push_back(job.id);  // an empty job
   return {};
+}
+
+template <typename Add>
+void Scheduler::QueueBlock(wire::Packed* packed, const Add& add) {
+  auto block = std::make_shared<const std::string>(std::move(*packed->mutable_data()));
+  uint32_t offset = 0;
+  for (uint32_t length : packed->lengths()) {
+    add({0, block, offset, length, nullptr});
+    offset += length;
+  }
 }
 
 void Scheduler::EraseJob(uint64_t id) {
@@ -111,12 +126,22 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.message->set_retries(job->spec.retries);
     if (!job->spec.plugin.empty()) task.message->set_plugin(job->spec.plugin);
     task.indexes.reserve(chunk);
-    for (uint32_t i = 0; i < chunk && (i == 0 || task.bytes < kMaxTaskBytes); ++i) {
+    // A task's items are all packed or all Payloads, as its message carries them.
+    const bool packed = job->queue.front().packed();
+    for (uint32_t i = 0; i < chunk && (i == 0 || task.bytes < kMaxTaskBytes) &&
+                         !job->queue.empty() && job->queue.front().packed() == packed;
+         ++i) {
       QueuedItem& item = job->queue.front();
       task.indexes.push_back(item.index);
       if (job->spec.exec) task.message->add_indexes(item.index);
-      task.bytes += item.payload->data().size();
-      task.message->mutable_items()->AddAllocated(item.payload.release());
+      if (packed) {
+        AppendPacked(task.message->mutable_packed(),
+                     std::string_view(*item.block).substr(item.offset, item.length));
+        task.bytes += item.length;
+      } else {
+        task.bytes += item.payload->data().size();
+        task.message->mutable_items()->AddAllocated(item.payload.release());
+      }
       job->queue.pop_front();
     }
     task.estimate_ns = ItemCostNs(pool, job->spec.function) * task.indexes.size();
@@ -142,6 +167,15 @@ void Scheduler::Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::
   wire::ItemResult* result = results->add_results();
   result->set_index(index);
   result->mutable_outcome()->Swap(outcome);
+  if (job.finished()) finished_.push_back(job.id);
+}
+
+void Scheduler::DeliverValue(Job& job, uint64_t index, std::string_view value,
+                             wire::Results& results) {
+  ++job.succeeded;
+  results.set_job(job.id);
+  results.add_value_indexes(index);
+  AppendPacked(results.mutable_values(), value);
   if (job.finished()) finished_.push_back(job.id);
 }
 
@@ -173,11 +207,12 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
   if (wrote_output) job->segments.push_back(output);
 
   const size_t items = task.indexes.size();
-  if (static_cast<size_t>(result.outcomes_size()) != items) {
+  const int outcomes = result.has_values() ? result.values().lengths_size() : result.outcomes_size();
+  if (static_cast<size_t>(outcomes) != items) {
     for (uint64_t index : task.indexes) {
       wire::Outcome outcome;
       outcome.set_error("internal error: the worker returned " +
-                        std::to_string(result.outcomes_size()) + " outcomes for " +
+                        std::to_string(outcomes) + " outcomes for " +
                         std::to_string(items) + " items");
       Deliver(*job, index, &outcome);
     }
@@ -189,6 +224,11 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
     if (!inserted) cost->second = 0.7 * cost->second + 0.3 * per_item;
   }
   wire::Results& results = results_[job->id];
+  if (result.has_values()) {
+    PackedReader values(result.values());
+    for (size_t i = 0; i < items; ++i) DeliverValue(*job, task.indexes[i], values.Next(), results);
+    return;
+  }
   for (size_t i = 0; i < items; ++i) {
     wire::Outcome& outcome = *result.mutable_outcomes(static_cast<int>(i));
     // A worker may only point into the segment it was given for this task.
@@ -208,13 +248,23 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
   RemoveSegment(task.message->output_segment());
   if (job == nullptr) return;
 
+  std::vector<QueuedItem> items;
+  if (task.message->has_packed()) {
+    QueueBlock(task.message->mutable_packed(),
+               [&](QueuedItem item) { items.push_back(std::move(item)); });
+  } else {
+    std::vector<wire::Payload*> payloads(task.indexes.size());
+    task.message->mutable_items()->ExtractSubrange(0, static_cast<int>(payloads.size()),
+                                                   payloads.data());
+    for (wire::Payload* payload : payloads) {
+      items.push_back({0, nullptr, 0, 0, std::unique_ptr<wire::Payload>(payload)});
+    }
+  }
   std::vector<QueuedItem> back;
-  std::vector<wire::Payload*> payloads(task.indexes.size());
-  task.message->mutable_items()->ExtractSubrange(0, static_cast<int>(payloads.size()),
-                                                 payloads.data());
   for (size_t i = 0; i < task.indexes.size(); ++i) {
     const uint64_t index = task.indexes[i];
-    std::unique_ptr<wire::Payload> payload(payloads[i]);
+    QueuedItem& item = items[i];
+    item.index = index;
     if (running_item && *running_item == i) {
       const uint32_t crashes = ++job->crashes[index];
       if (crashes > job->spec.retries) {
@@ -231,12 +281,12 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
             std::min<uint64_t>(uint64_t{job->spec.retry_backoff_ms} << std::min(crashes - 1, 20u),
                                kMaxBackoffMs);
         ++job->retried;
-        job->delayed.push_back({now + std::chrono::milliseconds(backoff_ms), {index, std::move(payload)}});
+        job->delayed.push_back({now + std::chrono::milliseconds(backoff_ms), std::move(item)});
         continue;
       }
     }
     ++job->retried;
-    back.push_back({index, std::move(payload)});
+    back.push_back(std::move(item));
   }
   // Back to the front, in index order, so ordered output is not held up.
   job->queue.insert(job->queue.begin(), std::make_move_iterator(back.begin()),

@@ -41,11 +41,18 @@ struct JobSpec {
   bool starmap = false;                    // items are packed argument tuples
 };
 
-// Payloads change hands between messages and queues by pointer (protobuf's
-// ExtractSubrange / AddAllocated): the supervisor never copies item bytes.
+// An item waiting for a worker. Small items that came packed share their
+// message's bytes (a task copies them into its own Packed); others keep their
+// Payload, which changes hands between messages and queues by pointer
+// (protobuf's ExtractSubrange / AddAllocated).
 struct QueuedItem {
   uint64_t index;
-  std::unique_ptr<wire::Payload> payload;
+  std::shared_ptr<const std::string> block;  // set: the item is block[offset, offset + length)
+  uint32_t offset = 0;
+  uint32_t length = 0;
+  std::unique_ptr<wire::Payload> payload;  // otherwise
+
+  bool packed() const { return block != nullptr; }
 };
 
 // An item that crashed its worker, waiting out its backoff before its retry.
@@ -141,6 +148,12 @@ class Scheduler {
   uint32_t ChunkSize(const Job& job, size_t pool_workers) const;
   // Moves `outcome` into the results for the client, into `results` if given.
   void Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::Results* results = nullptr);
+  // Adds an inline value to the packed results for the client.
+  void DeliverValue(Job& job, uint64_t index, std::string_view value, wire::Results& results);
+  // Takes the bytes of `packed` and calls `add` with a QueuedItem for each of
+  // its strings, in order (their index left to `add`).
+  template <typename Add>
+  void QueueBlock(wire::Packed* packed, const Add& add);
   void MarkReady(const Job& job);
   // Takes the task out of flight; returns it with its job (null if erased).
   std::pair<Task, Job*> Land(uint64_t task_id);

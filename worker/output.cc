@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/packed.h"
 #include "common/payload.h"
 
 namespace jobd {
@@ -104,9 +105,20 @@ void TaskOutput::Set(std::string_view bytes) {
   }
 }
 
-void TaskOutput::TakeOutcome(wire::Outcome* outcome) {
+void TaskOutput::TakeOutcome(wire::TaskResult* result) {
   if (state_ != State::kDone) outcome_.set_error("the function returned no result");
-  outcome->Swap(&outcome_);
+  const bool inline_value = outcome_.has_value() && !outcome_.value().has_ref();
+  if (inline_value && result->outcomes_size() == 0) {
+    AppendPacked(result->mutable_values(), outcome_.value().data());
+  } else {
+    if (result->has_values()) {  // the values so far, one by one after all
+      for (PackedReader values(result->values()); !values.done();) {
+        result->add_outcomes()->mutable_value()->set_data(std::string(values.Next()));
+      }
+      result->clear_values();
+    }
+    result->add_outcomes()->Swap(&outcome_);
+  }
   outcome_.Clear();
   state_ = State::kEmpty;
   committed_ = 0;

@@ -31,9 +31,10 @@ class TaskOutput {
   void Fail(std::string message);
   // Reserve, copy, Commit.
   void Set(std::string_view bytes);
-  // Ends the current item, moving its outcome into `outcome` (an error if the
-  // function left no result).
-  void TakeOutcome(wire::Outcome* outcome);
+  // Ends the current item, adding its outcome to `result` (an error if the
+  // function left no result): packed with the others while every outcome of
+  // the task is an inline value, one by one from the first that is not.
+  void TakeOutcome(wire::TaskResult* result);
   // Cuts the segment to the bytes used and unmaps it; call before replying.
   void Finish();
 

@@ -163,7 +163,7 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
 
   auto finish_item = [&](auto&& fill) {
     fill();
-    output.TakeOutcome(result->add_outcomes());
+    output.TakeOutcome(result);
     if (++next_read < count) waiting(next_read);
   };
   if (count > 0) waiting(0);

@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 
 #include "common/args.h"
+#include "common/packed.h"
 #include "common/log.h"
 #include "common/payload.h"
 #include "common/running_item.h"
@@ -39,20 +40,23 @@ class TaskRunner {
     running_->task.store(task.id(), std::memory_order_relaxed);
     const Clock::time_point start = Clock::now();
     TaskOutput output(task.output_segment());
+    packed_items_.clear();
+    for (PackedReader items(task.packed()); !items.done();) packed_items_.push_back(items.Next());
+    const int count = task.has_packed() ? task.packed().lengths_size() : task.items_size();
     if (task.has_exec() && task.exec().mode() != wire::Exec::PER_ITEM) {
-      RunStream(task, output, result);
+      RunStream(task, count, output, result);
     } else {
       const Result<const Function*> function = Resolve(task);
-      for (int i = 0; i < task.items_size(); ++i) {
+      for (int i = 0; i < count; ++i) {
         if (running_->cancelled_job.load(std::memory_order_relaxed) == task.job()) {
           output.Fail("the job was cancelled");
-          output.TakeOutcome(result->add_outcomes());
+          output.TakeOutcome(result);
           continue;
         }
         running_->item_started_ns.store(MonotonicNs(), std::memory_order_relaxed);
         running_->item.store(static_cast<uint32_t>(i), std::memory_order_relaxed);
         Compute(function, task, i, output);
-        output.TakeOutcome(result->add_outcomes());
+        output.TakeOutcome(result);
       }
     }
     output.Finish();
@@ -72,10 +76,16 @@ class TaskRunner {
   }
 
  private:
-  void RunStream(const wire::Task& task, TaskOutput& output, wire::TaskResult* result) {
-    std::vector<Coprocess::Item> items(task.items_size());
-    for (int i = 0; i < task.items_size(); ++i) {
-      Result<std::string_view> item = inputs_.Read(task.items(i));
+  // Item `i` of `task`: in the task's message, or mapped from shared memory.
+  Result<std::string_view> Item(const wire::Task& task, int i) {
+    if (task.has_packed()) return packed_items_[i];
+    return inputs_.Read(task.items(i));
+  }
+
+  void RunStream(const wire::Task& task, int count, TaskOutput& output, wire::TaskResult* result) {
+    std::vector<Coprocess::Item> items(count);
+    for (int i = 0; i < count; ++i) {
+      Result<std::string_view> item = Item(task, i);
       Result<std::vector<std::string_view>> args =
           !item.ok() ? Result<std::vector<std::string_view>>(
                            Status::Error("cannot read the item: " + item.message()))
@@ -133,7 +143,7 @@ class TaskRunner {
   void ComputeItem(const Result<const Function*>& function, const wire::Task& task, int i,
                    TaskOutput& out) {
     if (!function.ok()) return out.Fail(function.message());
-    Result<std::string_view> item = inputs_.Read(task.items(i));
+    Result<std::string_view> item = Item(task, i);
     if (!item.ok()) return out.Fail("cannot read the item: " + item.message());
     std::vector<std::string_view> args{*item};
     std::string joined;  // a starmap item's arguments, as {} sees them
@@ -163,6 +173,7 @@ class TaskRunner {
   RunningItem* running_;
   uint32_t slot_;
   SegmentReader inputs_;
+  std::vector<std::string_view> packed_items_;  // of the task running, if packed
   Coprocess coprocess_;
 };
 

@@ -7,22 +7,36 @@
 namespace jobd {
 namespace {
 
+// The current item's outcome, as a task of that one item returns it.
+wire::Outcome Take(TaskOutput& output) {
+  wire::TaskResult result;
+  output.TakeOutcome(&result);
+  wire::Outcome outcome;
+  if (result.has_values()) {
+    EXPECT_EQ(result.values().lengths_size(), 1);
+    outcome.mutable_value()->set_data(result.values().data());
+  } else {
+    EXPECT_EQ(result.outcomes_size(), 1);
+    outcome = result.outcomes(0);
+  }
+  return outcome;
+}
+
 TEST(OutputTest, SmallResultsInlineLargeOnesInPlaceInTheSegment) {
   const std::string name = NewSegmentName();
   TaskOutput output(name);
-  wire::Outcome small, large, failed, empty, larger;
   output.Set("tiny");
-  output.TakeOutcome(&small);
+  const wire::Outcome small = Take(output);
   char* space = output.Reserve(100000);  // reserve more than it commits
   ASSERT_NE(space, nullptr);
   std::memset(space, 'a', 70000);
   output.Commit(70000);
-  output.TakeOutcome(&large);
+  const wire::Outcome large = Take(output);
   output.Fail("nope");
-  output.TakeOutcome(&failed);
-  output.TakeOutcome(&empty);  // the function left nothing
+  const wire::Outcome failed = Take(output);
+  const wire::Outcome empty = Take(output);  // the function left nothing
   output.Set(std::string(kInlineLimit + 1, 'b'));
-  output.TakeOutcome(&larger);
+  const wire::Outcome larger = Take(output);
   output.Finish();
 
   EXPECT_EQ(small.value().data(), "tiny");
@@ -49,8 +63,7 @@ TEST(OutputTest, GrowsPastItsFirstMappingAndLeavesNoSegmentWhenUnused) {
     TaskOutput output(name);
     for (int i = 0; i < 3; ++i) {
       output.Set(std::string(40 << 20, static_cast<char>('x' + i)));  // 120 MiB in all
-      wire::Outcome outcome;
-      output.TakeOutcome(&outcome);
+      const wire::Outcome outcome = Take(output);
       ASSERT_TRUE(outcome.value().has_ref()) << outcome.error();
     }
   }
@@ -77,8 +90,7 @@ TEST(OutputTest, ReservingAgainKeepsWhatWasWritten) {
   space = output.Reserve(200 << 20);  // past the first mapping: it may move
   EXPECT_EQ(std::string(space, 8), "abcdefgh");
   output.Commit(kInlineLimit + 100);
-  wire::Outcome grown;
-  output.TakeOutcome(&grown);
+  const wire::Outcome grown = Take(output);
   output.Finish();
   SegmentReader reader;
   Result<std::string_view> bytes = reader.Read(grown.value());
@@ -93,23 +105,50 @@ TEST(OutputTest, EmptyAndWithdrawnResultsLeaveNoSegment) {
   TaskOutput output(name);
   output.Reserve(100000);
   output.Commit(0);  // a large reservation, an empty result
-  wire::Outcome empty, withdrawn;
-  output.TakeOutcome(&empty);
+  const wire::Outcome empty = Take(output);
   EXPECT_TRUE(empty.has_value() && !empty.value().has_ref() && empty.value().data().empty());
   std::memset(output.Reserve(100000), 'y', 100000);
   output.Commit(100000);
   output.Fail("changed my mind");  // committed, then failed: the space goes back
-  output.TakeOutcome(&withdrawn);
+  const wire::Outcome withdrawn = Take(output);
   EXPECT_EQ(withdrawn.error(), "changed my mind");
   output.Finish();
   EXPECT_FALSE(Segment::Open(name).ok()) << "a segment nothing refers to was left";
 }
 
+TEST(OutputTest, InlineValuesArePackedUntilAnOutcomeIsNot) {
+  const std::string name = NewSegmentName();
+  TaskOutput output(name);
+  wire::TaskResult all_inline;
+  for (const char* value : {"a", "", "ccc"}) {
+    output.Set(value);
+    output.TakeOutcome(&all_inline);
+  }
+  EXPECT_EQ(all_inline.outcomes_size(), 0);
+  EXPECT_EQ(all_inline.values().data(), "accc");
+  EXPECT_EQ(std::vector<uint32_t>(all_inline.values().lengths().begin(),
+                                  all_inline.values().lengths().end()),
+            (std::vector<uint32_t>{1, 0, 3}));
+
+  wire::TaskResult mixed;
+  output.Set("a");
+  output.TakeOutcome(&mixed);
+  output.Fail("no");
+  output.TakeOutcome(&mixed);
+  output.Set("c");
+  output.TakeOutcome(&mixed);
+  output.Finish();
+  EXPECT_FALSE(mixed.has_values());
+  ASSERT_EQ(mixed.outcomes_size(), 3);
+  EXPECT_EQ(mixed.outcomes(0).value().data(), "a");
+  EXPECT_EQ(mixed.outcomes(1).error(), "no");
+  EXPECT_EQ(mixed.outcomes(2).value().data(), "c");
+}
+
 TEST(OutputTest, CommitWithoutReserveIsAnError) {
   TaskOutput output(NewSegmentName());
   output.Commit(10);
-  wire::Outcome outcome;
-  output.TakeOutcome(&outcome);
+  const wire::Outcome outcome = Take(output);
   EXPECT_NE(outcome.error().find("without reserving"), std::string::npos);
 }
 

@@ -1,5 +1,6 @@
 #include "daemon/scheduler.h"
 
+#include "common/packed.h"
 #include "common/payload.h"
 
 #include <gtest/gtest.h>
@@ -231,6 +232,37 @@ TEST_F(SchedulerTest, AnItemThatCrashedWaitsItsBackoffDoublingEachTime) {
   Succeed(scheduler_.NextTask("cpu", 1, kWorker));
   EXPECT_EQ(job.succeeded, 3u);
   EXPECT_EQ(scheduler_.TakeFinished(), std::vector<uint64_t>{job.id});
+}
+
+TEST_F(SchedulerTest, PackedItemsTravelPackedAndNeverShareATaskWithPayloads) {
+  Job& job = NewJob("f", 10, /*retries=*/2);
+  wire::Items packed;
+  for (const char* item : {"a", "bb", "ccc"}) AppendPacked(packed.mutable_packed(), item);
+  ASSERT_TRUE(scheduler_.AddItems(job, packed).ok());
+  Add(job, 2);  // one Payload each: items 3 and 4
+  const Task* first = scheduler_.NextTask("cpu", 1, kWorker);
+  EXPECT_EQ(first->indexes, (std::vector<uint64_t>{0, 1, 2}));
+  EXPECT_EQ(first->message->packed().data(), "abbccc");
+  EXPECT_EQ(first->message->items_size(), 0);
+  // The worker dies on item 1: all three go back, still packed.
+  scheduler_.Requeue(first->message->id(), 1, "killed", Clock::now());
+  const Task* again = scheduler_.NextTask("cpu", 1, kWorker);
+  EXPECT_EQ(again->indexes, (std::vector<uint64_t>{0, 1, 2}));
+  EXPECT_EQ(again->message->packed().data(), "abbccc");
+  wire::TaskResult values;
+  values.set_id(again->message->id());
+  for (const char* value : {"A", "BB", "CCC"}) AppendPacked(values.mutable_values(), value);
+  scheduler_.Complete(again->message->id(), values);
+  const Task* rest = scheduler_.NextTask("cpu", 1, kWorker);
+  EXPECT_EQ(rest->indexes, (std::vector<uint64_t>{3, 4}));
+  EXPECT_EQ(rest->message->items_size(), 2);
+  EXPECT_FALSE(rest->message->has_packed());
+  auto results = scheduler_.TakeResults();
+  EXPECT_EQ(std::vector<uint64_t>(results[job.id].value_indexes().begin(),
+                                  results[job.id].value_indexes().end()),
+            (std::vector<uint64_t>{0, 1, 2}));
+  EXPECT_EQ(results[job.id].values().data(), "ABBCCC");
+  EXPECT_EQ(job.succeeded, 3u);
 }
 
 TEST_F(SchedulerTest, UnknownRunningItemChargesNothing) {
