@@ -42,6 +42,9 @@ constexpr size_t kMaxBatchBytes = 8 << 20;
 constexpr auto kStopDeadline = seconds(5);
 constexpr auto kStartDeadline = seconds(15);
 constexpr auto kLivenessInterval = seconds(1);
+// How often /dev/shm is swept for segments whose creator has exited (a
+// client that died between creating a segment and naming it to jobd).
+constexpr auto kReapInterval = seconds(60);
 // How often running items are checked against their timeouts.
 constexpr auto kTimeoutCheckInterval = milliseconds(100);
 // A worker that died before saying Hello is restarted after this pause, so a
@@ -75,6 +78,12 @@ std::optional<ucred> Sender(const zmq::message_t& message) {
     return std::nullopt;
   }
   return credentials;
+}
+
+void ReapOrphans() {
+  if (int reaped = ReapOrphanSegments(); reaped > 0) {
+    JOBD_LOG(kInfo) << "removed " << reaped << " shared-memory segments left by dead processes";
+  }
 }
 
 std::string Encode(const google::protobuf::MessageLite& message) {
@@ -145,9 +154,7 @@ Status Supervisor::Listen() {
   (void)!ftruncate(lock_fd_, 0);
   (void)!pwrite(lock_fd_, pid_text.data(), pid_text.size(), 0);
 
-  if (int reaped = ReapOrphanSegments(); reaped > 0) {
-    JOBD_LOG(kInfo) << "removed " << reaped << " shared-memory segments left by dead processes";
-  }
+  ReapOrphans();
 
   // Signals arrive through the loop. Blocked before ZeroMQ starts its threads,
   // which inherit the mask, so that no other thread takes them.
@@ -201,6 +208,7 @@ Status Supervisor::Listen() {
                   << pools_.size() << (pools_.size() == 1 ? " pool" : " pools");
   next_liveness_check_ = Clock::now() + kLivenessInterval;
   next_timeout_check_ = Clock::now() + kTimeoutCheckInterval;
+  next_reap_ = Clock::now() + kReapInterval;
   return {};
 }
 
@@ -993,6 +1001,10 @@ void Supervisor::HandleTimers(Clock::time_point now) {
   if (now >= next_timeout_check_) {
     next_timeout_check_ = now + kTimeoutCheckInterval;
     EnforceTimeouts();
+  }
+  if (now >= next_reap_) {
+    next_reap_ = now + kReapInterval;
+    ReapOrphans();
   }
   if (now >= next_liveness_check_) {
     next_liveness_check_ = now + kLivenessInterval;
