@@ -803,7 +803,6 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
     submit->set_plugin(path);
     free(path);
   }
-  submit->set_client_pid(static_cast<uint32_t>(getpid()));
   g_interrupted = false;
   Result<wire::Reply> accepted = impl_->Call(request, wire::Reply::kAccepted);
   if (!accepted.ok()) return accepted.status();

@@ -71,7 +71,12 @@ double SecondsSince(Clock::time_point start) {
 // Who sent `message`, as the kernel tells it (the connection's SO_PEERCRED),
 // not as the message claims; nullopt if the kernel does not say.
 std::optional<ucred> Sender(const zmq::message_t& message) {
-  const int fd = const_cast<zmq::message_t&>(message).get(ZMQ_SRCFD);
+  int fd = -1;
+  try {
+    fd = const_cast<zmq::message_t&>(message).get(ZMQ_SRCFD);
+  } catch (const zmq::error_t&) {
+    return std::nullopt;  // a peer speaking ZMTP 1.0 (any stray bytes) has no descriptor
+  }
   ucred credentials{};
   socklen_t length = sizeof credentials;
   if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
@@ -409,14 +414,21 @@ void Supervisor::HandleClientMessages() {
 void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& body) {
   // Only our own user gets in, whatever the socket's permissions say.
   const std::optional<ucred> sender = Sender(body);
-  if (sender && sender->uid != getuid()) {
+  if (!sender) {
+    JOBD_LOG(kWarn) << "refused a request whose sender the kernel does not name (not a jobd "
+                       "client: stray bytes on the socket?)";
+    ReplyError(client, "refused: jobd cannot tell who sent this request; use the jobd client "
+                       "library or jobctl");
+    return;
+  }
+  if (sender->uid != getuid()) {
     JOBD_LOG(kWarn) << "refused a request from uid " << sender->uid << " (pid " << sender->pid
                     << "): this jobd serves uid " << getuid() << " only";
     ReplyError(client, "this jobd serves uid " + std::to_string(getuid()) +
                            " only; start your own with `jobd --detach`");
     return;
   }
-  const pid_t sender_pid = sender ? sender->pid : 0;
+  const pid_t sender_pid = sender->pid;
   wire::Request request;
   if (Status s = DecodeRequest(body.to_string_view(), &request); !s.ok()) {
     JOBD_LOG(kWarn) << "refused a request: " << s.message();
@@ -536,7 +548,6 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   JobSpec spec;
   spec.client = client;
   spec.client_pid = sender_pid;
-  if (spec.client_pid == 0) spec.client_pid = static_cast<pid_t>(submit.client_pid());
   spec.function = submit.function();
   spec.pool = pool_name;
   spec.chunksize = submit.chunksize();

@@ -256,6 +256,7 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
     received.erase(0, offset);
     if (died && next_read < count) {
       const std::string how = Reap();
+      waiting(next_read);  // no process now: the worker's page must not name the dead one
       silent_starts = answered ? 0 : silent_starts + 1;
       // Two items' worth of deaths without a single answer: it cannot even
       // start, and every further item would cost as many starts.

@@ -43,7 +43,7 @@ class Coprocess {
   // Feeds every item of `task` to the coprocess (starting it if needed) while
   // reading their results, and appends one outcome per item to `result`, in
   // order. `waiting(i)` is called as the result of item i becomes the one
-  // awaited. A coprocess that dies is restarted and fed one item at a time;
+  // awaited, and when the process serving it starts or exits. A coprocess that dies is restarted and fed one item at a time;
   // an item it then dies on is retried up to task.retries() times, then fails
   // with how it died. Once `cancelled()`, the rest of the task fails at once.
   // An item: its arguments (one for map, several for starmap: a line carries

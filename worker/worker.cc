@@ -110,6 +110,9 @@ class TaskRunner {
         [this, job = task.job()] {
           return running_->cancelled_job.load(std::memory_order_relaxed) == job;
         });
+    // It may have exited at the end: jobd must never kill a group by a stale pid.
+    running_->coprocess.store(coprocess_.running() ? coprocess_.pid() : 0,
+                              std::memory_order_relaxed);
   }
 
   // The function a task names: builtin or from the pool's plugins, or from the

@@ -1,9 +1,12 @@
 // Bad input gets a clear message, and the daemon serves everyone else.
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <zmq.hpp>
 
@@ -31,6 +34,27 @@ TEST_F(BadInputTest, UnknownFunctionOrPoolIsRefusedByName) {
   EXPECT_EQ(pool.status, 4);
   EXPECT_TRUE(Has(pool.err, "unknown pool 'gpu'; this jobd has: cpu, four")) << pool.err;
   EXPECT_EQ(Jobctl({"map", "len", "x"}).out, "1\n");
+}
+
+TEST_F(BadInputTest, StrayBytesOnTheSocketAreRefusedAndJobdServesOn) {
+  // Bytes that do not open a ZMTP 3 greeting make ZeroMQ treat the peer as
+  // ZMTP 1.0: its messages arrive without the descriptor the uid check needs.
+  for (const std::string& bytes : {std::string("\x01\x00\x06\x00hello", 9),
+                                   std::string("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a", 10),
+                                   std::string("\x01\x00\x02\x00\x01", 5)}) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string path = dir_ + "/jobd/jobd.sock";
+    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    usleep(100'000);
+    close(fd);
+  }
+  EXPECT_TRUE(Eventually([&] { return Has(Log(), "refused a request whose sender the kernel does not name"); }))
+      << Log();
+  EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n") << Log();
 }
 
 class KindsTest : public DaemonTest {
