@@ -206,6 +206,16 @@ bool ParseCount(const std::string* text, uint32_t* out) {
   return true;
 }
 
+// Seconds, fractions allowed: more than 0, at most a day.
+bool ParseSeconds(const std::string* text, double* out) {
+  if (text == nullptr || text->empty()) return false;
+  char* end = nullptr;
+  const double seconds = std::strtod(text->c_str(), &end);
+  if (*end != '\0' || !(seconds > 0 && seconds <= 86400)) return false;
+  *out = seconds;
+  return true;
+}
+
 int ConnectFailed(const jobd::Status& status) {
   std::fprintf(stderr, "jobctl: %s\n", status.message().c_str());
   return kNoDaemon;
@@ -287,23 +297,15 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
         return Usage(kMapUsage, "--retries needs a whole number from 0 to 65536");
       }
     } else if (arg == "--timeout") {
-      const std::string* text = value();
-      char* end = nullptr;
-      const double seconds = text ? std::strtod(text->c_str(), &end) : 0;
-      if (text == nullptr || text->empty() || *end != '\0' || !(seconds > 0 && seconds <= 86400)) {
+      if (!ParseSeconds(value(), &options.timeout_seconds)) {
         return Usage(kMapUsage, "--timeout needs seconds, more than 0 and at most 86400");
       }
-      options.timeout_seconds = seconds;
     } else if (arg == "--resubmit") {
       options.resubmit_wait_seconds = 600;
     } else if (arg == "--resubmit-wait") {
-      const std::string* text = value();
-      char* end = nullptr;
-      const double seconds = text ? std::strtod(text->c_str(), &end) : 0;
-      if (text == nullptr || text->empty() || *end != '\0' || !(seconds > 0 && seconds <= 86400)) {
+      if (!ParseSeconds(value(), &options.resubmit_wait_seconds)) {
         return Usage(kMapUsage, "--resubmit-wait needs seconds, more than 0 and at most 86400");
       }
-      options.resubmit_wait_seconds = seconds;
     } else if (arg == "--") {
       items.insert(items.end(), args.begin() + static_cast<long>(i) + 1, args.end());
       break;

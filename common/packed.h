@@ -32,8 +32,6 @@ class PackedReader {
     offset_ += length;
     return bytes;
   }
-  // Where the string Next() returned starts in data().
-  size_t last_offset() const { return offset_ - packed_.lengths(next_ - 1); }
 
  private:
   const wire::Packed& packed_;

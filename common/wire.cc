@@ -28,12 +28,15 @@ Status CheckVersion(wire::Version version, const char* what) {
                        " (use jobctl and jobd from the same release)");
 }
 
+Status CheckCount(int count, int max) {
+  if (count <= max) return {};
+  return Status::Error("too many items in one message: " + std::to_string(count) + " (at most " +
+                       std::to_string(max) + ")");
+}
+
 template <typename Payloads>
 Status ValidatePayloads(const Payloads& payloads) {
-  if (payloads.size() > kMaxItemsPerMessage) {
-    return Status::Error("too many items in one message: " + std::to_string(payloads.size()) +
-                         " (at most " + std::to_string(kMaxItemsPerMessage) + ")");
-  }
+  if (Status s = CheckCount(payloads.size(), kMaxItemsPerMessage); !s.ok()) return s;
   for (const wire::Payload& payload : payloads) {
     if (Status s = ValidatePayload(payload); !s.ok()) return s;
   }
@@ -106,10 +109,7 @@ Status ValidateOutcome(const wire::Outcome& outcome) {
 }  // namespace
 
 Status ValidatePacked(const wire::Packed& packed, int max_strings) {
-  if (packed.lengths_size() > max_strings) {
-    return Status::Error("too many items in one message: " + std::to_string(packed.lengths_size()) +
-                         " (at most " + std::to_string(max_strings) + ")");
-  }
+  if (Status s = CheckCount(packed.lengths_size(), max_strings); !s.ok()) return s;
   uint64_t total = 0;
   for (uint32_t length : packed.lengths()) total += length;
   if (total != packed.data().size()) {

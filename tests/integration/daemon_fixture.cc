@@ -163,6 +163,14 @@ int DaemonTest::StopDaemon() {
   return DecodeWait(status);
 }
 
+pid_t DaemonTest::KillDaemon() {
+  const pid_t pid = daemon_pid_;
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  daemon_pid_ = 0;
+  return pid;
+}
+
 Command DaemonTest::Jobctl(const std::vector<std::string>& args, const std::string& input) {
   std::vector<std::string> argv{Bin("jobctl")};
   argv.insert(argv.end(), args.begin(), args.end());

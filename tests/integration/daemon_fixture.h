@@ -48,6 +48,8 @@ class DaemonTest : public ::testing::Test {
   Command StartDaemon(const std::string& yaml);
   // Asks jobd to stop and waits for it; returns its exit status.
   int StopDaemon();
+  // SIGKILLs jobd and reaps it; returns its pid.
+  pid_t KillDaemon();
   // jobctl ARGS against this daemon.
   Command Jobctl(const std::vector<std::string>& args, const std::string& input = "");
   // The environment that points jobd and jobctl at the private directory.

@@ -125,10 +125,7 @@ TEST_F(FaultTest, ADaemonKilledMidJobLeavesNothingAfterItsRestart) {
   const pid_t job = Spawn({Bin("jobctl"), "map", "--chunksize", "1", "sleep"}, in, out, Env());
   pids_.insert(job);
   for (int i = 0; i < 100 && RunningJobs() == 0; ++i) usleep(20000);
-  const pid_t old_daemon = daemon_pid_;
-  kill(old_daemon, SIGKILL);
-  waitpid(old_daemon, nullptr, 0);
-  daemon_pid_ = 0;
+  const pid_t old_daemon = KillDaemon();
   int status = 0;
   waitpid(job, &status, 0);
   EXPECT_NE(WEXITSTATUS(status), 0);
@@ -155,10 +152,7 @@ TEST_F(FaultTest, ResubmitDeliversEveryResultOnceInOrderAcrossADaemonRestart) {
                           in, out, Env());
   pids_.insert(job);
   ASSERT_TRUE(Eventually([&] { return ReadFile(out).size() > 100; })) << ReadFile(out + ".err");
-  const pid_t old_daemon = daemon_pid_;
-  kill(old_daemon, SIGKILL);
-  waitpid(old_daemon, nullptr, 0);
-  daemon_pid_ = 0;
+  const pid_t old_daemon = KillDaemon();
   usleep(500'000);
   ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
 
@@ -181,15 +175,14 @@ TEST_F(FaultTest, ResubmitGivesUpWhenNoDaemonComesBack) {
                                "sleep"}, dir_ + "/in", dir_ + "/out2", Env());
   pids_.insert(waiting);
   ASSERT_TRUE(Eventually([&] { return RunningJobs() >= 1; }));
-  kill(daemon_pid_, SIGKILL);
-  waitpid(daemon_pid_, nullptr, 0);
-  daemon_pid_ = 0;
+  KillDaemon();
   int status = 0;
   waitpid(waiting, &status, 0);
   EXPECT_EQ(WEXITSTATUS(status), 4);
   const std::string err = ReadFile(dir_ + "/out2.err");
   EXPECT_NE(err.find("no jobd came back within 1 s (no jobd answers at"), std::string::npos)
-      << err;  // The next jobd reaps what the killed one left.
+      << err;
+  // The next jobd reaps what the killed one left.
   ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
 }
 
