@@ -4,12 +4,16 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 extern char** environ;
@@ -21,6 +25,34 @@ namespace {
 constexpr size_t kStderrTail = 2048;
 // A command's result (stdout) may not exceed this.
 constexpr size_t kMaxOutput = size_t{1} << 30;
+
+// Where `name` (no '/') is found on PATH, remembered like a shell's hash
+// table: posix_spawnp tries one execve per PATH directory until one works, and
+// each failed try costs as much as a tenth of starting a small program. Empty
+// when PATH has no such program, or names directories relative to the
+// current one (then the answer would depend on the command's directory).
+std::unordered_map<std::string, std::string> g_on_path;  // one thread per worker
+
+const std::string& FindOnPath(const std::string& name) {
+  auto [entry, inserted] = g_on_path.try_emplace(name);
+  if (!inserted) return entry->second;
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path != nullptr ? path : "";
+  while (!dirs.empty()) {
+    const size_t colon = dirs.find(':');
+    const std::string_view dir = dirs.substr(0, colon);
+    dirs = colon == std::string_view::npos ? "" : dirs.substr(colon + 1);
+    if (dir.empty() || dir[0] != '/') break;
+    const std::string candidate = std::string(dir) + "/" + name;
+    struct stat st{};
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        access(candidate.c_str(), X_OK) == 0) {
+      entry->second = candidate;
+      break;
+    }
+  }
+  return entry->second;
+}
 
 std::string_view Basename(std::string_view path) {
   const size_t slash = path.rfind('/');
@@ -192,7 +224,15 @@ Result<pid_t> SpawnCommand(std::vector<std::string> argv, const std::string& cwd
   posix_spawnattr_setflags(&attributes,
                            POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid = 0;
-  const int spawned = posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), env.data());
+  const bool searched = argv[0].find('/') == std::string::npos;
+  const std::string program = searched ? FindOnPath(argv[0]) : "";
+  int spawned = program.empty()
+                    ? ENOENT
+                    : posix_spawn(&pid, program.c_str(), &actions, &attributes, args.data(), env.data());
+  if (spawned != 0) {  // a path of its own, not on PATH, or moved since it was found
+    if (searched) g_on_path.erase(argv[0]);
+    spawned = posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), env.data());
+  }
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   if (spawned == 0) return pid;

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "cli/words.h"
 
@@ -84,6 +89,31 @@ TEST(ExecTest, RunsCommandsAndReportsFailures) {
   EXPECT_NE(RunCommand(missing, "x", 1, 1).message().find("no such command"), std::string::npos);
   missing.set_cwd("/no/such/dir");
   EXPECT_NE(RunCommand(missing, "x", 1, 1).message().find("in /no/such/dir"), std::string::npos);
+}
+
+TEST(ExecTest, CommandsFoundOnPathAreRememberedUntilTheyMove) {
+  signal(SIGPIPE, SIG_IGN);
+  const std::string base = ::testing::TempDir() + "/jobd-path-" + std::to_string(getpid());
+  const std::string first = base + "/first", second = base + "/second";
+  std::filesystem::create_directories(first);
+  std::filesystem::create_directories(second);
+  auto script = [](const std::string& path, const std::string& says) {
+    std::ofstream(path) << "#!/bin/sh\necho " << says << "\n";
+    std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+  };
+  script(first + "/jobd-test-cmd", "first");
+  const std::string old_path = std::getenv("PATH");
+  setenv("PATH", (first + ":" + second + ":" + old_path).c_str(), 1);
+  wire::Exec exec;
+  exec.add_argv("jobd-test-cmd");
+  EXPECT_EQ(*RunCommand(exec, "x", 1, 1), "first");
+  // It moves to the second directory: the remembered path fails, PATH is searched again.
+  std::filesystem::remove(first + "/jobd-test-cmd");
+  script(second + "/jobd-test-cmd", "second");
+  EXPECT_EQ(*RunCommand(exec, "x", 1, 1), "second");
+  EXPECT_EQ(*RunCommand(exec, "x", 1, 1), "second");
+  setenv("PATH", old_path.c_str(), 1);
+  std::filesystem::remove_all(base);
 }
 
 TEST(WordsTest, SplitsLikeAShellWithoutExpanding) {
