@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the build into a fresh prefix, builds the client-library example
+# against it with pkg-config as a user would, and runs it against the
+# installed jobd: the installed tree must work on its own.
+#   bash tests/install_test.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+work=$(mktemp -d)
+export XDG_RUNTIME_DIR=$work/run
+mkdir -m 0700 "$XDG_RUNTIME_DIR"
+trap '"$work/prefix/bin/jobctl" shutdown >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+export PKG_CONFIG_PATH=$work/prefix/lib/pkgconfig
+c++ -std=c++20 "$work/prefix/share/doc/jobd/examples/map_lines.cc" \
+  $(pkg-config --cflags --libs jobd-client) -o "$work/map_lines"
+
+"$work/prefix/bin/jobd" --detach --log-file "$work/jobd.log" >/dev/null
+printf 'a\nbb\nccc\n' > "$work/items"
+"$work/map_lines" sha256 < "$work/items" > "$work/got"
+for item in a bb ccc; do printf '%s' "$item" | sha256sum | cut -d' ' -f1; done > "$work/want"
+if ! cmp -s "$work/got" "$work/want"; then
+  echo "install test: the example built against the installed library printed:" >&2
+  cat "$work/got" >&2
+  echo "instead of:" >&2
+  cat "$work/want" >&2
+  exit 1
+fi
+echo "install test: the installed jobd, jobctl and client library work together"
