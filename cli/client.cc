@@ -222,8 +222,13 @@ struct Client::Impl {
                                  " does not exist); start one with `jobd --detach` (or `jobd` in "
                                  "another terminal), or point at another with --socket");
     }
+    // A connection to a jobd that died: what it still queued goes nowhere.
+    if (socket) socket.set(zmq::sockopt::linger, 0);
     socket = zmq::socket_t(context, zmq::socket_type::dealer);
-    socket.set(zmq::sockopt::linger, 0);
+    // Long enough for the last Release to leave when the client closes right
+    // after a Map (without it, jobd would keep the job and its segments for as
+    // long as the process lives); bounded for a jobd that stopped reading.
+    socket.set(zmq::sockopt::linger, 1000);
     socket.set(zmq::sockopt::rcvhwm, 0);
     socket.set(zmq::sockopt::sndhwm, 0);
     socket.connect(endpoint);
@@ -458,11 +463,19 @@ class MapRun : public ItemSink {
   }
 
   // jobd died and job `job` replaces this one: sends it every item that has
-  // no result delivered yet, in input order. Results that were waiting their
-  // turn point into segments that died with jobd, so their items run again.
+  // no result yet, in input order. Results waiting their turn are kept, but
+  // those in shared memory died with jobd: their items run again.
   void Resubmit(uint64_t job) {
-    for (const auto& [index, result] : pending_) DropOutputRef(result);
-    pending_.clear();
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      const wire::Outcome& outcome = it->second.outcome();
+      if (outcome.has_value() && outcome.value().has_ref()) {  // died with jobd: run it again
+        DropOutputRef(it->second);
+        it = pending_.erase(it);
+      } else {  // an inline value or an error: it only waits its turn
+        unanswered_.erase(it->first);
+        ++it;
+      }
+    }
     job_ = job;
     resent_.clear();
     first_fresh_ = sent_;
@@ -517,6 +530,7 @@ class MapRun : public ItemSink {
   }
 
   uint64_t delivered() const { return delivered_; }
+  uint64_t sent() const { return sent_; }
 
  private:
   // Results indexed by input position.
@@ -826,9 +840,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   auto notice = [&](const std::string& message) {
     if (options.on_notice) options.on_notice(message);
   };
-  auto daemon_died = [&] {
-    return kill(static_cast<pid_t>(impl_->daemon_pid), 0) != 0 && errno == ESRCH;
-  };
+  auto daemon_died = [&] { return ProcessExited(static_cast<pid_t>(impl_->daemon_pid)); };
   // jobd died: gives up, or waits for one to serve again and resubmits what
   // has no result yet as a new job.
   auto resubmit = [&]() -> jobd::Status {
@@ -897,6 +909,11 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
       if (reply.has_results() && reply.results().job() == job) {
         if (jobd::Status s = run.Take(*reply.mutable_results(), on_result); !s.ok()) return s;
       } else if (reply.has_end() && reply.end().job() == job) {
+        if (run.delivered() != run.sent()) {
+          return jobd::Status::Error("job " + std::to_string(job) + " ended with " +
+                                     std::to_string(run.sent() - run.delivered()) +
+                                     " results missing (a jobd bug: please report it)");
+        }
         // After a resubmit, jobd's last job saw only part of the items.
         summary.succeeded = summary.resubmits > 0 ? run.succeeded() : reply.end().succeeded();
         summary.failed = summary.resubmits > 0 ? run.failed() : reply.end().failed();

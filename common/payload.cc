@@ -67,10 +67,7 @@ std::vector<std::string> ListSegments() {
   return names;
 }
 
-namespace {
-// Whether `pid` has exited: gone, or a zombie its parent has not reaped yet
-// (a daemon killed moments ago, whose parent was init).
-bool Exited(pid_t pid) {
+bool ProcessExited(pid_t pid) {
   if (kill(pid, 0) != 0) return errno == ESRCH;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
@@ -78,13 +75,12 @@ bool Exited(pid_t pid) {
   const size_t name_end = line.rfind(')');  // the command name may hold anything
   return name_end != std::string::npos && line.compare(name_end, 3, ") Z") == 0;
 }
-}  // namespace
 
 int ReapOrphanSegments() {
   int removed = 0;
   for (const std::string& name : ListSegments()) {
     const pid_t creator = CreatorOf(name);
-    if (creator > 0 && Exited(creator)) {
+    if (creator > 0 && ProcessExited(creator)) {
       RemoveSegment(name);
       ++removed;
     }

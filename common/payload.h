@@ -34,7 +34,10 @@ std::string NewSegmentName(pid_t creator = 0);
 bool IsSegmentName(std::string_view name);
 // Removes the segment (no error if it is already gone).
 void RemoveSegment(const std::string& name);
-// Removes this uid's segments whose creator process no longer exists.
+// Whether process `pid` has exited: gone, or a zombie its parent has not
+// reaped yet (a daemon killed moments ago whose parent does not wait).
+bool ProcessExited(pid_t pid);
+// Removes this uid's segments whose creator process has exited.
 // Returns how many were removed.
 int ReapOrphanSegments();
 // Names of this uid's segments that exist now (for tests and reaping).

@@ -363,6 +363,11 @@ void Supervisor::HandleWorkerMessages() {
         *pool.functions.mutable_functions() = message.hello().functions();
         pool.functions_from = worker->key;
       }
+      if (pool.previous && worker->key > pool.replaced_after) {
+        JOBD_LOG(kInfo) << "pool '" << worker->pool << "': workers with the new settings are ready";
+        pool.previous.reset();
+        pool.failed_starts = 0;
+      }
       JOBD_LOG(kDebug) << "worker " << worker->identity << " (pid " << worker->pid << ") is ready";
       StopIfDone(*worker);
       continue;
@@ -379,11 +384,6 @@ void Supervisor::HandleWorkerMessages() {
       ++worker->tasks_done;
       ++worker->tasks_this_life;
       scheduler_.Complete(result.id(), result);
-    }
-    // Recycled once it has run its share.
-    const uint32_t max_tasks = pools_[worker->pool].config.max_tasks_per_worker;
-    if (max_tasks > 0 && worker->tasks_this_life >= max_tasks && worker->fate == Fate::kServe) {
-      worker->fate = Fate::kReplace;
     }
     StopIfDone(*worker);
   }
@@ -447,7 +447,9 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
       Reply(client, reply);
       return;
     case wire::Request::kFunctions:
-      for (const auto& [name, pool] : pools_) *reply.mutable_functions()->add_pools() = pool.functions;
+      for (const auto& [name, pool] : pools_) {
+        if (!pool.removed) *reply.mutable_functions()->add_pools() = pool.functions;
+      }
       Reply(client, reply);
       return;
     case wire::Request::kShutdown:
@@ -533,8 +535,10 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
     return;
   }
   const auto& offered = pool->second.functions.functions();
-  // A job's own plugin is checked by the workers that load it.
-  const bool known = submit.has_exec() || !submit.plugin().empty() ||
+  // A job's own plugin is checked by the workers that load it; so is every
+  // function while a reload brings the pool's workers (no list is sure yet).
+  const bool settled = pool->second.functions_from != 0 && !pool->second.previous;
+  const bool known = submit.has_exec() || !submit.plugin().empty() || !settled ||
                      std::any_of(offered.begin(), offered.end(), [&](const wire::FunctionInfo& f) {
                        return f.name() == submit.function();
                      });
@@ -825,14 +829,16 @@ void Supervisor::Reload() {
                           std::to_string(pool_config.workers) + " workers");
       }
       const bool replace = pool_config.NeedsNewWorkers(pool.config);
+      if (replace && !pool.previous) pool.previous = pool.config;
+      if (replace) pool.replaced_after = generation_;
       pool.config = pool_config;
       pool.removed = false;
       if (replace) {
         changes.push_back(name + ": workers replaced as they finish (new plugins or memory_limit)");
-        for (auto& worker : pool.workers) {
-          if (worker->fate == Fate::kServe) worker->fate = Fate::kReplace;
-          StopIfDone(*worker);
-        }
+      }
+      for (auto& worker : pool.workers) {
+        if (replace && worker->fate == Fate::kServe) worker->fate = Fate::kReplace;
+        StopIfDone(*worker);  // also those past a lower max_tasks_per_worker
       }
     }
     Resize(pool, pool_config.workers);
@@ -850,7 +856,8 @@ void Supervisor::Reload() {
 }
 
 void Supervisor::Resize(PoolState& pool, uint32_t count) {
-  const auto now = Clock::now();
+  // A resting (degraded) pool starts nothing before its rest is over.
+  const auto now = pool.degraded.empty() ? Clock::now() : std::max(Clock::now(), pool.degraded_until);
   for (uint32_t slot = 0; slot < std::max<size_t>(count, pool.workers.size()); ++slot) {
     if (slot >= pool.workers.size()) {
       auto worker = std::make_unique<Worker>();
@@ -873,6 +880,11 @@ void Supervisor::Resize(PoolState& pool, uint32_t count) {
 }
 
 void Supervisor::StopIfDone(Worker& worker) {
+  // Recycled once it has run its share.
+  const uint32_t max_tasks = pools_[worker.pool].config.max_tasks_per_worker;
+  if (max_tasks > 0 && worker.tasks_this_life >= max_tasks && worker.fate == Fate::kServe) {
+    worker.fate = Fate::kReplace;
+  }
   if (worker.pid == 0 || worker.fate == Fate::kServe || worker.stop_sent || !worker.ready ||
       !worker.tasks.empty()) {
     return;
@@ -951,6 +963,15 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   }
   const auto now = Clock::now();
   PoolState& pool = pools_[worker.pool];
+  if (!worker.ready && pool.previous && worker.key > pool.replaced_after &&
+      ++pool.failed_starts >= 3) {
+    JOBD_LOG(kError) << "pool '" << worker.pool << "': workers with the reloaded settings die as "
+                     << "they start (the last " << how << "; see the log above); going back to "
+                     << "the settings before the reload";
+    pool.config = *pool.previous;
+    pool.previous.reset();
+    pool.failed_starts = 0;
+  }
   if (!recycled) {
     ++worker.restarts;
     CountDeath(pool, how, now);

@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -70,6 +71,13 @@ class Supervisor {
     wire::FunctionList::Pool functions;  // from the Hello of its newest worker
     uint64_t functions_from = 0;         // the key of that worker
     bool removed = false;  // no longer in the config: finishes its jobs, then goes
+    // After a reload that replaces the workers (new plugins or memory_limit):
+    // the settings before it, kept until a worker with the new ones (a key
+    // above replaced_after) says Hello; if they keep dying as they start, the
+    // pool goes back to these.
+    std::optional<PoolConfig> previous;
+    uint64_t replaced_after = 0;
+    uint32_t failed_starts = 0;
     std::deque<Clock::time_point> deaths;  // unexpected worker deaths in the window
     std::string degraded;                  // why, while degraded; empty when healthy
     Clock::time_point degraded_until;
@@ -91,8 +99,8 @@ class Supervisor {
   void Reload();
   // Starts or stops workers so that `pool` has `count` serving ones.
   void Resize(PoolState& pool, uint32_t count);
-  // Tells a worker whose fate is sealed to stop, once it holds no task; a
-  // removed pool's workers first finish its jobs.
+  // Seals the fate of a worker that has run max_tasks_per_worker tasks, and
+  // tells a worker whose fate is sealed to stop once it holds no task.
   void StopIfDone(Worker& worker);
   // Drops slots whose workers left, and removed pools that emptied.
   void Compact();

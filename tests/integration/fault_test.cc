@@ -169,6 +169,28 @@ TEST_F(FaultTest, ResubmitDeliversEveryResultOnceInOrderAcrossADaemonRestart) {
             std::string::npos) << err;
 }
 
+TEST_F(FaultTest, ResubmitKeepsResultsThatWaitedTheirTurn) {
+  // Item 1 is a file that cannot be read: its error is made by jobctl at once
+  // and waits for item 0, which is running when jobd dies.
+  WriteFile(dir_ + "/f0", "1500");
+  WriteFile(dir_ + "/f2", "10");
+  const std::string out = dir_ + "/out";
+  const pid_t job = Spawn({Bin("jobctl"), "map", "--files", "--chunksize", "1", "--resubmit-wait",
+                           "30", "sleep", dir_ + "/f0", dir_ + "/missing", dir_ + "/f2"},
+                          "/dev/null", out, Env());
+  pids_.insert(job);
+  ASSERT_TRUE(Eventually([&] { return RunningJobs() == 1; }));
+  usleep(300'000);
+  KillDaemon();
+  ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
+  int status = 0;
+  waitpid(job, &status, 0);
+  const std::string err = ReadFile(out + ".err");
+  EXPECT_EQ(WEXITSTATUS(status), 1) << err;
+  EXPECT_EQ(ReadFile(out), "1500\n10\n") << err;
+  EXPECT_NE(err.find("item 1 failed: cannot read " + dir_ + "/missing"), std::string::npos) << err;
+}
+
 TEST_F(FaultTest, ResubmitGivesUpWhenNoDaemonComesBack) {
   WriteFile(dir_ + "/in", "3000\n3000\n");
   const pid_t waiting = Spawn({Bin("jobctl"), "map", "--resubmit-wait", "1", "--chunksize", "1",

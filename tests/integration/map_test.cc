@@ -268,6 +268,19 @@ TEST_F(MapTest, FilesWithoutASizeAreReadToTheEnd) {
   EXPECT_EQ(run.out, Sha256Hex(version) + "\n");
 }
 
+TEST_F(MapTest, AClientClosedRightAfterMapLeavesNoJobBehind) {
+  // Each Map releases its job, and the Release leaves before the connection
+  // closes: this process lives on, so jobd would otherwise keep each job (and
+  // its segments) until the process exits.
+  for (int i = 0; i < 20; ++i) {
+    Client client = Connect();
+    Result<std::vector<std::string>> results = client.Map("len", {"a", "bb"});
+    ASSERT_TRUE(results.ok()) << results.message();
+  }
+  EXPECT_TRUE(Eventually([&] { return RunningJobs() == 0; }, 2000))
+      << RunningJobs() << " jobs left of 20 clients that are gone";
+}
+
 TEST_F(MapTest, ItemsAlreadyReadAreSentWithoutWaitingForMoreInput) {
   // A writer that stops writing but keeps stdin open (tail -f): every line it
   // wrote must still be mapped, not held back until the next write.

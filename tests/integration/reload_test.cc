@@ -120,6 +120,33 @@ TEST_F(ReloadTest, NewPluginsReplaceTheWorkersAndTheirFunctionsAppear) {
       << Jobctl({"map", "upper", "abc"}).err;
 }
 
+TEST_F(ReloadTest, ALowerMaxTasksPerWorkerReplacesWorkersThatAlreadyRanMore) {
+  std::string items;
+  for (int i = 0; i < 40; ++i) items += "x\n";
+  ASSERT_EQ(Jobctl({"map", "--chunksize", "1", "len"}, items).status, 0);
+  Reload("pools:\n  cpu: {workers: 2, max_tasks_per_worker: 5}\n");
+  // Both workers ran about 20 tasks: they are replaced, not left without credit.
+  Command run = RunCommand({"/usr/bin/timeout", "20", Bin("jobctl"), "map", "--chunksize", "1", "len"},
+                           items, Env());
+  EXPECT_EQ(run.status, 0) << run.err << Log();
+  std::string ones;
+  for (int i = 0; i < 40; ++i) ones += "1\n";
+  EXPECT_EQ(run.out, ones);
+}
+
+TEST_F(ReloadTest, WorkersThatCannotStartWithTheNewSettingsBringTheOldOnesBack) {
+  const std::string out = dir_ + "/out";
+  const pid_t job = StartSleeps("cpu", 20, 50, out);
+  ASSERT_TRUE(Eventually([&] { return RunningJobs() == 1; }));
+  Reload("pools:\n  cpu:\n    workers: 2\n    plugins: [" + std::string(JOBD_LIB_DIR) +
+         "/libtest_failing_init.so]\n");
+  EXPECT_TRUE(Eventually([&] {
+    return Log().find("workers with the reloaded settings die as they start") != std::string::npos;
+  })) << Log();
+  ExpectAllResults(job, out);
+  EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
+}
+
 TEST_F(ReloadTest, ShutdownEndsJobsThatOutlastTheDrainTimeout) {
   ASSERT_EQ(StopDaemon(), 0);
   ASSERT_EQ(StartDaemon("drain_timeout: 0.5\npools:\n  cpu: {workers: 1}\n").status, 0);
