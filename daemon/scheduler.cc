@@ -288,10 +288,16 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
     ++job->retried;
     back.push_back(std::move(item));
   }
-  // Back to the front, in index order, so ordered output is not held up.
-  job->queue.insert(job->queue.begin(), std::make_move_iterator(back.begin()),
-                    std::make_move_iterator(back.end()));
-  if (!job->queue.empty()) MarkReady(*job);
+  PutBack(*job, std::move(back));
+}
+
+void Scheduler::PutBack(Job& job, std::vector<QueuedItem> items) {
+  if (items.empty()) return;
+  std::sort(items.begin(), items.end(),
+            [](const QueuedItem& a, const QueuedItem& b) { return a.index < b.index; });
+  job.queue.insert(job.queue.begin(), std::make_move_iterator(items.begin()),
+                   std::make_move_iterator(items.end()));
+  MarkReady(job);
 }
 
 void Scheduler::ReleaseDelayed(Clock::time_point now) {
@@ -303,12 +309,7 @@ void Scheduler::ReleaseDelayed(Clock::time_point now) {
     std::vector<QueuedItem> back;
     for (auto it = due; it != job.delayed.end(); ++it) back.push_back(std::move(it->item));
     job.delayed.erase(due, job.delayed.end());
-    std::sort(back.begin(), back.end(),
-              [](const QueuedItem& a, const QueuedItem& b) { return a.index < b.index; });
-    // To the front, like any retry, so ordered output is not held up longer.
-    job.queue.insert(job.queue.begin(), std::make_move_iterator(back.begin()),
-                     std::make_move_iterator(back.end()));
-    MarkReady(job);
+    PutBack(job, std::move(back));
   }
 }
 

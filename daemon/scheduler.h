@@ -155,6 +155,9 @@ class Scheduler {
   template <typename Add>
   void QueueBlock(wire::Packed* packed, const Add& add);
   void MarkReady(const Job& job);
+  // Puts retried items at the front of the job's queue, in index order, so
+  // that ordered output is not held up.
+  void PutBack(Job& job, std::vector<QueuedItem> items);
   // Takes the task out of flight; returns it with its job (null if erased).
   std::pair<Task, Job*> Land(uint64_t task_id);
 

@@ -42,6 +42,8 @@ constexpr size_t kMaxBatchBytes = 8 << 20;
 constexpr auto kStopDeadline = seconds(5);
 constexpr auto kStartDeadline = seconds(15);
 constexpr auto kLivenessInterval = seconds(1);
+// Connections whose credentials are remembered (see SenderOf).
+constexpr size_t kMaxPeers = 4096;
 // How often /dev/shm is swept for segments whose creator has exited (a
 // client that died between creating a segment and naming it to jobd).
 constexpr auto kReapInterval = seconds(60);
@@ -411,9 +413,20 @@ void Supervisor::HandleClientMessages() {
   }
 }
 
+std::optional<ucred> Supervisor::SenderOf(const std::string& client, const zmq::message_t& body) {
+  if (std::optional<ucred> sender = Sender(body)) {
+    if (peers_.size() >= kMaxPeers) peers_.clear();  // they are learned again as they speak
+    peers_[client] = *sender;
+    return sender;
+  }
+  auto known = peers_.find(client);
+  if (known == peers_.end()) return std::nullopt;
+  return known->second;
+}
+
 void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& body) {
   // Only our own user gets in, whatever the socket's permissions say.
-  const std::optional<ucred> sender = Sender(body);
+  const std::optional<ucred> sender = SenderOf(client, body);
   if (!sender) {
     JOBD_LOG(kWarn) << "refused a request whose sender the kernel does not name (not a jobd "
                        "client: stray bytes on the socket?)";

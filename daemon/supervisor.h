@@ -5,11 +5,13 @@
 // owned by the loop.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <deque>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -112,6 +114,11 @@ class Supervisor {
   // pool's window make it degraded: its jobs fail, its workers rest a window.
   void CountDeath(PoolState& pool, const std::string& how, Clock::time_point now);
   void HandleRequest(const std::string& client, const zmq::message_t& body);
+  // Who sent `body` on connection `client`, as the kernel tells it. A message
+  // read after its connection closed has no descriptor left to ask: the
+  // credentials its connection showed before are used. Null for a peer never
+  // seen with a descriptor (stray bytes: ZeroMQ takes it for ZMTP 1.0).
+  std::optional<ucred> SenderOf(const std::string& client, const zmq::message_t& body);
   // `sender_pid`: the client's pid as the kernel tells it; 0 if unknown.
   void Submit(const std::string& client, pid_t sender_pid, wire::Submit& submit);
   void Dispatch();
@@ -145,6 +152,7 @@ class Supervisor {
   std::map<std::string, PoolState, std::less<>> pools_;
   std::map<std::string, Worker*, std::less<>> by_identity_;
   std::map<pid_t, Worker*> by_pid_;
+  std::unordered_map<std::string, ucred> peers_;  // client routing id -> credentials
   std::vector<Respawn> respawns_;
   uint64_t generation_ = 0;
   Scheduler scheduler_;
