@@ -713,7 +713,7 @@ class MapRun : public ItemSink {
     Status s = on_result(item);
     ++delivered_;
     ++(item.ok ? succeeded_ : failed_);
-    unanswered_.erase(item.index);
+    if (keep_items_) unanswered_.erase(item.index);
 
     if (auto counted = counted_.find(item.index); counted != counted_.end()) {
       (counted->second.shared ? inflight_shared_ : inflight_inline_) -= counted->second.size;
