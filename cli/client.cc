@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <thread>
 #include <unordered_map>
@@ -19,6 +20,7 @@
 #include "common/packed.h"
 #include "common/paths.h"
 #include "common/payload.h"
+#include "common/trusted_dir.h"
 #include "common/wire.h"
 #include "jobd.pb.h"
 
@@ -216,11 +218,26 @@ struct Client::Impl {
   jobd::Status Open(std::chrono::milliseconds timeout) {
     Result<std::string> path = IpcPath(endpoint);
     if (!path.ok()) return path.status();
+    // The socket's directory must be one only we (or root) can change, as
+    // jobd requires: otherwise another user could have put a jobd of theirs
+    // there, to read our items and answer with results of their choosing.
+    const std::filesystem::path socket_path(*path);
+    bool missing = false;
+    Result<TrustedDir> dir = OpenTrustedDir(socket_path.parent_path().string(), DirUse::kPrivate,
+                                            /*create=*/false, &missing);
     struct stat st{};
-    if (stat(path->c_str(), &st) != 0) {
-      return jobd::Status::Error("no jobd is running at " + endpoint + " (" + *path +
-                                 " does not exist); start one with `jobd --detach` (or `jobd` in "
-                                 "another terminal), or point at another with --socket");
+    if (dir.ok() && fstatat(dir->fd.get(), socket_path.filename().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      missing = true;
+    }
+    if (missing) {
+      return jobd::Status::Error("no jobd is running at " + endpoint + " (" +
+                                 (dir.ok() ? *path : dir.message()) +
+                                 (dir.ok() ? " does not exist" : "") +
+                                 "); start one with `jobd --detach` (or `jobd` in another "
+                                 "terminal), or point at another with --socket");
+    }
+    if (!dir.ok()) {
+      return jobd::Status::Error("refusing to use " + endpoint + ": " + dir.message());
     }
     // A connection to a jobd that died: what it still queued goes nowhere.
     if (socket) socket.set(zmq::sockopt::linger, 0);

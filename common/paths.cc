@@ -1,12 +1,9 @@
 #include "common/paths.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 
 namespace jobd {
@@ -20,36 +17,6 @@ std::string RuntimeBase() {
 std::string DefaultRuntimeDir() { return RuntimeBase() + "/jobd"; }
 
 std::string DefaultEndpoint() { return "ipc://" + DefaultRuntimeDir() + "/jobd.sock"; }
-
-Status EnsurePrivateDir(const std::string& dir) {
-  struct stat st{};
-  if (lstat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
-    return Status::Error(dir + " is not a directory");
-  }
-  // Every directory we create on the way is private too (the /tmp fallback).
-  const mode_t old_umask = umask(077);
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  umask(old_umask);
-  if (ec) return Status::Error("cannot create directory " + dir + ": " + ec.message());
-  if (lstat(dir.c_str(), &st) != 0) {
-    return Status::Error("cannot stat " + dir + ": " + std::strerror(errno));
-  }
-  if (!S_ISDIR(st.st_mode)) return Status::Error(dir + " is not a directory");
-  if (st.st_uid != getuid()) {
-    return Status::Error(dir + " belongs to uid " + std::to_string(st.st_uid) +
-                         ", not to us (uid " + std::to_string(getuid()) +
-                         "); remove it or choose another endpoint");
-  }
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%03o", st.st_mode & 0777);
-    return Status::Error(dir + " is open to other users (mode " + mode +
-                         "); jobd's socket needs a private directory: chmod 700 " + dir +
-                         " or choose another endpoint");
-  }
-  return {};
-}
 
 Result<std::string> IpcPath(const std::string& endpoint) {
   constexpr std::string_view kScheme = "ipc://";

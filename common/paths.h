@@ -1,6 +1,6 @@
 // Where jobd's sockets live. The client endpoint defaults to
 // ipc://$XDG_RUNTIME_DIR/jobd/jobd.sock (else /tmp/jobd-$UID/jobd/jobd.sock), in a
-// directory of mode 0700 owned by the user.
+// directory of mode 0700 owned by the user (checked by common/trusted_dir.h).
 #pragma once
 
 #include <string>
@@ -15,9 +15,6 @@ std::string RuntimeBase();
 std::string DefaultRuntimeDir();
 // ipc://<DefaultRuntimeDir()>/jobd.sock
 std::string DefaultEndpoint();
-// Creates `dir` (mode 0700) if missing; fails if it is not a directory of ours
-// that only we can enter.
-Status EnsurePrivateDir(const std::string& dir);
 // The filesystem path of an ipc:// endpoint; an error for other transports.
 Result<std::string> IpcPath(const std::string& endpoint);
 // Expands $VAR and ${VAR} from the environment (unset variables expand to "",

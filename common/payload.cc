@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <boost/interprocess/mapped_region.hpp>
@@ -13,6 +12,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "common/random.h"
+
 namespace jobd {
 namespace bip = boost::interprocess;
 
@@ -20,23 +21,18 @@ namespace {
 
 std::string UidPrefix() { return "jobd-" + std::to_string(getuid()) + "-"; }
 
-// The creator pid in a name IsSegmentName accepted, else 0.
-pid_t CreatorOf(std::string_view name) {
+}  // namespace
+
+pid_t SegmentCreator(std::string_view name) {
+  if (!IsSegmentName(name)) return 0;
   name.remove_prefix(UidPrefix().size());
   pid_t pid = 0;
   std::from_chars(name.data(), name.data() + name.size(), pid);
   return pid;
 }
 
-}  // namespace
-
 std::string NewSegmentName(pid_t creator) {
-  uint64_t random = 0;
-  while (getrandom(&random, sizeof random, 0) != sizeof random) {
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(random));
-  return UidPrefix() + std::to_string(creator != 0 ? creator : getpid()) + "-" + hex;
+  return UidPrefix() + std::to_string(creator != 0 ? creator : getpid()) + "-" + RandomHex(8);
 }
 
 bool IsSegmentName(std::string_view name) {
@@ -79,7 +75,7 @@ bool ProcessExited(pid_t pid) {
 int ReapOrphanSegments() {
   int removed = 0;
   for (const std::string& name : ListSegments()) {
-    const pid_t creator = CreatorOf(name);
+    const pid_t creator = SegmentCreator(name);
     if (creator > 0 && ProcessExited(creator)) {
       RemoveSegment(name);
       ++removed;

@@ -32,6 +32,9 @@ inline constexpr size_t kInlineLimit = 16 * 1024;
 std::string NewSegmentName(pid_t creator = 0);
 // True if `name` has the shape NewSegmentName makes, for the current uid.
 bool IsSegmentName(std::string_view name);
+// The creator pid a segment's name carries; 0 if it is not a segment name of
+// this user.
+pid_t SegmentCreator(std::string_view name);
 // Removes the segment (no error if it is already gone).
 void RemoveSegment(const std::string& name);
 // Whether process `pid` has exited: gone, or a zombie its parent has not

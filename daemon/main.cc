@@ -1,16 +1,18 @@
 // jobd: the supervisor daemon. Runs in the foreground, logging to stderr,
 // unless --detach.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <optional>
 #include <string>
 
 #include "common/log.h"
 #include "common/paths.h"
+#include "common/trusted_dir.h"
 #include "daemon/config.h"
 #include "daemon/supervisor.h"
 
@@ -77,6 +79,15 @@ void Detach(int* ready_fd) {
   *ready_fd = pipe_fds[1];
 }
 
+// Removes `name` from `dir` if it is still the file `fd` has open.
+void RemoveIfSame(const jobd::TrustedDir& dir, const std::string& name, int fd) {
+  struct stat named{}, opened{};
+  if (fstatat(dir.fd.get(), name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+      fstat(fd, &opened) == 0 && named.st_dev == opened.st_dev && named.st_ino == opened.st_ino) {
+    unlinkat(dir.fd.get(), name.c_str(), 0);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -129,15 +140,33 @@ int main(int argc, char** argv) {
   jobd::SetLogLevel(config->log_level);
 
   int ready_fd = -1;
+  // The pid and log files may be in a directory others share (/tmp): they
+  // are opened without following a symlink, and only if they are our own.
+  std::optional<jobd::TrustedDir> pid_dir;
+  jobd::UniqueFd pid_fd;
   if (detach) {
     Detach(&ready_fd);
-    const int null_fd = open("/dev/null", O_RDWR);
-    const int log_fd = log_file.empty() ? null_fd
-                                        : open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (log_fd < 0) {
-      const std::string why = "cannot open log file " + log_file + ": " + std::strerror(errno);
+    auto fail = [&](const std::string& why) {
       (void)!write(ready_fd, why.data(), why.size());
       return 1;
+    };
+    const int null_fd = open("/dev/null", O_RDWR);
+    int log_fd = null_fd;
+    if (!log_file.empty()) {
+      jobd::Result<jobd::UniqueFd> log = jobd::OpenOwnFile(log_file, O_WRONLY | O_APPEND);
+      if (!log.ok()) return fail("cannot open the log file: " + log.message());
+      log_fd = log->release();
+    }
+    if (!pid_file.empty()) {
+      const std::filesystem::path path = std::filesystem::absolute(pid_file);
+      jobd::Result<jobd::TrustedDir> dir =
+          jobd::OpenTrustedDir(path.parent_path().string(), jobd::DirUse::kAny, /*create=*/false);
+      if (!dir.ok()) return fail("cannot write the pid file " + pid_file + ": " + dir.message());
+      pid_file = path.filename().string();
+      jobd::Result<jobd::UniqueFd> opened = jobd::OpenOwnFile(*dir, pid_file, O_WRONLY);
+      if (!opened.ok()) return fail("cannot write the pid file: " + opened.message());
+      pid_dir = std::move(dir).value();
+      pid_fd = std::move(opened).value();
     }
     dup2(null_fd, 0);
     dup2(null_fd, 1);
@@ -156,12 +185,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (ready_fd >= 0) {
-    if (!pid_file.empty()) std::ofstream(pid_file) << getpid() << "\n";
+    if (pid_fd.get() >= 0) {
+      const std::string pid = std::to_string(getpid()) + "\n";
+      (void)!ftruncate(pid_fd.get(), 0);
+      (void)!pwrite(pid_fd.get(), pid.data(), pid.size(), 0);
+    }
     const std::string ok = "ok " + std::to_string(getpid()) + ", serving " + (*supervisor)->endpoint();
     (void)!write(ready_fd, ok.data(), ok.size());
     close(ready_fd);
   }
   const int status = (*supervisor)->Run();
-  if (!pid_file.empty()) unlink(pid_file.c_str());
+  if (pid_dir) RemoveIfSame(*pid_dir, pid_file, pid_fd.get());
   return status;
 }

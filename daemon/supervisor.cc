@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <optional>
 #include <cerrno>
 #include <cstring>
@@ -17,6 +18,7 @@
 
 #include "common/log.h"
 #include "common/paths.h"
+#include "common/random.h"
 #include "common/running_item.h"
 #include "common/wire.h"
 
@@ -42,8 +44,15 @@ constexpr size_t kMaxBatchBytes = 8 << 20;
 constexpr auto kStopDeadline = seconds(5);
 constexpr auto kStartDeadline = seconds(15);
 constexpr auto kLivenessInterval = seconds(1);
-// Connections whose credentials are remembered (see SenderOf).
-constexpr size_t kMaxPeers = 4096;
+// Refused messages on the workers' socket are logged at most this often.
+constexpr auto kRefusalLogInterval = seconds(1);
+// The ZAP domain set on both sockets. No ZAP handler runs (the peer's uid and
+// pid are checked per message); setting a domain makes libzmq refuse ZMTP 1.0
+// and 2.0 peers at the handshake: stray bytes then never become a message,
+// and every message carries the credentials of its connection.
+constexpr const char* kZapDomain = "jobd";
+// The descriptor on which a worker reads its routing id and secret.
+constexpr int kWorkerCredentialsFd = 3;
 // How often /dev/shm is swept for segments whose creator has exited (a
 // client that died between creating a segment and naming it to jobd).
 constexpr auto kReapInterval = seconds(60);
@@ -70,21 +79,37 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Who sent `message`, as the kernel tells it (the connection's SO_PEERCRED),
-// not as the message claims; nullopt if the kernel does not say.
+// Who sent `message`, as the kernel told libzmq when its connection was made
+// (SO_PEERCRED; libzmq appends ":uid:gid:pid" to the Peer-Address property
+// that every message of the connection carries), not as the message claims.
+// It stays right after the connection closed, unlike a descriptor, which may
+// by then name another connection. nullopt if the property is missing.
 std::optional<ucred> Sender(const zmq::message_t& message) {
-  int fd = -1;
-  try {
-    fd = const_cast<zmq::message_t&>(message).get(ZMQ_SRCFD);
-  } catch (const zmq::error_t&) {
-    return std::nullopt;  // a peer speaking ZMTP 1.0 (any stray bytes) has no descriptor
+  const char* address = zmq_msg_gets(const_cast<zmq::message_t&>(message).handle(), "Peer-Address");
+  if (address == nullptr) return std::nullopt;
+  const std::string_view text(address);
+  uint64_t fields[3] = {};
+  size_t end = text.size();
+  for (int i = 2; i >= 0; --i) {
+    const size_t colon = text.rfind(':', end - 1);
+    if (end == 0 || colon == std::string_view::npos) return std::nullopt;
+    const auto [ptr, error] = std::from_chars(text.data() + colon + 1, text.data() + end, fields[i]);
+    if (error != std::errc() || ptr != text.data() + end) return std::nullopt;
+    end = colon;
   }
   ucred credentials{};
-  socklen_t length = sizeof credentials;
-  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
-    return std::nullopt;
-  }
+  credentials.uid = static_cast<uid_t>(fields[0]);
+  credentials.gid = static_cast<gid_t>(fields[1]);
+  credentials.pid = static_cast<pid_t>(fields[2]);
   return credentials;
+}
+
+// Whether two secrets are equal, in time that does not depend on where they differ.
+bool SameSecret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size() || a.empty()) return false;
+  unsigned char difference = 0;
+  for (size_t i = 0; i < a.size(); ++i) difference |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return difference == 0;
 }
 
 void ReapOrphans() {
@@ -119,12 +144,11 @@ Supervisor::~Supervisor() {
   clients_.close();
   workers_.close();
   // Only the jobd holding the lock owns the socket files.
-  if (Result<std::string> path = IpcPath(config_.listen); path.ok() && owns_endpoint_) {
-    unlink(path->c_str());
-    unlink((*path + ".workers").c_str());
+  if (owns_endpoint_) {
+    unlinkat(runtime_dir_.fd.get(), socket_name_.c_str(), 0);
+    unlinkat(runtime_dir_.fd.get(), (socket_name_ + ".workers").c_str(), 0);
   }
   if (signal_fd_ >= 0) close(signal_fd_);
-  if (lock_fd_ >= 0) close(lock_fd_);
 }
 
 Result<std::unique_ptr<Supervisor>> Supervisor::Start(Config config, std::string config_path,
@@ -142,24 +166,29 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Start(Config config, std::string
 Status Supervisor::Listen() {
   Result<std::string> path = IpcPath(config_.listen);
   if (!path.ok()) return path.status();
-  const std::string dir = std::filesystem::path(*path).parent_path().string();
-  if (Status s = EnsurePrivateDir(dir); !s.ok()) return s;
+  // Everything below is made relative to this directory, checked once.
+  const std::filesystem::path socket_path(*path);
+  Result<TrustedDir> dir = OpenTrustedDir(socket_path.parent_path().string(), DirUse::kPrivate,
+                                          /*create=*/true);
+  if (!dir.ok()) return Status::Error("cannot listen on " + config_.listen + ": " + dir.message());
+  runtime_dir_ = std::move(dir).value();
+  socket_name_ = socket_path.filename().string();
 
   // One jobd per endpoint: the lock dies with its holder, however it dies.
-  const std::string lock_path = *path + ".lock";
-  lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd_ < 0) return Status::Error("cannot open " + lock_path + ": " + std::strerror(errno));
-  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+  Result<UniqueFd> lock = OpenOwnFile(runtime_dir_, socket_name_ + ".lock", O_RDWR);
+  if (!lock.ok()) return lock.status();
+  lock_ = std::move(lock).value();
+  if (flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
     char pid[32] = {};
-    (void)!pread(lock_fd_, pid, sizeof pid - 1, 0);
+    (void)!pread(lock_.get(), pid, sizeof pid - 1, 0);
     return Status::Error("another jobd (pid " + std::string(pid) + ") is already serving " +
                          config_.listen + "; stop it with `jobctl shutdown`, or give this one " +
                          "another `listen:` endpoint in its config");
   }
   owns_endpoint_ = true;
   const std::string pid_text = std::to_string(getpid());
-  (void)!ftruncate(lock_fd_, 0);
-  (void)!pwrite(lock_fd_, pid_text.data(), pid_text.size(), 0);
+  (void)!ftruncate(lock_.get(), 0);
+  (void)!pwrite(lock_.get(), pid_text.data(), pid_text.size(), 0);
 
   ReapOrphans();
 
@@ -173,12 +202,16 @@ Status Supervisor::Listen() {
   signal_fd_ = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) return Status::Error(std::string("signalfd: ") + std::strerror(errno));
 
+  worker_endpoint_ = config_.listen + ".workers";
+  Result<UniqueFd> worker_listener = ListenUnixSocket(runtime_dir_, socket_name_ + ".workers");
+  if (!worker_listener.ok()) return worker_listener.status();
   try {
     workers_ = zmq::socket_t(context_, zmq::socket_type::router);
     workers_.set(zmq::sockopt::linger, 0);
     workers_.set(zmq::sockopt::sndhwm, 0);  // credit bounds what is queued
     workers_.set(zmq::sockopt::rcvhwm, 0);
-    worker_endpoint_ = config_.listen + ".workers";
+    workers_.set(zmq::sockopt::zap_domain, kZapDomain);
+    workers_.set(zmq::sockopt::use_fd, worker_listener->release());
     workers_.bind(worker_endpoint_);
   } catch (const zmq::error_t& e) {
     return Status::Error("cannot listen on " + worker_endpoint_ + ": " + e.what());
@@ -198,6 +231,8 @@ Status Supervisor::Listen() {
   }
   if (Status s = WaitForWorkers(Clock::now() + kStartDeadline); !s.ok()) return s;
 
+  Result<UniqueFd> client_listener = ListenUnixSocket(runtime_dir_, socket_name_);
+  if (!client_listener.ok()) return client_listener.status();
   try {
     clients_ = zmq::socket_t(context_, zmq::socket_type::router);
     clients_.set(zmq::sockopt::linger, 0);
@@ -205,6 +240,8 @@ Status Supervisor::Listen() {
     clients_.set(zmq::sockopt::router_mandatory, true);
     clients_.set(zmq::sockopt::sndhwm, 0);  // each client's window bounds this
     clients_.set(zmq::sockopt::rcvhwm, 0);
+    clients_.set(zmq::sockopt::zap_domain, kZapDomain);
+    clients_.set(zmq::sockopt::use_fd, client_listener->release());
     clients_.bind(config_.listen);
   } catch (const zmq::error_t& e) {
     return Status::Error("cannot listen on " + config_.listen + ": " + e.what());
@@ -225,7 +262,8 @@ Status Supervisor::Spawn(Worker& worker) {
   new (page->data()) RunningItem();
   worker.running_item = std::make_unique<Segment>(std::move(page).value());
   worker.key = ++generation_;
-  worker.identity = "w" + std::to_string(worker.slot) + "." + std::to_string(worker.key);
+  worker.identity = RandomHex(16);
+  worker.secret = RandomHex(32);
   worker.ready = false;
   worker.fate = Fate::kServe;
   worker.stop_sent = false;
@@ -233,23 +271,46 @@ Status Supervisor::Spawn(Worker& worker) {
   worker.tasks.clear();
   worker.started = Clock::now();
 
+  // The worker reads its routing id and secret from a pipe: the pipe holds
+  // them until then (a few bytes, far below its capacity), and no other
+  // process can read them from its command line or a file.
+  int credentials[2];
+  if (pipe2(credentials, O_CLOEXEC) != 0) {
+    return Status::Error(std::string("cannot make a pipe for a worker: ") + std::strerror(errno));
+  }
+  const std::string handed = worker.identity + "\n" + worker.secret + "\n";
+  const bool written = write(credentials[1], handed.data(), handed.size()) ==
+                       static_cast<ssize_t>(handed.size());
+  close(credentials[1]);
+  if (!written) {
+    close(credentials[0]);
+    return Status::Error(std::string("cannot hand a worker its credentials: ") + std::strerror(errno));
+  }
   const std::string supervisor_pid = std::to_string(getpid());
   const std::string slot = std::to_string(worker.slot);
-  std::vector<const char*> argv = {worker_binary_.c_str(),  worker_endpoint_.c_str(),
-                                   worker.identity.c_str(), worker.running_item->name().c_str(),
-                                   supervisor_pid.c_str(),  slot.c_str()};
+  std::vector<const char*> argv = {worker_binary_.c_str(), worker_endpoint_.c_str(),
+                                   worker.running_item->name().c_str(), supervisor_pid.c_str(),
+                                   slot.c_str()};
   for (const std::string& plugin : pools_[worker.pool].config.plugins) argv.push_back(plugin.c_str());
   argv.push_back(nullptr);
   const rlim_t memory_limit = pools_[worker.pool].config.memory_limit;
   const pid_t pid = fork();
-  if (pid < 0) return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
+  if (pid < 0) {
+    close(credentials[0]);
+    return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
+  }
   if (pid == 0) {
     // Only async-signal-safe calls between fork and exec.
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     signal(SIGPIPE, SIG_DFL);
-    close_range(3, ~0U, 0);
+    if (credentials[0] == kWorkerCredentialsFd) {
+      fcntl(kWorkerCredentialsFd, F_SETFD, 0);
+    } else {
+      dup2(credentials[0], kWorkerCredentialsFd);
+    }
+    close_range(kWorkerCredentialsFd + 1, ~0U, 0);
     if (memory_limit > 0) {
       const rlimit limit{memory_limit, memory_limit};
       setrlimit(RLIMIT_AS, &limit);
@@ -257,11 +318,11 @@ Status Supervisor::Spawn(Worker& worker) {
     execv(argv[0], const_cast<char* const*>(argv.data()));
     _exit(127);
   }
+  close(credentials[0]);
   worker.pid = pid;
   by_identity_[worker.identity] = &worker;
   by_pid_[pid] = &worker;
-  JOBD_LOG(kDebug) << "started worker " << worker.identity << " of pool " << worker.pool
-                   << " as pid " << pid;
+  JOBD_LOG(kDebug) << "started " << Describe(worker);
   return {};
 }
 
@@ -300,6 +361,11 @@ Status Supervisor::WaitForWorkers(Clock::time_point deadline) {
     }
   }
   return {};
+}
+
+std::string Supervisor::Describe(const Worker& worker, pid_t pid) {
+  return "worker " + std::to_string(worker.slot) + " of pool " + worker.pool + " (pid " +
+         std::to_string(pid != 0 ? pid : worker.pid) + ")";
 }
 
 Supervisor::Worker* Supervisor::FindWorker(const std::string& identity) {
@@ -349,11 +415,39 @@ void Supervisor::HandleWorkerMessages() {
       (void)workers_.recv(extra, zmq::recv_flags::none);
       body.move(extra);
     }
+    // A worker is the process we started, on the connection it made with
+    // the routing id we gave it, and its Hello carries the secret we gave it.
+    const std::optional<ucred> sender = Sender(body);
+    const std::string from = sender ? "pid " + std::to_string(sender->pid) + ", " +
+                                          DescribeUser(sender->uid)
+                                    : "a sender the kernel does not name";
     Worker* worker = FindWorker(identity.to_string());
-    if (worker == nullptr) continue;  // a late message from a worker that died
-    if (Status s = DecodeFromWorker(body.to_string_view(), &message); !s.ok()) {
-      JOBD_LOG(kError) << "worker " << worker->identity << " (pid " << worker->pid
-                       << ") sent a bad message: " << s.message() << "; replacing it";
+    if (worker != nullptr && (!sender || sender->uid != getuid() || sender->pid != worker->pid)) {
+      RefuseWorkerMessage("a message from " + from + " under the routing id of worker pid " +
+                          std::to_string(worker->pid));
+      continue;
+    }
+    const Status decoded = DecodeFromWorker(body.to_string_view(), &message);
+    if (worker == nullptr) {
+      // Results that a worker sent just before it died are dropped quietly;
+      // anything else on an unknown connection is someone posing as a worker.
+      if (!decoded.ok() || message.has_hello()) {
+        RefuseWorkerMessage((message.has_hello() ? "a Hello from " : "a message from ") + from +
+                            ", which is not a worker this jobd started");
+      }
+      continue;
+    }
+    if (!decoded.ok()) {
+      JOBD_LOG(kError) << "worker pid " << worker->pid << " sent a bad message: " << decoded.message()
+                       << "; replacing it";
+      kill(worker->pid, SIGKILL);
+      continue;
+    }
+    if (message.has_hello() != !worker->ready ||
+        (message.has_hello() && !SameSecret(message.hello().secret(), worker->secret))) {
+      RefuseWorkerMessage(message.has_hello() && !worker->ready
+                              ? "a Hello without the secret its worker was given, from " + from
+                              : "a message out of turn from worker " + from);
       kill(worker->pid, SIGKILL);
       continue;
     }
@@ -370,14 +464,14 @@ void Supervisor::HandleWorkerMessages() {
         pool.previous.reset();
         pool.failed_starts = 0;
       }
-      JOBD_LOG(kDebug) << "worker " << worker->identity << " (pid " << worker->pid << ") is ready";
+      JOBD_LOG(kDebug) << Describe(*worker) << " is ready";
       StopIfDone(*worker);
       continue;
     }
     for (wire::TaskResult& result : *message.mutable_results()->mutable_results()) {
       // Tasks finish in the order they were sent; anything else is not ours.
       if (worker->tasks.empty() || worker->tasks.front() != result.id()) {
-        JOBD_LOG(kWarn) << "worker " << worker->identity << " returned unexpected task "
+        JOBD_LOG(kWarn) << Describe(*worker) << " returned unexpected task "
                         << result.id();
         continue;
       }
@@ -413,23 +507,25 @@ void Supervisor::HandleClientMessages() {
   }
 }
 
-std::optional<ucred> Supervisor::SenderOf(const std::string& client, const zmq::message_t& body) {
-  if (std::optional<ucred> sender = Sender(body)) {
-    if (peers_.size() >= kMaxPeers) peers_.clear();  // they are learned again as they speak
-    peers_[client] = *sender;
-    return sender;
+void Supervisor::RefuseWorkerMessage(const std::string& why) {
+  const auto now = Clock::now();
+  if (now < next_refusal_log_) {
+    ++refusals_unlogged_;
+    return;
   }
-  auto known = peers_.find(client);
-  if (known == peers_.end()) return std::nullopt;
-  return known->second;
+  next_refusal_log_ = now + kRefusalLogInterval;
+  const uint64_t unlogged = std::exchange(refusals_unlogged_, 0);
+  JOBD_LOG(kWarn) << "workers' socket: refused " << why
+                  << (unlogged > 0 ? " (and " + std::to_string(unlogged) + " more refused since "
+                                         "the last such line)"
+                                   : std::string());
 }
 
 void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& body) {
   // Only our own user gets in, whatever the socket's permissions say.
-  const std::optional<ucred> sender = SenderOf(client, body);
+  const std::optional<ucred> sender = Sender(body);
   if (!sender) {
-    JOBD_LOG(kWarn) << "refused a request whose sender the kernel does not name (not a jobd "
-                       "client: stray bytes on the socket?)";
+    JOBD_LOG(kWarn) << "refused a request whose sender the kernel does not name";
     ReplyError(client, "refused: jobd cannot tell who sent this request; use the jobd client "
                        "library or jobctl");
     return;
@@ -945,14 +1041,12 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   const bool clean_exit = WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
   const bool recycled = worker.stop_sent && clean_exit;
   if (recycled && worker.fate == Fate::kLeave) {
-    JOBD_LOG(kDebug) << "worker " << worker.identity << " (pid " << pid << ") left pool "
-                     << worker.pool;
+    JOBD_LOG(kDebug) << Describe(worker, pid) << " left its pool";
   } else if (recycled) {
-    JOBD_LOG(kDebug) << "worker " << worker.identity << " (pid " << pid << ") recycled after "
+    JOBD_LOG(kDebug) << Describe(worker, pid) << " recycled after "
                      << worker.tasks_this_life << " tasks";
   } else if (!(workers_stopping_ && clean_exit)) {
-    JOBD_LOG(kWarn) << "worker " << worker.identity << " (pid " << pid << ") of pool "
-                    << worker.pool << " " << how
+    JOBD_LOG(kWarn) << Describe(worker, pid) << " " << how
                     << (worker.tasks.empty() ? "" : "; re-queueing its tasks");
   }
   const std::string cause =
@@ -1117,7 +1211,7 @@ void Supervisor::EnforceTimeouts() {
       std::snprintf(limit, sizeof limit, "%g", job->spec.timeout_ms / 1000.0);
       worker->killed_because = std::string("timed out after ") + limit + " s";
       JOBD_LOG(kWarn) << "job " << job->id << ": an item ran past " << limit
-                      << " s; killing worker " << worker->identity << " (pid " << worker->pid << ")";
+                      << " s; killing " << Describe(*worker);
       kill(worker->pid, SIGKILL);
     }
   }

@@ -19,6 +19,7 @@
 #include <zmq.hpp>
 
 #include "common/payload.h"
+#include "common/trusted_dir.h"
 #include "jobd/status.h"
 #include "daemon/config.h"
 #include "daemon/scheduler.h"
@@ -53,7 +54,11 @@ class Supervisor {
     uint64_t key = 0;   // unique to this incarnation
     std::string pool;
     pid_t pid = 0;
-    std::string identity;  // routing id of this incarnation
+    // Routing id of this incarnation and the secret it proves itself with in
+    // its Hello: random, handed over on an inherited pipe (never in argv or
+    // a file), so no other process can pose as it or take its place.
+    std::string identity;
+    std::string secret;
     bool ready = false;    // said Hello
     std::deque<uint64_t> tasks;  // in flight, in the order the worker runs them
     uint64_t estimate_ns = 0;    // sum of the estimates of those tasks
@@ -114,11 +119,9 @@ class Supervisor {
   // pool's window make it degraded: its jobs fail, its workers rest a window.
   void CountDeath(PoolState& pool, const std::string& how, Clock::time_point now);
   void HandleRequest(const std::string& client, const zmq::message_t& body);
-  // Who sent `body` on connection `client`, as the kernel tells it. A message
-  // read after its connection closed has no descriptor left to ask: the
-  // credentials its connection showed before are used. Null for a peer never
-  // seen with a descriptor (stray bytes: ZeroMQ takes it for ZMTP 1.0).
-  std::optional<ucred> SenderOf(const std::string& client, const zmq::message_t& body);
+  // Logs a message on the workers' socket that is refused (rate-limited: a
+  // flood of impostors must not flood the log).
+  void RefuseWorkerMessage(const std::string& why);
   // `sender_pid`: the client's pid as the kernel tells it; 0 if unknown.
   void Submit(const std::string& client, pid_t sender_pid, wire::Submit& submit);
   void Dispatch();
@@ -136,6 +139,8 @@ class Supervisor {
   void ReplyError(const std::string& client, const std::string& message, uint64_t job = 0);
   wire::StatusReport BuildStatus() const;
   Worker* FindWorker(const std::string& identity);
+  // "worker 3 of pool cpu (pid 4711)"; `pid` for one already reaped.
+  static std::string Describe(const Worker& worker, pid_t pid = 0);
   std::chrono::milliseconds NextTimeout(Clock::time_point now) const;
 
   Config config_;
@@ -143,7 +148,9 @@ class Supervisor {
   std::string worker_binary_;
   std::string worker_endpoint_;
   Clock::time_point started_;
-  int lock_fd_ = -1;
+  TrustedDir runtime_dir_;   // holds the sockets and the lock
+  std::string socket_name_;  // the client socket's name in it
+  UniqueFd lock_;
   bool owns_endpoint_ = false;  // we hold the endpoint's lock
   int signal_fd_ = -1;
   zmq::context_t context_{1};
@@ -152,7 +159,8 @@ class Supervisor {
   std::map<std::string, PoolState, std::less<>> pools_;
   std::map<std::string, Worker*, std::less<>> by_identity_;
   std::map<pid_t, Worker*> by_pid_;
-  std::unordered_map<std::string, ucred> peers_;  // client routing id -> credentials
+  Clock::time_point next_refusal_log_;
+  uint64_t refusals_unlogged_ = 0;
   std::vector<Respawn> respawns_;
   uint64_t generation_ = 0;
   Scheduler scheduler_;

@@ -216,6 +216,7 @@ int RunWorker(const WorkerOptions& options) {
   wire::FromWorker hello;
   hello.set_version(wire::VERSION_CURRENT);
   hello.mutable_hello()->set_pid(static_cast<uint32_t>(getpid()));
+  hello.mutable_hello()->set_secret(options.secret);
   for (const Function* function : functions.List()) {
     wire::FunctionInfo* info = hello.mutable_hello()->add_functions();
     info->set_name(function->name);

@@ -6,13 +6,12 @@
 #include <string>
 #include <vector>
 
-
-
 namespace jobd {
 
 struct WorkerOptions {
   std::string endpoint;      // the supervisor's worker endpoint
   std::string identity;      // ZeroMQ routing id the supervisor knows this worker by
+  std::string secret;        // proves to the supervisor that it started this worker
   std::string running_item;  // segment holding this worker's RunningItem page
   uint32_t slot = 0;         // position in its pool, from 0 (for exec's {%})
   std::vector<std::string> plugins;  // the pool's plugins, loaded at start

@@ -31,6 +31,11 @@ std::string Bin(const std::string& program);
 // Polls `condition` every 20 ms until it holds (true) or `timeout_ms` passes (false).
 bool Eventually(const std::function<bool()>& condition, int timeout_ms = 10'000);
 std::string ReadFile(const std::string& path);
+// A connected Unix stream socket (no ZeroMQ), or -1.
+int ConnectUnix(const std::string& path);
+// Whether the peer closes `fd` within `timeout_ms`, reading and dropping
+// what it sends (a ZMTP greeting) meanwhile.
+bool ClosedByPeer(int fd, int timeout_ms);
 void WriteFile(const std::string& path, const std::string& text);
 
 // A running jobd. Tests derive from DaemonTest, which starts one per test with
