@@ -31,7 +31,10 @@ Status Scheduler::AddItems(Job& job, wire::Items& items) {
                          ": expected index " + std::to_string(job.received) + ", got " +
                          std::to_string(items.first_index()));
   }
-  for (std::string& name : *items.mutable_segments()) job.segments.push_back(std::move(name));
+  if (Status s = CheckSegments(job, items); !s.ok()) return s;
+  for (std::string& name : *items.mutable_segments()) {
+    if (segment_jobs_.try_emplace(name, job.id).second) job.segments.push_back(std::move(name));
+  }
   const std::unordered_set<uint64_t> skipped(items.skipped().begin(), items.skipped().end());
   auto add = [&](QueuedItem item) {
     item.index = job.received++;
@@ -55,6 +58,39 @@ Status Scheduler::AddItems(Job& job, wire::Items& items) {
   return {};
 }
 
+Status Scheduler::CheckSegments(const Job& job, const wire::Items& items) const {
+  auto owner = [&](const std::string& name) {
+    auto found = segment_jobs_.find(name);
+    return found == segment_jobs_.end() ? 0 : found->second;
+  };
+  for (const std::string& name : items.segments()) {
+    if (SegmentCreator(name) != job.spec.client_pid || job.spec.client_pid == 0) {
+      return Status::Error("job " + std::to_string(job.id) + " announced shared-memory segment " +
+                           name + ", which its client (pid " + std::to_string(job.spec.client_pid) +
+                           ") did not create; a job may use only segments its own client made");
+    }
+    if (const uint64_t other = owner(name); other != 0 && other != job.id) {
+      return Status::Error("job " + std::to_string(job.id) + " announced shared-memory segment " +
+                           name + ", which belongs to job " + std::to_string(other) +
+                           "; a segment serves one job");
+    }
+  }
+  for (int i = 0; i < items.items_size(); ++i) {
+    const wire::Payload& payload = items.items(i);
+    if (!payload.has_ref()) continue;
+    const std::string& name = payload.ref().segment();
+    const bool announced_here =
+        std::find(items.segments().begin(), items.segments().end(), name) != items.segments().end();
+    if (!announced_here && owner(name) != job.id) {
+      return Status::Error("item " + std::to_string(items.first_index() + i) + " of job " +
+                           std::to_string(job.id) + " refers to shared-memory segment " + name +
+                           ", which its client did not create and announce for this job (in "
+                           "Items.segments); a job may read only its own segments");
+    }
+  }
+  return {};
+}
+
 template <typename Add>
 void Scheduler::QueueBlock(wire::Packed* packed, const Add& add) {
   auto block = std::make_shared<const std::string>(std::move(*packed->mutable_data()));
@@ -68,7 +104,10 @@ void Scheduler::QueueBlock(wire::Packed* packed, const Add& add) {
 void Scheduler::EraseJob(uint64_t id) {
   auto found = jobs_.find(id);
   if (found == jobs_.end()) return;
-  for (const std::string& name : found->second.segments) RemoveSegment(name);
+  for (const std::string& name : found->second.segments) {
+    RemoveSegment(name);
+    segment_jobs_.erase(name);
+  }
   jobs_.erase(found);
   results_.erase(id);
   // Its entry in ready_ is skipped and dropped by NextTask.

@@ -73,7 +73,7 @@ struct Job {
   uint64_t retried = 0;  // items re-queued after a worker died
   bool input_complete = false;
   bool ended = false;  // JobEnd was sent; waiting for Release
-  std::vector<std::string> segments;             // removed when the job is erased
+  std::vector<std::string> segments;             // its own; removed when the job is erased
   std::unordered_map<uint64_t, uint32_t> crashes;  // item index -> crashes charged
   std::unordered_map<uint64_t, uint32_t> workers;  // worker key -> tasks it holds
 
@@ -113,7 +113,12 @@ class Scheduler {
   Job& AddJob(JobSpec spec, Clock::time_point now);
   Job* FindJob(uint64_t id);
   const std::map<uint64_t, Job>& jobs() const { return jobs_; }
-  // Appends a window of items; they must continue the job's numbering.
+  // Appends a window of items; they must continue the job's numbering. The
+  // segments they announce must be the job's own: made by its client (the
+  // creator pid in their names is spec.client_pid) and by no other job's; an
+  // item in shared memory must lie in a segment its job announced. Anything
+  // else is an error for this job alone, and nothing of another job's is
+  // read or removed.
   Status AddItems(Job& job, wire::Items& items);
   // Drops the job: queued items, segments, and the results of its tasks still
   // running (they are discarded when they arrive).
@@ -145,6 +150,7 @@ class Scheduler {
   uint64_t ItemCostNs(const std::string& pool, const std::string& function) const;
 
  private:
+  Status CheckSegments(const Job& job, const wire::Items& items) const;
   uint32_t ChunkSize(const Job& job, size_t pool_workers) const;
   // Moves `outcome` into the results for the client, into `results` if given.
   void Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::Results* results = nullptr);
@@ -165,6 +171,7 @@ class Scheduler {
   uint64_t next_job_ = 1;
   uint64_t next_task_ = 1;
   std::map<uint64_t, Job> jobs_;
+  std::unordered_map<std::string, uint64_t> segment_jobs_;  // client segment -> its job
   std::unordered_map<uint64_t, Task> tasks_;  // in flight, by id
   // Per pool, the jobs with queued items, in the order they are served.
   std::map<std::string, std::deque<uint64_t>, std::less<>> ready_;

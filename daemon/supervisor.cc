@@ -1,6 +1,7 @@
 #include "daemon/supervisor.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -56,6 +57,8 @@ constexpr int kWorkerCredentialsFd = 3;
 // How often /dev/shm is swept for segments whose creator has exited (a
 // client that died between creating a segment and naming it to jobd).
 constexpr auto kReapInterval = seconds(60);
+// How often an idle jobd gives freed memory back to the system.
+constexpr auto kTrimInterval = seconds(5);
 // How often running items are checked against their timeouts.
 constexpr auto kTimeoutCheckInterval = milliseconds(100);
 // A worker that died before saying Hello is restarted after this pause, so a
@@ -1147,6 +1150,13 @@ void Supervisor::HandleTimers(Clock::time_point now) {
   }
   if (now >= next_liveness_check_) {
     next_liveness_check_ = now + kLivenessInterval;
+    // What a burst of connections or a finished job freed goes back to the
+    // system while jobd is idle: glibc would keep it (in the ZeroMQ I/O
+    // thread's arena above all) for reuse that may never come.
+    if (scheduler_.jobs().empty() && now >= next_trim_) {
+      next_trim_ = now + kTrimInterval;
+      malloc_trim(0);
+    }
     std::vector<uint64_t> orphaned;
     for (const auto& [id, job] : scheduler_.jobs()) {
       if (job.spec.client_pid > 0 && kill(job.spec.client_pid, 0) != 0 && errno == ESRCH) {

@@ -167,6 +167,7 @@ class Supervisor {
   Clock::time_point next_liveness_check_;
   Clock::time_point next_timeout_check_;
   Clock::time_point next_reap_;
+  Clock::time_point next_trim_;
   bool shutting_down_ = false;
   Clock::time_point drain_deadline_;
   Clock::time_point kill_deadline_;

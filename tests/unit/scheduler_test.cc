@@ -316,5 +316,55 @@ TEST_F(SchedulerTest, ResultsOutsideTheTaskSegmentAreRefused) {
             std::string::npos);
 }
 
+TEST_F(SchedulerTest, AJobUsesOnlySegmentsItsOwnClientMadeAndAnnounced) {
+  // Segments are never opened here: their names carry who made them.
+  const pid_t alice = 1001, bob = 1002;
+  auto job_of = [&](pid_t client) -> Job& {
+    Job& job = NewJob();
+    job.spec.client_pid = client;
+    return job;
+  };
+  auto window = [](Job& job, const std::vector<std::string>& announced, const std::string& ref) {
+    wire::Items items;
+    items.set_first_index(job.received);
+    for (const std::string& name : announced) items.add_segments(name);
+    wire::SegmentRef* item = items.add_items()->mutable_ref();
+    item->set_segment(ref);
+    item->set_length(1);
+    return items;
+  };
+  Job& first = job_of(alice);
+  const std::string alices = NewSegmentName(alice), bobs = NewSegmentName(bob);
+  wire::Items own = window(first, {alices}, alices);
+  ASSERT_TRUE(scheduler_.AddItems(first, own).ok());
+  wire::Items again = window(first, {}, alices);  // announced in an earlier window
+  ASSERT_TRUE(scheduler_.AddItems(first, again).ok());
+
+  Job& thief = job_of(bob);
+  wire::Items unannounced = window(thief, {}, alices);
+  Status s = scheduler_.AddItems(thief, unannounced);
+  EXPECT_NE(s.message().find("item 0 of job 2 refers to shared-memory segment " + alices +
+                             ", which its client did not create and announce for this job"),
+            std::string::npos) << s.message();
+  wire::Items claimed = window(thief, {alices}, alices);
+  s = scheduler_.AddItems(thief, claimed);
+  EXPECT_NE(s.message().find("announced shared-memory segment " + alices +
+                             ", which its client (pid 1002) did not create"),
+            std::string::npos) << s.message();
+
+  // The same client's second job cannot take over its first job's segment.
+  Job& second = job_of(alice);
+  wire::Items shared = window(second, {alices}, alices);
+  s = scheduler_.AddItems(second, shared);
+  EXPECT_NE(s.message().find("which belongs to job 1"), std::string::npos) << s.message();
+  EXPECT_EQ(second.received, 0u) << "a refused window adds nothing";
+
+  // Erasing the thief's job leaves the first job's segment to it.
+  scheduler_.EraseJob(thief.id);
+  wire::Items bobs_own = window(second, {}, bobs);
+  EXPECT_FALSE(scheduler_.AddItems(second, bobs_own).ok());
+  EXPECT_EQ(first.segments, std::vector<std::string>{alices});
+}
+
 }  // namespace
 }  // namespace jobd
