@@ -45,7 +45,7 @@ std::string ExpandEnv(const std::string& text) {
     }
     const std::string name = text.substr(start, end - start);
     const char* value = std::getenv(name.c_str());
-    if (value == nullptr && name == "XDG_RUNTIME_DIR") {
+    if (name == "XDG_RUNTIME_DIR" && (value == nullptr || *value == '\0')) {
       out += RuntimeBase();
     } else if (value != nullptr) {
       out += value;

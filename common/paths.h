@@ -18,7 +18,7 @@ std::string DefaultEndpoint();
 // The filesystem path of an ipc:// endpoint; an error for other transports.
 Result<std::string> IpcPath(const std::string& endpoint);
 // Expands $VAR and ${VAR} from the environment (unset variables expand to "",
-// an unset XDG_RUNTIME_DIR to RuntimeBase()).
+// an unset or empty XDG_RUNTIME_DIR to RuntimeBase()).
 std::string ExpandEnv(const std::string& text);
 // Directory holding the running executable.
 std::string ExecutableDir();

@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <pwd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +19,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include <google/protobuf/util/json_util.h>
 
 #include "common/payload.h"
 #include "jobd.pb.h"
@@ -45,6 +49,53 @@ int DecodeWait(int status) {
 }  // namespace
 
 std::string Bin(const std::string& program) { return std::string(JOBD_BIN_DIR) + "/" + program; }
+
+std::optional<Account> FindAccount(const std::string& name) {
+  const passwd* entry = getpwnam(name.c_str());
+  if (entry == nullptr) return std::nullopt;
+  return Account{entry->pw_uid, entry->pw_gid, name};
+}
+
+std::vector<std::string> AsAccount(const Account& account, const std::vector<std::string>& argv) {
+  std::vector<std::string> wrapped{"/usr/bin/setpriv", "--reuid=" + std::to_string(account.uid),
+                                   "--regid=" + std::to_string(account.gid), "--clear-groups", "--"};
+  wrapped.insert(wrapped.end(), argv.begin(), argv.end());
+  return wrapped;
+}
+
+std::string SharedBin(const std::string& program) {
+  static const std::string dir = [] {
+    const std::string made = TempPath(".bin");
+    std::filesystem::create_directories(made);
+    chmod(made.c_str(), 0755);
+    for (const char* name : {"jobd", "jobd-worker", "jobctl"}) {
+      std::filesystem::copy_file(Bin(name), made + "/" + name);
+      chmod((made + "/" + name).c_str(), 0755);
+    }
+    std::atexit([] { std::filesystem::remove_all(dir); });
+    return made;
+  }();
+  return dir + "/" + program;
+}
+
+std::vector<std::string> SegmentsOf(uid_t uid) {
+  const std::string prefix = "jobd-" + std::to_string(uid) + "-";
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) == 0) names.push_back(name);
+  }
+  return names;
+}
+
+size_t ResidentBytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6)) * 1024;
+  }
+  return 0;
+}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -130,9 +181,21 @@ std::string DaemonTest::Config() const {
 
 std::vector<std::string> DaemonTest::Env() const { return {"XDG_RUNTIME_DIR=" + dir_}; }
 
+std::string DaemonTest::Program(const std::string& program) const {
+  return account_ ? SharedBin(program) : Bin(program);
+}
+
+std::vector<std::string> DaemonTest::AsUs(const std::vector<std::string>& argv) const {
+  return account_ ? AsAccount(*account_, argv) : argv;
+}
+
 void DaemonTest::SetUp() {
   dir_ = TempPath(".rt");
   std::filesystem::create_directories(dir_);
+  if (account_) {
+    ASSERT_EQ(chown(dir_.c_str(), account_->uid, account_->gid), 0);
+    ASSERT_EQ(chmod(dir_.c_str(), 0700), 0);
+  }
   endpoint_ = "ipc://" + dir_ + "/jobd/jobd.sock";
   pids_.insert(getpid());
   Command started = StartDaemon(Config());
@@ -140,6 +203,7 @@ void DaemonTest::SetUp() {
 }
 
 void DaemonTest::TearDown() {
+  if (dir_.empty()) return;  // skipped before SetUp made anything
   if (daemon_pid_ > 0) {
     EXPECT_EQ(StopDaemon(), 0) << Log();
   }
@@ -156,7 +220,8 @@ Command DaemonTest::StartDaemon(const std::string& yaml) {
   // log goes first, so that its "serving" cannot be mistaken for this one's.
   std::filesystem::remove(dir_ + "/jobd.out.err");
   std::filesystem::remove(log);
-  const pid_t pid = Spawn({Bin("jobd"), "--config", config}, "/dev/null", dir_ + "/jobd.out", Env());
+  const pid_t pid = Spawn(AsUs({Program("jobd"), "--config", config}), "/dev/null",
+                          dir_ + "/jobd.out", Env());
   std::filesystem::create_symlink(dir_ + "/jobd.out.err", log);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -199,14 +264,15 @@ pid_t DaemonTest::KillDaemon() {
 }
 
 Command DaemonTest::Jobctl(const std::vector<std::string>& args, const std::string& input) {
-  std::vector<std::string> argv{Bin("jobctl")};
+  std::vector<std::string> argv{Program("jobctl")};
   argv.insert(argv.end(), args.begin(), args.end());
-  Command result = RunCommand(argv, input, Env());
+  Command result = RunCommand(AsUs(argv), input, Env());
   pids_.insert(result.pid);
   return result;
 }
 
 Client DaemonTest::Connect() {
+  EXPECT_FALSE(account_) << "the client library talks only to a jobd of its own user";
   Result<Client> client = Client::Connect(endpoint_);
   if (!client.ok()) throw std::runtime_error(client.message());
   return std::move(client).value();
@@ -214,7 +280,7 @@ Client DaemonTest::Connect() {
 
 std::vector<std::string> DaemonTest::OurSegments() const {
   std::vector<std::string> ours;
-  for (const std::string& name : ListSegments()) {
+  for (const std::string& name : SegmentsOf(account_ ? account_->uid : getuid())) {
     // jobd-<uid>-<pid>-<random>
     const size_t start = name.find('-', 5) + 1;
     const pid_t creator = std::atoi(name.c_str() + start);
@@ -223,9 +289,19 @@ std::vector<std::string> DaemonTest::OurSegments() const {
   return ours;
 }
 
+Result<wire::StatusReport> DaemonTest::Report() {
+  if (!account_) return Connect().Status();
+  Command status = Jobctl({"status", "--json"});
+  wire::StatusReport report;
+  if (status.status != 0 ||
+      !google::protobuf::util::JsonStringToMessage(status.out, &report).ok()) {
+    return jobd::Status::Error("jobctl status --json: " + status.err);
+  }
+  return report;
+}
+
 std::vector<std::pair<pid_t, uint64_t>> DaemonTest::Workers(const std::string& pool) {
-  Client client = Connect();
-  Result<wire::StatusReport> report = client.Status();
+  Result<wire::StatusReport> report = Report();
   EXPECT_TRUE(report.ok()) << report.message();
   std::vector<std::pair<pid_t, uint64_t>> workers;
   for (const auto& p : report->pools()) {
@@ -236,8 +312,7 @@ std::vector<std::pair<pid_t, uint64_t>> DaemonTest::Workers(const std::string& p
 }
 
 int DaemonTest::RunningJobs() {
-  Client client = Connect();
-  Result<wire::StatusReport> report = client.Status();
+  Result<wire::StatusReport> report = Report();
   return report.ok() ? report->jobs_size() : -1;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +29,24 @@ Command RunCommand(const std::vector<std::string>& argv, const std::string& inpu
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& stdin_path,
             const std::string& stdout_path, const std::vector<std::string>& env = {});
 std::string Bin(const std::string& program);
+
+// A user account that tests run jobd, jobctl or an attack as: the security
+// tests' accounts are made by tests/security_users.sh.
+struct Account {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string name;
+};
+std::optional<Account> FindAccount(const std::string& name);
+// `argv` run as `account` (real and effective ids, no supplementary groups).
+std::vector<std::string> AsAccount(const Account& account, const std::vector<std::string>& argv);
+// Copies of jobd, jobd-worker and jobctl that every user may run (the build
+// folder may be private), made once per test process.
+std::string SharedBin(const std::string& program);
+// Shared-memory segments of `uid` that exist now.
+std::vector<std::string> SegmentsOf(uid_t uid);
+// The resident memory of process `pid`, in bytes; 0 if it is gone.
+size_t ResidentBytes(pid_t pid);
 // Polls `condition` every 20 ms until it holds (true) or `timeout_ms` passes (false).
 bool Eventually(const std::function<bool()>& condition, int timeout_ms = 10'000);
 std::string ReadFile(const std::string& path);
@@ -57,13 +76,19 @@ class DaemonTest : public ::testing::Test {
   pid_t KillDaemon();
   // jobctl ARGS against this daemon.
   Command Jobctl(const std::vector<std::string>& args, const std::string& input = "");
+  // `program` as this daemon's account runs it.
+  std::string Program(const std::string& program) const;
+  // `argv` as this daemon's account.
+  std::vector<std::string> AsUs(const std::vector<std::string>& argv) const;
   // The environment that points jobd and jobctl at the private directory.
   std::vector<std::string> Env() const;
   Client Connect();
   // Segments of processes this test started (including itself) that exist now.
   std::vector<std::string> OurSegments() const;
   std::string Log() const { return ReadFile(dir_ + "/jobd.log"); }
-  // Worker pids of `pool` from `jobctl status --json`, with their task counts.
+  // What `jobctl status` reports.
+  Result<wire::StatusReport> Report();
+  // Worker pids of `pool`, with their task counts.
   std::vector<std::pair<pid_t, uint64_t>> Workers(const std::string& pool);
   int RunningJobs();
 
@@ -71,6 +96,10 @@ class DaemonTest : public ::testing::Test {
   std::string endpoint_;  // ipc://dir_/jobd/jobd.sock
   pid_t daemon_pid_ = 0;
   std::set<pid_t> pids_;  // processes whose segments we check
+  // The account jobd and jobctl run as (a derived fixture sets it before
+  // DaemonTest::SetUp); none: the test's own. dir_ is then that account's,
+  // and the programs run from SharedBin().
+  std::optional<Account> account_;
 };
 
 }  // namespace jobd::testing
