@@ -24,7 +24,15 @@ Result<std::string> IpcPath(const std::string& endpoint) {
     return Status::Error("endpoint '" + endpoint +
                          "' is not supported: jobd listens on ipc://PATH endpoints only");
   }
-  return endpoint.substr(kScheme.size());
+  const std::string path = endpoint.substr(kScheme.size());
+  // Not a relative path (it would depend on the directory of each program),
+  // nor Linux's abstract namespace ('@'), which has no owner or permissions
+  // to check: anyone could bind the name first.
+  if (path[0] != '/') {
+    return Status::Error("endpoint '" + endpoint + "' is not supported: the path must be " +
+                         "absolute, e.g. ipc:///run/user/1000/jobd/jobd.sock");
+  }
+  return path;
 }
 
 std::string ExpandEnv(const std::string& text) {

@@ -15,7 +15,8 @@ std::string RuntimeBase();
 std::string DefaultRuntimeDir();
 // ipc://<DefaultRuntimeDir()>/jobd.sock
 std::string DefaultEndpoint();
-// The filesystem path of an ipc:// endpoint; an error for other transports.
+// The absolute filesystem path of an ipc:// endpoint; an error for other
+// transports, relative paths and abstract names (ipc://@name).
 Result<std::string> IpcPath(const std::string& endpoint);
 // Expands $VAR and ${VAR} from the environment (unset variables expand to "",
 // an unset or empty XDG_RUNTIME_DIR to RuntimeBase()).

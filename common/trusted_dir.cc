@@ -50,8 +50,9 @@ Status CheckDirectory(const struct stat& st, const std::string& dir) {
   if (st.st_uid != 0 && st.st_uid != getuid()) {
     return Status::Error(dir + " belongs to " + DescribeUser(st.st_uid) + ", not to you (" +
                          DescribeUser(getuid()) + ") or root: its owner could redirect what jobd "
-                         "keeps there (it may have been made to intercept your jobs); remove it "
-                         "or choose a directory of your own");
+                         "keeps there (it may have been made to intercept your jobs); ask its "
+                         "owner or root to remove it, or use a directory of your own (set "
+                         "XDG_RUNTIME_DIR, or the endpoint: `listen:`, --socket, JOBD_SOCKET)");
   }
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
     return Status::Error(dir + " is writable by other users (mode " + Mode(st.st_mode) +
@@ -62,15 +63,20 @@ Status CheckDirectory(const struct stat& st, const std::string& dir) {
 }
 
 Status CheckPrivate(const struct stat& st, const std::string& dir) {
+  const std::string elsewhere =
+      "give jobd a directory of its own, such as $XDG_RUNTIME_DIR/jobd (the endpoint: "
+      "`listen:`, --socket, JOBD_SOCKET)";
   if (st.st_uid != getuid()) {
     return Status::Error(dir + " belongs to " + DescribeUser(st.st_uid) + ", not to you (" +
-                         DescribeUser(getuid()) + "); jobd's sockets need a directory of your "
-                         "own: remove it or choose another endpoint");
+                         DescribeUser(getuid()) + "), and jobd's sockets need a directory that " +
+                         "is yours alone: " + elsewhere);
   }
   if ((st.st_mode & 077) != 0) {
+    // A shared directory of ours (sticky, like /tmp) is not to be closed.
     return Status::Error(dir + " is open to other users (mode " + Mode(st.st_mode) +
-                         "); jobd's sockets need a private directory: `chmod 700 " + dir +
-                         "` or choose another endpoint");
+                         "), and jobd's sockets need a private directory: " +
+                         ((st.st_mode & S_ISVTX) != 0 ? elsewhere
+                                                      : "`chmod 700 " + dir + "`, or " + elsewhere));
   }
   return {};
 }
@@ -222,7 +228,7 @@ Result<UniqueFd> OpenOwnFile(const TrustedDir& dir, const std::string& name, int
                            "at a file of yours someone wants overwritten): remove it or choose "
                            "another path");
     }
-    if (errno == ENXIO) return Status::Error(path + " is a FIFO, not a regular file");
+    if (errno == ENXIO) return Status::Error(path + " is a FIFO or a socket, not a regular file");
     return Status::Error("cannot open " + path + ": " + std::strerror(errno));
   }
   struct stat st{};

@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
       (void)!write(ready_fd, supervisor.message().data(), supervisor.message().size());
     }
     JOBD_LOG(kError) << supervisor.message();
+    if (pid_dir) RemoveIfSame(*pid_dir, pid_file, pid_fd.get());  // never written
     return 1;
   }
   if (ready_fd >= 0) {

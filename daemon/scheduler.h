@@ -82,6 +82,12 @@ struct Job {
     return spec.max_workers == 0 || workers.count(worker) > 0 || workers.size() < spec.max_workers;
   }
 
+  // Whether a message on connection `client` from process `pid` is its
+  // client's: a routing id alone may be reused by another peer.
+  bool From(const std::string& client, pid_t pid) const {
+    return spec.client == client && spec.client_pid == pid;
+  }
+
   uint64_t done() const { return succeeded + failed; }
   bool finished() const { return input_complete && done() == received; }
 };

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <optional>
 #include <cerrno>
 #include <cstring>
@@ -19,9 +18,11 @@
 
 #include "common/log.h"
 #include "common/paths.h"
+#include "common/peer.h"
 #include "common/random.h"
 #include "common/running_item.h"
 #include "common/wire.h"
+#include "daemon/worker_admission.h"
 
 #ifndef JOBD_VERSION
 #define JOBD_VERSION "0"
@@ -52,6 +53,9 @@ constexpr auto kRefusalLogInterval = seconds(1);
 // and 2.0 peers at the handshake: stray bytes then never become a message,
 // and every message carries the credentials of its connection.
 constexpr const char* kZapDomain = "jobd";
+// Routing ids of reaped workers remembered, so that what they sent before
+// they died is not taken for an impostor's.
+constexpr size_t kDepartedRemembered = 256;
 // The descriptor on which a worker reads its routing id and secret.
 constexpr int kWorkerCredentialsFd = 3;
 // How often /dev/shm is swept for segments whose creator has exited (a
@@ -80,39 +84,6 @@ std::string DescribeExit(int wait_status) {
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Who sent `message`, as the kernel told libzmq when its connection was made
-// (SO_PEERCRED; libzmq appends ":uid:gid:pid" to the Peer-Address property
-// that every message of the connection carries), not as the message claims.
-// It stays right after the connection closed, unlike a descriptor, which may
-// by then name another connection. nullopt if the property is missing.
-std::optional<ucred> Sender(const zmq::message_t& message) {
-  const char* address = zmq_msg_gets(const_cast<zmq::message_t&>(message).handle(), "Peer-Address");
-  if (address == nullptr) return std::nullopt;
-  const std::string_view text(address);
-  uint64_t fields[3] = {};
-  size_t end = text.size();
-  for (int i = 2; i >= 0; --i) {
-    const size_t colon = text.rfind(':', end - 1);
-    if (end == 0 || colon == std::string_view::npos) return std::nullopt;
-    const auto [ptr, error] = std::from_chars(text.data() + colon + 1, text.data() + end, fields[i]);
-    if (error != std::errc() || ptr != text.data() + end) return std::nullopt;
-    end = colon;
-  }
-  ucred credentials{};
-  credentials.uid = static_cast<uid_t>(fields[0]);
-  credentials.gid = static_cast<gid_t>(fields[1]);
-  credentials.pid = static_cast<pid_t>(fields[2]);
-  return credentials;
-}
-
-// Whether two secrets are equal, in time that does not depend on where they differ.
-bool SameSecret(std::string_view a, std::string_view b) {
-  if (a.size() != b.size() || a.empty()) return false;
-  unsigned char difference = 0;
-  for (size_t i = 0; i < a.size(); ++i) difference |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return difference == 0;
 }
 
 void ReapOrphans() {
@@ -214,6 +185,14 @@ Status Supervisor::Listen() {
     workers_.set(zmq::sockopt::sndhwm, 0);  // credit bounds what is queued
     workers_.set(zmq::sockopt::rcvhwm, 0);
     workers_.set(zmq::sockopt::zap_domain, kZapDomain);
+    // Workers are ours: libzmq closes any other user's connection as it is
+    // accepted, before reading a byte of it. And no frame may claim more
+    // than protobuf could ever parse.
+    const uid_t uid = getuid();
+    if (zmq_setsockopt(workers_.handle(), ZMQ_IPC_FILTER_UID, &uid, sizeof uid) != 0) {
+      throw zmq::error_t();
+    }
+    workers_.set(zmq::sockopt::maxmsgsize, int64_t{INT32_MAX});
     workers_.set(zmq::sockopt::use_fd, worker_listener->release());
     workers_.bind(worker_endpoint_);
   } catch (const zmq::error_t& e) {
@@ -418,40 +397,30 @@ void Supervisor::HandleWorkerMessages() {
       (void)workers_.recv(extra, zmq::recv_flags::none);
       body.move(extra);
     }
-    // A worker is the process we started, on the connection it made with
-    // the routing id we gave it, and its Hello carries the secret we gave it.
-    const std::optional<ucred> sender = Sender(body);
+    const std::optional<ucred> sender = PeerOf(body);
     const std::string from = sender ? "pid " + std::to_string(sender->pid) + ", " +
                                           DescribeUser(sender->uid)
                                     : "a sender the kernel does not name";
+    const bool decoded = DecodeFromWorker(body.to_string_view(), &message).ok();
     Worker* worker = FindWorker(identity.to_string());
-    if (worker != nullptr && (!sender || sender->uid != getuid() || sender->pid != worker->pid)) {
-      RefuseWorkerMessage("a message from " + from + " under the routing id of worker pid " +
-                          std::to_string(worker->pid));
-      continue;
-    }
-    const Status decoded = DecodeFromWorker(body.to_string_view(), &message);
     if (worker == nullptr) {
-      // Results that a worker sent just before it died are dropped quietly;
-      // anything else on an unknown connection is someone posing as a worker.
-      if (!decoded.ok() || message.has_hello()) {
-        RefuseWorkerMessage((message.has_hello() ? "a Hello from " : "a message from ") + from +
+      // A worker that died before its messages were read (results, or a
+      // Hello after a start deadline) is let go quietly; anything else on an
+      // unknown routing id is someone posing as a worker.
+      const bool late = std::find(departed_.begin(), departed_.end(), identity.to_string()) !=
+                        departed_.end();
+      if (!late && (!decoded || message.has_hello())) {
+        RefuseWorkerMessage((decoded ? "a Hello from " : "a message from ") + from +
                             ", which is not a worker this jobd started");
       }
       continue;
     }
-    if (!decoded.ok()) {
-      JOBD_LOG(kError) << "worker pid " << worker->pid << " sent a bad message: " << decoded.message()
-                       << "; replacing it";
-      kill(worker->pid, SIGKILL);
-      continue;
-    }
-    if (message.has_hello() != !worker->ready ||
-        (message.has_hello() && !SameSecret(message.hello().secret(), worker->secret))) {
-      RefuseWorkerMessage(message.has_hello() && !worker->ready
-                              ? "a Hello without the secret its worker was given, from " + from
-                              : "a message out of turn from worker " + from);
-      kill(worker->pid, SIGKILL);
+    const Admission admission = AdmitWorkerMessage(
+        {worker->pid, getuid(), worker->secret, worker->ready}, sender, decoded ? &message : nullptr);
+    if (!admission.take) {
+      RefuseWorkerMessage(admission.why + " from " + from +
+                          (admission.replace ? "; replacing " + Describe(*worker) : ""));
+      if (admission.replace) kill(worker->pid, SIGKILL);
       continue;
     }
     if (message.has_hello()) {
@@ -526,7 +495,7 @@ void Supervisor::RefuseWorkerMessage(const std::string& why) {
 
 void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& body) {
   // Only our own user gets in, whatever the socket's permissions say.
-  const std::optional<ucred> sender = Sender(body);
+  const std::optional<ucred> sender = PeerOf(body);
   if (!sender) {
     JOBD_LOG(kWarn) << "refused a request whose sender the kernel does not name";
     ReplyError(client, "refused: jobd cannot tell who sent this request; use the jobd client "
@@ -575,7 +544,7 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
     case wire::Request::kItems: {
       wire::Items& items = *request.mutable_items();
       Job* job = scheduler_.FindJob(items.job());
-      if (job == nullptr || job->spec.client != client) {
+      if (job == nullptr || !job->From(client, sender_pid)) {
         ReplyError(client, "no job " + std::to_string(items.job()) + " of yours is running",
                    items.job());
         return;
@@ -605,7 +574,7 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
     }
     case wire::Request::kRelease: {
       Job* job = scheduler_.FindJob(request.release().job());
-      if (job == nullptr || job->spec.client != client) return;
+      if (job == nullptr || !job->From(client, sender_pid)) return;
       if (!job->ended) {
         JOBD_LOG(kInfo) << "job " << job->id << " cancelled by its client after " << job->done()
                         << " of " << job->received << " items";
@@ -1026,6 +995,8 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   Worker& worker = *found->second;
   by_pid_.erase(found);
   by_identity_.erase(worker.identity);
+  departed_.push_back(worker.identity);
+  if (departed_.size() > kDepartedRemembered) departed_.pop_front();
   worker.pid = 0;
 
   const std::string how = DescribeExit(wait_status);

@@ -159,6 +159,7 @@ class Supervisor {
   std::map<std::string, PoolState, std::less<>> pools_;
   std::map<std::string, Worker*, std::less<>> by_identity_;
   std::map<pid_t, Worker*> by_pid_;
+  std::deque<std::string> departed_;  // routing ids of the last workers reaped
   Clock::time_point next_refusal_log_;
   uint64_t refusals_unlogged_ = 0;
   std::vector<Respawn> respawns_;

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   }
   // Die with the supervisor; if it is already gone, do not linger.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != static_cast<pid_t>(std::atol(argv[3]))) return 1;
+  options.supervisor = static_cast<pid_t>(std::atol(argv[3]));
+  if (getppid() != options.supervisor) return 1;
   // SIGTERM and SIGINT go to the supervisor's process group too; the
   // supervisor decides when a worker stops (it sends Stop, or SIGKILL).
   std::signal(SIGINT, SIG_IGN);

@@ -9,6 +9,7 @@
 #include "common/packed.h"
 #include "common/log.h"
 #include "common/payload.h"
+#include "common/peer.h"
 #include "common/running_item.h"
 #include "common/wire.h"
 #include "worker/exec.h"
@@ -239,6 +240,13 @@ int RunWorker(const WorkerOptions& options) {
       }
     }
     if (!socket.recv(message, zmq::recv_flags::none)) continue;
+    // Tasks come from the jobd that started us, or from nobody.
+    if (const std::optional<ucred> sender = PeerOf(message);
+        !sender || sender->uid != getuid() || sender->pid != options.supervisor) {
+      JOBD_LOG(kError) << "refusing a message on " << options.endpoint << " that is not from jobd (pid "
+                       << options.supervisor << "); stopping";
+      return 2;
+    }
     Status decoded = DecodeToWorker(message.to_string_view(), &incoming);
     if (!decoded.ok()) {
       JOBD_LOG(kError) << "refusing a message from the supervisor: " << decoded.message();

@@ -2,6 +2,8 @@
 // supervisor, then runs the tasks it is sent, in order, one at a time.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@ struct WorkerOptions {
   std::string identity;      // ZeroMQ routing id the supervisor knows this worker by
   std::string secret;        // proves to the supervisor that it started this worker
   std::string running_item;  // segment holding this worker's RunningItem page
+  pid_t supervisor = 0;      // the jobd that started it: the only one it takes tasks from
   uint32_t slot = 0;         // position in its pool, from 0 (for exec's {%})
   std::vector<std::string> plugins;  // the pool's plugins, loaded at start
 };

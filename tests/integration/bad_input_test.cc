@@ -46,7 +46,7 @@ TEST_F(BadInputTest, PeersThatSpeakNoZmtp3AreCutOffAtTheHandshake) {
     for (const char* socket : {"/jobd/jobd.sock", "/jobd/jobd.sock.workers"}) {
       const int fd = ConnectUnix(dir_ + socket);
       ASSERT_GE(fd, 0) << socket;
-      ASSERT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+      ASSERT_EQ(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
       EXPECT_TRUE(ClosedByPeer(fd, 5000)) << "jobd kept a connection that sent " << bytes.size()
                                           << " stray bytes to " << socket;
       close(fd);

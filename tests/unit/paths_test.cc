@@ -10,6 +10,9 @@ TEST(PathsTest, EndpointsAndEnvironment) {
   EXPECT_EQ(*IpcPath("ipc:///run/x.sock"), "/run/x.sock");
   EXPECT_FALSE(IpcPath("tcp://1.2.3.4:5").ok());
   EXPECT_FALSE(IpcPath("ipc://").ok());
+  EXPECT_NE(IpcPath("ipc://@abstract/jobd.sock").message().find("the path must be absolute"),
+            std::string::npos);
+  EXPECT_FALSE(IpcPath("ipc://relative/jobd.sock").ok());
   setenv("JOBD_PATHS_TEST", "v", 1);
   EXPECT_EQ(ExpandEnv("a/$JOBD_PATHS_TEST/${JOBD_PATHS_TEST}b/$"), "a/v/vb/$");
   unsetenv("JOBD_PATHS_UNSET");
