@@ -52,6 +52,27 @@ std::string Encode(const google::protobuf::MessageLite& message) {
   return bytes;
 }
 
+std::string CurrentDirectory() {
+  std::string cwd;
+  if (char* dir = getcwd(nullptr, 0)) {
+    cwd = dir;
+    free(dir);
+  }
+  return cwd;
+}
+
+// `name` found on PATH as a shell would, or "" (not made canonical: a venv's
+// interpreter is a symlink whose own path matters).
+std::string FindProgram(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  for (const std::string& dir : SplitPathList(path ? path : "/usr/local/bin:/usr/bin:/bin")) {
+    const std::string candidate = std::filesystem::absolute((dir.empty() ? "." : dir) + "/" + name).string();
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+
 }  // namespace
 
 // ---------------------------------------------------------------- sources
@@ -789,27 +810,56 @@ class MapRun : public ItemSink {
 
 }  // namespace
 
-Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
-                               const MapOptions& options, const ResultCallback& on_result) {
+namespace {
+wire::Request SubmitRequest(const std::string& function) {
   wire::Request request = NewRequest();
   request.mutable_submit()->set_function(function);
+  return request;
+}
+}  // namespace
+
+Result<JobSummary> Client::Map(const std::string& function, ItemSource& items,
+                               const MapOptions& options, const ResultCallback& on_result) {
+  wire::Request request = SubmitRequest(function);
   return Run(request, items, options, on_result);
 }
 
 Result<JobSummary> Client::MapCommand(const Command& command, ItemSource& items,
                                       const MapOptions& options, const ResultCallback& on_result) {
-  wire::Request request = NewRequest();
-  wire::Submit* submit = request.mutable_submit();
-  submit->set_function("exec");
-  wire::Exec* exec = submit->mutable_exec();
+  wire::Request request = SubmitRequest("exec");
+  wire::Exec* exec = request.mutable_submit()->mutable_exec();
   for (const std::string& word : command.argv) exec->add_argv(word);
   exec->set_shell(command.shell);
   exec->set_mode(command.mode == Command::Mode::kLines    ? wire::Exec::STREAM_LINES
                  : command.mode == Command::Mode::kFrames ? wire::Exec::STREAM_FRAMES
                                                           : wire::Exec::PER_ITEM);
-  if (char* cwd = getcwd(nullptr, 0)) {
-    exec->set_cwd(cwd);
-    free(cwd);
+  exec->set_cwd(CurrentDirectory());
+  return Run(request, items, options, on_result);
+}
+
+Result<JobSummary> Client::MapPython(const PythonFunction& function, ItemSource& items,
+                                     const MapOptions& options, const ResultCallback& on_result) {
+  wire::Request request = SubmitRequest("python");
+  wire::Python* python = request.mutable_submit()->mutable_python();
+  python->set_function(function.function);
+  python->set_interpreter(function.interpreter.empty() ? FindProgram("python3") : function.interpreter);
+  if (python->interpreter().empty()) {
+    return jobd::Status::Error("cannot find python3 on PATH; install it (Debian: apt-get install "
+                               "python3) or name the interpreter");
+  }
+  python->set_cwd(CurrentDirectory());
+  if (function.path.empty()) {
+    // What `python3 -m` would search, the module's file on PYTHONPATH or here.
+    const char* pythonpath = std::getenv("PYTHONPATH");
+    for (const std::string& entry : SplitPathList(pythonpath ? pythonpath : "")) {
+      if (!entry.empty()) python->add_path(std::filesystem::absolute(entry).string());
+    }
+    python->add_path(python->cwd());
+  } else {
+    for (const std::string& entry : function.path) python->add_path(entry);
+  }
+  for (char** variable = environ; *variable != nullptr; ++variable) {
+    python->add_environment(*variable);
   }
   return Run(request, items, options, on_result);
 }

@@ -55,6 +55,7 @@ exit status: 0 all went well; 1 some items failed (see stderr); 2 bad usage;
 
 constexpr const char* kMapUsage = R"(usage: jobctl map FUNCTION [OPTIONS] [ITEM...]
        jobctl map --exec 'COMMAND {}' [OPTIONS] [ITEM...]
+       jobctl map --python MODULE:FUNCTION [OPTIONS] [ITEM...]
 
 Applies FUNCTION (or runs COMMAND) for every item on the workers of a pool and
 prints one result per line, in input order. Items are the ITEM arguments;
@@ -78,6 +79,14 @@ options:
                        worker/stream/jobd_stream.py for Python)
   --framed             with --stream: items and results are length-prefixed
                        frames ("<length>\n<bytes>"), for binary or multi-line items
+  --python MODULE:FUNCTION
+                       call a Python function on each item (a str) and print
+                       str() of its result; an exception fails that item. The
+                       module is found on PYTHONPATH or in this directory and
+                       runs with python3 from PATH, here, with this environment.
+                       Each worker keeps its interpreter warm for later jobs
+                       (imports done), and replaces it when a module it
+                       imported has changed
   -0, --null           stdin items are separated by NUL, not newline
   --files              each ITEM (or stdin line) names a file whose whole
                        contents is one item (large files go through shared memory);
@@ -225,6 +234,7 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
   jobd::MapOptions options;
   bool null_separated = false, files = false, json = false, shell = false;
   bool stream = false, framed = false;
+  std::optional<std::string> python;  // MODULE:FUNCTION
   std::vector<std::string> zip, constants;  // starmap
   std::optional<std::string> command;
   bool progress = isatty(STDERR_FILENO);
@@ -257,6 +267,10 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
       stream = true;
     } else if (arg == "--framed") {
       framed = true;
+    } else if (arg == "--python") {
+      const std::string* name = value();
+      if (name == nullptr) return Usage(kMapUsage, "--python needs a MODULE:FUNCTION");
+      python = *name;
     } else if (starmap && arg == "--zip") {
       while (i + 1 < args.size() && (args[i + 1].empty() || args[i + 1][0] != '-')) {
         zip.push_back(args[++i]);
@@ -317,12 +331,14 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
       items.push_back(arg);
     }
   }
-  if (command && !function.empty()) {  // with --exec, every argument is an item
+  if (command && python) return Usage(kMapUsage, "--python and --exec or --stream exclude each other");
+  if ((command || python) && !function.empty()) {  // every argument is an item
     items.insert(items.begin(), function);
     function.clear();
   }
-  if (function.empty() && !command) {
-    return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`) or --exec 'COMMAND'");
+  if (function.empty() && !command && !python) {
+    return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`), --exec 'COMMAND' or "
+                            "--python MODULE:FUNCTION");
   }
   if (shell && !command) return Usage(kMapUsage, "--shell goes with --exec or --stream");
   if (framed && !stream) return Usage(kMapUsage, "--framed goes with --stream");
@@ -422,9 +438,10 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
         shown.Update(done, failed);
         return {};
       };
-  jobd::Result<jobd::JobSummary> summary = command
-                                               ? client->MapCommand(exec, *source, options, print)
-                                               : client->Map(function, *source, options, print);
+  jobd::Result<jobd::JobSummary> summary =
+      python    ? client->MapPython({*python, "", {}}, *source, options, print)
+      : command ? client->MapCommand(exec, *source, options, print)
+                : client->Map(function, *source, options, print);
   std::fflush(stdout);
   shown.Finish();
   if (!summary.ok()) {

@@ -63,6 +63,16 @@ std::string ExpandEnv(const std::string& text) {
   return out;
 }
 
+std::vector<std::string> SplitPathList(std::string_view list) {
+  std::vector<std::string> entries;
+  while (!list.empty()) {
+    const size_t colon = list.find(':');
+    entries.emplace_back(list.substr(0, colon));
+    list = colon == std::string_view::npos ? "" : list.substr(colon + 1);
+  }
+  return entries;
+}
+
 std::string ExecutableDir() {
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);

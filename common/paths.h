@@ -4,6 +4,8 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "jobd/status.h"
 
@@ -21,6 +23,8 @@ Result<std::string> IpcPath(const std::string& endpoint);
 // Expands $VAR and ${VAR} from the environment (unset variables expand to "",
 // an unset or empty XDG_RUNTIME_DIR to RuntimeBase()).
 std::string ExpandEnv(const std::string& text);
+// The entries of a colon-separated list such as $PATH (empty ones kept).
+std::vector<std::string> SplitPathList(std::string_view list);
 // Directory holding the running executable.
 std::string ExecutableDir();
 

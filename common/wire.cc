@@ -71,6 +71,8 @@ Status ValidateItems(const wire::Items& items) {
   return {};
 }
 
+bool HasNul(const std::string& text) { return text.find('\0') != std::string::npos; }
+
 Status ValidateExec(const wire::Exec& exec) {
   if (exec.argv_size() == 0 || exec.argv(0).empty()) return Status::Error("the command is empty");
   if (!wire::Exec::Mode_IsValid(exec.mode())) return Status::Error("unknown command mode");
@@ -79,7 +81,7 @@ Status ValidateExec(const wire::Exec& exec) {
   }
   if (exec.argv_size() > 4096) return Status::Error("the command has too many words");
   for (const std::string& word : exec.argv()) {
-    if (word.find('\0') != std::string::npos) return Status::Error("the command contains a NUL byte");
+    if (HasNul(word)) return Status::Error("the command contains a NUL byte");
   }
   if (!exec.cwd().empty() && exec.cwd()[0] != '/') {
     return Status::Error("the command's directory must be an absolute path");
@@ -87,9 +89,37 @@ Status ValidateExec(const wire::Exec& exec) {
   return {};
 }
 
+Status ValidatePython(const wire::Python& python) {
+  if (python.interpreter().empty() || python.interpreter()[0] != '/' || HasNul(python.interpreter())) {
+    return Status::Error("a Python job names its interpreter by an absolute path");
+  }
+  if (python.cwd().empty() || python.cwd()[0] != '/' || HasNul(python.cwd())) {
+    return Status::Error("a Python job's directory must be an absolute path");
+  }
+  const std::string& function = python.function();
+  const size_t colon = function.find(':');
+  if (colon == 0 || colon == std::string::npos || colon + 1 == function.size() ||
+      function.size() > 1024 || HasNul(function)) {
+    return Status::Error("a Python function is named MODULE:FUNCTION (e.g. mymodule:work), not '" +
+                         function.substr(0, 80) + "'");
+  }
+  if (python.path_size() > 4096 || python.environment_size() > 65536) {
+    return Status::Error("a Python job's path or environment is too long");
+  }
+  for (const std::string& entry : python.path()) {
+    if (HasNul(entry)) return Status::Error("a Python path entry contains a NUL byte");
+  }
+  for (const std::string& variable : python.environment()) {
+    if (HasNul(variable) || variable.find('=') == std::string::npos) {
+      return Status::Error("a Python job's environment holds NAME=VALUE entries");
+    }
+  }
+  return {};
+}
+
 Status ValidatePlugin(const std::string& path) {
   if (path.empty()) return {};
-  if (path[0] != '/' || path.size() > 4096 || path.find('\0') != std::string::npos) {
+  if (path[0] != '/' || path.size() > 4096 || HasNul(path)) {
     return Status::Error("a plugin is named by an absolute path");
   }
   return {};
@@ -163,6 +193,12 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
       if ((submit.function() == "exec") != submit.has_exec()) {
         return Status::Error("a command job is function 'exec' with a command, nothing else");
       }
+      if ((submit.function() == "python") != submit.has_python()) {
+        return Status::Error("a Python job is function 'python' with a Python function");
+      }
+      if (submit.has_python()) {
+        if (Status s = ValidatePython(submit.python()); !s.ok()) return s;
+      }
       if (submit.has_exec()) {
         if (Status s = ValidateExec(submit.exec()); !s.ok()) return s;
       }
@@ -233,6 +269,9 @@ Status DecodeToWorker(std::string_view bytes, wire::ToWorker* out) {
           if (task.indexes_size() != ItemCount(task)) {
             return Status::Error("a command task needs the index of every item");
           }
+        }
+        if (task.has_python()) {
+          if (Status s = ValidatePython(task.python()); !s.ok()) return s;
         }
         if (!task.output_segment().empty() && !IsSegmentName(task.output_segment())) {
           return Status::Error("task output segment '" + task.output_segment() + "' is invalid");

@@ -145,7 +145,7 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
       const std::string name = reader.String(kind, path + ".kinds");
       if (std::find(all.begin(), all.end(), name) == all.end()) {
         reader.Fail(kind, "'" + path + ".kinds' has '" + name +
-                              "'; the kinds are function, plugin, exec and stream");
+                              "'; the kinds are function, plugin, exec, stream and python");
       }
       pool.kinds.push_back(name);
     }

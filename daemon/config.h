@@ -28,7 +28,7 @@ struct PoolConfig {
   std::vector<std::string> plugins;   // absolute paths of plugins every worker loads
   // What jobs may run here: "function" (the pool's builtins and plugins),
   // "plugin" (a job's own --plugin), "exec" (a command per item), "stream".
-  std::vector<std::string> kinds = {"function", "plugin", "exec", "stream"};
+  std::vector<std::string> kinds = {"function", "plugin", "exec", "stream", "python"};
 
   bool Accepts(const std::string& kind) const;
   // Whether workers started with `other` must be replaced to run with this.

@@ -160,6 +160,7 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.message->set_function(job->spec.function);
     task.message->set_output_segment(NewSegmentName(segment_owner_));
     if (job->spec.exec) *task.message->mutable_exec() = *job->spec.exec;
+    if (job->spec.python) *task.message->mutable_python() = *job->spec.python;
     task.message->set_job(job_id);
     task.message->set_starmap(job->spec.starmap);
     task.message->set_retries(job->spec.retries);

@@ -37,6 +37,7 @@ struct JobSpec {
   uint32_t timeout_ms = 0;  // an item running longer is stopped; 0: never
   uint32_t retry_backoff_ms = 0;  // first wait before an item that crashed runs again
   std::shared_ptr<const wire::Exec> exec;  // set for a command per item
+  std::shared_ptr<const wire::Python> python;  // set for a Python function
   std::string plugin;                      // the job's own plugin, if any
   bool starmap = false;                    // items are packed argument tuples
 };

@@ -604,7 +604,8 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
     ReplyError(client, pool->second.degraded);
     return;
   }
-  const std::string kind = !submit.has_exec()             ? (submit.plugin().empty() ? "function" : "plugin")
+  const std::string kind = submit.has_python()            ? "python"
+                          : !submit.has_exec()             ? (submit.plugin().empty() ? "function" : "plugin")
                           : submit.exec().mode() == wire::Exec::PER_ITEM ? "exec"
                                                                          : "stream";
   const PoolConfig& pool_config = pool->second.config;
@@ -619,7 +620,7 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   // A job's own plugin is checked by the workers that load it; so is every
   // function while a reload brings the pool's workers (no list is sure yet).
   const bool settled = pool->second.functions_from != 0 && !pool->second.previous;
-  const bool known = submit.has_exec() || !submit.plugin().empty() || !settled ||
+  const bool known = submit.has_exec() || submit.has_python() || !submit.plugin().empty() || !settled ||
                      std::any_of(offered.begin(), offered.end(), [&](const wire::FunctionInfo& f) {
                        return f.name() == submit.function();
                      });
@@ -638,6 +639,7 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   spec.chunksize = submit.chunksize();
   spec.max_workers = submit.max_workers();
   if (submit.has_exec()) spec.exec = std::make_shared<const wire::Exec>(submit.exec());
+  if (submit.has_python()) spec.python = std::make_shared<const wire::Python>(submit.python());
   spec.plugin = submit.plugin();
   spec.starmap = submit.starmap();
   // A job may ask for less than its pool allows, never more.
@@ -651,7 +653,9 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   }
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
   JOBD_LOG(kInfo) << "job " << job.id << ": "
-                  << (job.spec.exec ? "exec " + job.spec.exec->argv(0) : job.spec.function)
+                  << (job.spec.exec     ? "exec " + job.spec.exec->argv(0)
+                      : job.spec.python ? "python " + job.spec.python->function()
+                                        : job.spec.function)
                   << " on pool " << pool_name << " for pid " << job.spec.client_pid;
   wire::Reply reply;
   reply.mutable_accepted()->set_job(job.id);
@@ -750,8 +754,11 @@ void Supervisor::EndJob(uint64_t job_id, const std::string& why) {
 
 void Supervisor::CancelJob(uint64_t job_id) {
   // Its workers skip its remaining items, and what runs for it stops now;
-  // other work of those workers goes on.
+  // other work of those workers goes on. A job that ended runs nothing (its
+  // last coprocess may be a warm interpreter, kept for the next job).
+  const Job* job = scheduler_.FindJob(job_id);
   for (auto& [name, pool] : pools_) {
+    if (job == nullptr || job->ended) break;
     for (auto& worker : pool.workers) {
       if (worker->pid == 0) continue;
       auto* page = reinterpret_cast<RunningItem*>(worker->running_item->data());

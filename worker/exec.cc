@@ -16,6 +16,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/paths.h"
+
 extern char** environ;
 
 namespace jobd {
@@ -37,13 +39,9 @@ const std::string& FindOnPath(const std::string& name) {
   auto [entry, inserted] = g_on_path.try_emplace(name);
   if (!inserted) return entry->second;
   const char* path = std::getenv("PATH");
-  std::string_view dirs = path != nullptr ? path : "";
-  while (!dirs.empty()) {
-    const size_t colon = dirs.find(':');
-    const std::string_view dir = dirs.substr(0, colon);
-    dirs = colon == std::string_view::npos ? "" : dirs.substr(colon + 1);
+  for (const std::string& dir : SplitPathList(path != nullptr ? path : "")) {
     if (dir.empty() || dir[0] != '/') break;
-    const std::string candidate = std::string(dir) + "/" + name;
+    const std::string candidate = dir + "/" + name;
     struct stat st{};
     if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         access(candidate.c_str(), X_OK) == 0) {
@@ -188,13 +186,14 @@ std::vector<std::string> CommandLine(const wire::Exec& exec, std::string_view it
 }
 
 Result<pid_t> SpawnCommand(std::vector<std::string> argv, const std::string& cwd, int stdin_fd,
-                           int stdout_fd, int stderr_fd, const std::vector<std::string>& environment) {
+                           int stdout_fd, int stderr_fd, const std::vector<std::string>& environment,
+                           bool replace_environment) {
   std::vector<char*> args;
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
   std::vector<std::string> env_strings = environment;
   std::vector<char*> env;
-  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  for (char** e = environ; !replace_environment && *e != nullptr; ++e) env.push_back(*e);
   for (std::string& e : env_strings) env.push_back(e.data());
   env.push_back(nullptr);
 

@@ -57,9 +57,11 @@ struct Pipe {
 
 // Starts `argv` with stdin, stdout and stderr on the given descriptors (-1 for
 // stdin: /dev/null), in `cwd` unless empty, with default signal handling and
-// `environment` added to ours. Returns its pid.
+// `environment` added to ours (or instead of ours, if `replace_environment`).
+// Returns its pid.
 Result<pid_t> SpawnCommand(std::vector<std::string> argv, const std::string& cwd, int stdin_fd,
-                           int stdout_fd, int stderr_fd, const std::vector<std::string>& environment);
+                           int stdout_fd, int stderr_fd, const std::vector<std::string>& environment,
+                           bool replace_environment = false);
 
 // "exited with status N" or "was killed by SIGX (signal N)".
 std::string DescribeWait(int wait_status);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/paths.h"
 #include "worker/exec.h"
 
 namespace jobd {
@@ -23,8 +24,38 @@ constexpr size_t kWriteChunk = 64 << 10;
 // A result may not exceed this (a coprocess that never ends a line must not
 // grow the worker without bound).
 constexpr size_t kMaxResult = size_t{1} << 30;
+// The exit status of a warm interpreter whose modules changed on disk
+// (STALE in python/jobd/_worker.py).
+constexpr int kStaleInterpreter = 75;
 
-bool Framed(const wire::Exec& exec) { return exec.mode() == wire::Exec::STREAM_FRAMES; }
+// Python interpreters always speak frames.
+bool Framed(const wire::Task& task) {
+  return task.has_python() || task.exec().mode() == wire::Exec::STREAM_FRAMES;
+}
+
+// The loop a warm interpreter runs: beside the worker in the build tree,
+// under share/ when installed.
+Result<std::string> PythonLoop() {
+  const std::string dir = ExecutableDir();
+  for (const std::string& candidate : {dir + "/../python/jobd/_worker.py",
+                                       dir + "/../share/jobd/python/jobd/_worker.py"}) {
+    if (access(candidate.c_str(), R_OK) == 0) return candidate;
+  }
+  return Status::Error("cannot find jobd's Python worker loop (jobd/_worker.py) under " + dir +
+                       "/../python or " + dir + "/../share/jobd/python: reinstall jobd");
+}
+
+// A job's header for its interpreter: "!<paths> <variables>\n", then frames
+// of the function's name, each path entry and each environment variable.
+std::string PythonHeader(const wire::Python& python) {
+  std::string header = "!" + std::to_string(python.path_size()) + " " +
+                       std::to_string(python.environment_size()) + "\n";
+  auto frame = [&](const std::string& bytes) { header += std::to_string(bytes.size()) + "\n" + bytes; };
+  frame(python.function());
+  for (const std::string& entry : python.path()) frame(entry);
+  for (const std::string& variable : python.environment()) frame(variable);
+  return header;
+}
 
 }  // namespace
 
@@ -57,18 +88,39 @@ Result<StreamResult> ParseStreamResult(std::string_view buffer, bool framed) {
   return parsed;
 }
 
-Status Coprocess::Start(const wire::Exec& exec, uint32_t slot, bool starmap) {
-  bool uses_item = false;
-  const std::vector<std::string> argv = CommandLine(exec, "", 0, slot, &uses_item);
+std::string Coprocess::KeyOf(const wire::Task& task) {
+  if (!task.has_python()) return "job " + std::to_string(task.job());
+  std::string key = "python\n" + task.python().interpreter() + "\n" + task.python().cwd();
+  for (const std::string& entry : task.python().path()) key += "\n" + entry;
+  return key;
+}
+
+Status Coprocess::Start(const wire::Task& task, uint32_t slot) {
   Pipe in, out, err;
   if (!in.Open() || !out.Open() || !err.Open()) {
     return Status::Error(std::string("cannot make pipes for the coprocess: ") + std::strerror(errno));
   }
-  Result<pid_t> pid = SpawnCommand(argv, exec.cwd(), in.read, out.write, err.write,
-                                   {std::string("JOBD_STREAM=") + (Framed(exec) ? "frames" : "lines"),
-                                    std::string("JOBD_STARMAP=") + (starmap ? "1" : "0")});
+  Result<pid_t> pid = Status::Error("");
+  if (task.has_python()) {
+    // The caller's interpreter, directory and environment, not the worker's.
+    Result<std::string> loop = PythonLoop();
+    if (!loop.ok()) return loop.status();
+    const wire::Python& python = task.python();
+    pid = SpawnCommand({python.interpreter(), *loop}, python.cwd(), in.read, out.write, err.write,
+                       {python.environment().begin(), python.environment().end()},
+                       /*replace_environment=*/true);
+  } else {
+    bool uses_item = false;
+    const std::vector<std::string> argv = CommandLine(task.exec(), "", 0, slot, &uses_item);
+    pid = SpawnCommand(argv, task.exec().cwd(), in.read, out.write, err.write,
+                       {std::string("JOBD_STREAM=") + (Framed(task) ? "frames" : "lines"),
+                        std::string("JOBD_STARMAP=") + (task.starmap() ? "1" : "0")});
+  }
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
+  key_ = KeyOf(task);
+  warm_ = task.has_python();
+  header_job_ = 0;
   in_ = std::exchange(in.write, -1);
   out_ = std::exchange(out.read, -1);
   err_ = std::exchange(err.read, -1);
@@ -104,10 +156,12 @@ std::string Coprocess::Reap() {
   DrainStderr();
   Pipe::Close(err_);
   pid_ = -1;
+  exit_status_ = status;
   if (stderr_tail_.size() > kStderrTail) stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
   while (!stderr_tail_.empty() && stderr_tail_.back() == '\n') stderr_tail_.pop_back();
-  std::string how = "the stream coprocess " + DescribeWait(status);
-  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) how = "the stream coprocess stopped answering";
+  const std::string what = warm_ ? "the Python interpreter " : "the stream coprocess ";
+  std::string how = what + DescribeWait(status);
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) how = what + "stopped answering";
   return stderr_tail_.empty() ? how : how + ": " + stderr_tail_;
 }
 
@@ -133,7 +187,7 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
                     uint32_t slot, TaskOutput& output, wire::TaskResult* result,
                     const std::function<void(int)>& waiting,
                     const std::function<bool()>& cancelled) {
-  const bool framed = Framed(task.exec());
+  const bool framed = Framed(task);
   const int count = static_cast<int>(items.size());
   // Items that cannot be sent fail here, in their turn.
   std::vector<std::string> refused(items.size());
@@ -159,7 +213,6 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
   bool answered = false;       // the current process has answered an item
   std::string pending, received;  // encoded items not yet written; output not yet parsed
   size_t pending_at = 0;
-  job_ = task.job();
 
   auto finish_item = [&](auto&& fill) {
     fill();
@@ -178,7 +231,7 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
       return;
     }
     if (pid_ <= 0) {
-      if (Status s = Start(task.exec(), slot, task.starmap()); !s.ok()) {
+      if (Status s = Start(task, slot); !s.ok()) {
         while (next_read < count) finish_item([&] { output.Fail(s.message()); });
         return;
       }
@@ -192,6 +245,10 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
     // Encode what the pipe may take next.
     while (pending.size() - pending_at < kWriteChunk && next_write < count &&
            !(careful && next_write > next_read)) {
+      if (task.has_python() && header_job_ != task.job()) {  // a new job: its header first
+        pending += PythonHeader(task.python());
+        header_job_ = task.job();
+      }
       if (refused[next_write].empty()) {
         const std::vector<std::string_view>& args = items[next_write].args;
         if (framed && task.starmap()) pending += "*" + std::to_string(args.size()) + "\n";
@@ -256,6 +313,12 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
     received.erase(0, offset);
     if (died && next_read < count) {
       const std::string how = Reap();
+      // An interpreter whose modules changed asks for a fresh one before it
+      // answers anything of the job: not a death, and nothing to charge.
+      if (warm_ && WIFEXITED(exit_status_) && WEXITSTATUS(exit_status_) == kStaleInterpreter) {
+        waiting(next_read);
+        continue;
+      }
       waiting(next_read);  // no process now: the worker's page must not name the dead one
       silent_starts = answered ? 0 : silent_starts + 1;
       // Two items' worth of deaths without a single answer: it cannot even

@@ -1,5 +1,7 @@
 // Stream functions (jobctl map --stream): one long-running coprocess per
 // worker and job, fed item after item, pipelined (the Hadoop Streaming model).
+// Python functions (jobctl map --python) run the same way in a warm
+// interpreter, which a worker keeps from job to job (see Coprocess::KeyOf).
 #pragma once
 
 #include <sys/types.h>
@@ -33,8 +35,13 @@ class Coprocess {
   Coprocess& operator=(const Coprocess&) = delete;
   ~Coprocess() { Stop(); }
 
-  // Whether the running coprocess serves `job`.
-  bool Serves(uint64_t job) const { return pid_ > 0 && job_ == job; }
+  // What a task's coprocess must match to serve it: its job for a stream; for
+  // Python, the interpreter, its path and its directory, whatever the job.
+  static std::string KeyOf(const wire::Task& task);
+  // Whether the running coprocess can serve a task with this key.
+  bool Serves(const std::string& key) const { return pid_ > 0 && key_ == key; }
+  // Whether it is a warm interpreter, kept between jobs.
+  bool warm() const { return pid_ > 0 && warm_; }
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_ > 0 ? pid_ : 0; }  // also its process group
   // Closes its stdin and waits for it to exit (killing it after a second).
@@ -58,15 +65,18 @@ class Coprocess {
            const std::function<void(int)>& waiting, const std::function<bool()>& cancelled);
 
  private:
-  Status Start(const wire::Exec& exec, uint32_t slot, bool starmap);
+  Status Start(const wire::Task& task, uint32_t slot);
   // Waits for the coprocess that stopped talking; says how it ended.
   std::string Reap();
   void DrainStderr();
 
   pid_t pid_ = -1;
-  uint64_t job_ = 0;
+  std::string key_;
+  bool warm_ = false;
+  uint64_t header_job_ = 0;  // the job whose header the interpreter has (Python)
   int in_ = -1, out_ = -1, err_ = -1;
   std::string stderr_tail_;
+  int exit_status_ = 0;  // of the last one reaped
 };
 
 }  // namespace jobd

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <zmq.hpp>
 
 #include "common/args.h"
@@ -22,8 +23,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A stream coprocess whose job sends no task for this long is stopped.
+// A stream coprocess whose job sends no task for this long is stopped; a
+// warm Python interpreter lasts longer, for the next program's jobs.
 constexpr std::chrono::milliseconds kCoprocessIdle(2000);
+constexpr std::chrono::milliseconds kInterpreterIdle(600'000);
 
 class TaskRunner {
  public:
@@ -44,7 +47,7 @@ class TaskRunner {
     packed_items_.clear();
     for (PackedReader items(task.packed()); !items.done();) packed_items_.push_back(items.Next());
     const int count = task.has_packed() ? task.packed().lengths_size() : task.items_size();
-    if (task.has_exec() && task.exec().mode() != wire::Exec::PER_ITEM) {
+    if (task.has_python() || (task.has_exec() && task.exec().mode() != wire::Exec::PER_ITEM)) {
       RunStream(task, count, output, result);
     } else {
       const Result<const Function*> function = Resolve(task);
@@ -69,8 +72,12 @@ class TaskRunner {
   void Idle() { running_->task.store(0, std::memory_order_relaxed); }
   // Unmaps input segments, so that memory of finished jobs is not held.
   void ForgetInputs() { inputs_.Clear(); }
-  // A stream coprocess waits for more items of its job.
-  bool HasCoprocess() const { return coprocess_.running(); }
+  // A stream coprocess waits for more items of its job, an interpreter for
+  // more jobs: how long until it is stopped, if one runs.
+  std::optional<std::chrono::milliseconds> CoprocessIdle() const {
+    if (!coprocess_.running()) return std::nullopt;
+    return coprocess_.warm() ? kInterpreterIdle : kCoprocessIdle;
+  }
   void StopCoprocess() {
     coprocess_.Stop();
     running_->coprocess.store(0, std::memory_order_relaxed);
@@ -99,7 +106,7 @@ class TaskRunner {
         items[i].error = args.message();
       }
     }
-    if (!coprocess_.Serves(task.job())) coprocess_.Stop();  // another job's
+    if (!coprocess_.Serves(Coprocess::KeyOf(task))) coprocess_.Stop();  // another job's, or another Python
     running_->coprocess_job.store(task.job(), std::memory_order_relaxed);
     coprocess_.Run(
         task, items, slot_ + 1, output, result,
@@ -234,9 +241,9 @@ int RunWorker(const WorkerOptions& options) {
     // stream coprocess goes once its job has sent nothing for a while.
     if (!(socket.get(zmq::sockopt::events) & ZMQ_POLLIN)) {
       runner.ForgetInputs();
-      if (runner.HasCoprocess()) {
+      if (const auto idle = runner.CoprocessIdle()) {
         zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-        if (zmq::poll(&item, 1, kCoprocessIdle) == 0) runner.StopCoprocess();
+        if (zmq::poll(&item, 1, *idle) == 0) runner.StopCoprocess();
       }
     }
     if (!socket.recv(message, zmq::recv_flags::none)) continue;

@@ -78,6 +78,18 @@ struct Command {
   Mode mode = Mode::kPerItem;
 };
 
+// A Python function that a warm interpreter on each worker runs on each item
+// (a str; the result is str() of what it returns), imported by reference. The
+// interpreter runs in the caller's directory with the caller's environment,
+// and each worker keeps it for later jobs with the same interpreter, path and
+// directory, until a module it imported changes on disk.
+struct PythonFunction {
+  std::string function;           // "module:qualified.name"
+  std::string interpreter;        // absolute path; empty: python3 on PATH
+  // Put first on sys.path; empty: PYTHONPATH's entries, then the directory.
+  std::vector<std::string> path;
+};
+
 struct JobSummary {
   uint64_t job = 0;
   uint64_t succeeded = 0;
@@ -219,6 +231,8 @@ class Client {
   // Like Map, running `command` for every item.
   Result<JobSummary> MapCommand(const Command& command, ItemSource& items,
                                 const MapOptions& options, const ResultCallback& on_result);
+  Result<JobSummary> MapPython(const PythonFunction& function, ItemSource& items,
+                               const MapOptions& options, const ResultCallback& on_result);
   // Convenience: the results of every item in order, or the first item's error.
   Result<std::vector<std::string>> Map(const std::string& function,
                                        const std::vector<std::string>& items,

@@ -1,0 +1,131 @@
+// jobctl map --python: Python functions on warm interpreters.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "daemon_fixture.h"
+
+namespace jobd::testing {
+namespace {
+
+bool Has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+class PythonTest : public DaemonTest {
+ protected:
+  // jobctl ARGS with the test's modules (in dir_/modules) on PYTHONPATH.
+  Command Python(const std::vector<std::string>& args, const std::string& input = "",
+                 const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv{Bin("jobctl")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> environment = Env();
+    environment.push_back("PYTHONPATH=" + dir_ + "/modules");
+    environment.insert(environment.end(), env.begin(), env.end());
+    Command run = RunCommand(argv, input, environment);
+    pids_.insert(run.pid);
+    return run;
+  }
+  // Writes a module, with a modification time unlike any before it (so
+  // that an edit within the same second is seen).
+  void WriteModule(const std::string& name, const std::string& text) {
+    std::filesystem::create_directories(dir_ + "/modules");
+    const std::string path = dir_ + "/modules/" + name + ".py";
+    WriteFile(path, text);
+    static auto stamp = std::filesystem::file_time_type::clock::now();
+    stamp += std::chrono::seconds(2);
+    std::filesystem::last_write_time(path, stamp);
+  }
+  static std::set<std::string> Lines(const std::string& text) {
+    std::set<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) lines.insert(line);
+    return lines;
+  }
+};
+
+TEST_F(PythonTest, MapsAPythonFunctionAndFailsOnlyTheItemsThatRaise) {
+  WriteModule("work", "def square(x):\n    return int(x) ** 2\n");
+  Command run = Python({"map", "--python", "work:square"}, "1\n2\nthree\n4\n");
+  EXPECT_EQ(run.status, 1) << run.err;
+  EXPECT_EQ(run.out, "1\n4\n16\n");
+  EXPECT_TRUE(Has(run.err, "item 2 failed: ValueError: invalid literal for int() with base 10: "
+                           "'three' (at " + dir_ + "/modules/work.py:2 in square)"))
+      << run.err;
+  // Arguments given on the command line are items too.
+  EXPECT_EQ(Python({"map", "--python", "work:square", "5", "6"}).out, "25\n36\n");
+}
+
+TEST_F(PythonTest, StarmapPassesEveryArgument) {
+  WriteModule("work", "def join(a, b):\n    return a + '-' + b\n");
+  Command run = Python({"starmap", "--python", "work:join"}, "a\tb\nc\td\n");
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "a-b\nc-d\n");
+}
+
+TEST_F(PythonTest, InterpretersStayWarmAcrossProgramsUntilAModuleChanges) {
+  WriteModule("where", "import os\ndef pid(_):\n    return os.getpid()\n");
+  const std::string items = "1\n2\n3\n4\n5\n6\n";
+  Command first = Python({"map", "--chunksize", "1", "--python", "where:pid"}, items);
+  Command second = Python({"map", "--chunksize", "1", "--python", "where:pid"}, items);
+  ASSERT_EQ(first.status, 0) << first.err;
+  ASSERT_EQ(second.status, 0) << second.err;
+  // The second program is served by interpreters the first one started.
+  for (const std::string& pid : Lines(second.out)) {
+    EXPECT_TRUE(Lines(first.out).count(pid)) << pid << " is a new interpreter:\n" << first.out;
+  }
+  WriteModule("where", "import os\ndef pid(_):\n    return -os.getpid()\n");
+  Command edited = Python({"map", "--chunksize", "1", "--python", "where:pid"}, items);
+  ASSERT_EQ(edited.status, 0) << edited.err << Log();
+  for (const std::string& pid : Lines(edited.out)) {
+    ASSERT_EQ(pid[0], '-') << "stale code served:\n" << edited.out;
+    EXPECT_FALSE(Lines(first.out).count(pid.substr(1))) << "the stale interpreter was kept";
+  }
+}
+
+TEST_F(PythonTest, RunsWithTheCallersDirectoryAndEnvironment) {
+  WriteModule("context", "import os\ndef get(name):\n    return os.getcwd() if name == 'cwd' "
+                         "else os.environ.get(name, '-')\n");
+  Command run = Python({"map", "--python", "context:get", "cwd", "JOBD_TEST_VALUE"}, "",
+                       {"JOBD_TEST_VALUE=from the caller"});
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, std::filesystem::current_path().string() + "\nfrom the caller\n");
+  // The next program's environment, in the same warm interpreter.
+  EXPECT_EQ(Python({"map", "--python", "context:get", "JOBD_TEST_VALUE"}, "",
+                   {"JOBD_TEST_VALUE=changed"}).out,
+            "changed\n");
+}
+
+TEST_F(PythonTest, AnItemThatKillsItsInterpreterIsRetriedThenFailsAlone) {
+  WriteModule("fatal", "import os, signal\ndef f(x):\n    if x == 'die':\n"
+                       "        os.kill(os.getpid(), signal.SIGKILL)\n    return x.upper()\n");
+  Command run = Python({"map", "--python", "fatal:f"}, "a\ndie\nb\n");
+  EXPECT_EQ(run.status, 1) << run.err;
+  EXPECT_EQ(run.out, "A\nB\n");
+  EXPECT_TRUE(Has(run.err, "item 1 failed: the Python interpreter")) << run.err;
+  EXPECT_TRUE(Has(run.err, "3 times; giving up (retries: 2)")) << run.err;
+}
+
+TEST_F(PythonTest, ModulesThatCannotLoadAndBadNamesGetClearErrors) {
+  Command missing = Python({"map", "--python", "nowhere:f", "x", "y"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_TRUE(Has(missing.err, "item 0 failed: cannot load nowhere:f: ModuleNotFoundError: No "
+                               "module named 'nowhere'"))
+      << missing.err;
+  WriteModule("work", "value = 3\n");
+  EXPECT_TRUE(Has(Python({"map", "--python", "work:value", "x"}).err,
+                  "cannot load work:value: TypeError: work:value is not callable"));
+  Command unnamed = Python({"map", "--python", "work", "x"});
+  EXPECT_EQ(unnamed.status, 4);
+  EXPECT_TRUE(Has(unnamed.err, "a Python function is named MODULE:FUNCTION")) << unnamed.err;
+  Command both = Python({"map", "--python", "work:f", "--exec", "echo", "x"});
+  EXPECT_EQ(both.status, 2);
+  EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
+}
+
+}  // namespace
+}  // namespace jobd::testing
