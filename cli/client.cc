@@ -859,7 +859,7 @@ Result<JobSummary> Client::MapPython(const PythonFunction& function, ItemSource&
     for (const std::string& entry : function.path) python->add_path(entry);
   }
   for (char** variable = environ; *variable != nullptr; ++variable) {
-    python->add_environment(*variable);
+    if (**variable != '=' && std::strchr(*variable, '=') != nullptr) python->add_environment(*variable);
   }
   return Run(request, items, options, on_result);
 }

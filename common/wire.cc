@@ -110,7 +110,7 @@ Status ValidatePython(const wire::Python& python) {
     if (HasNul(entry)) return Status::Error("a Python path entry contains a NUL byte");
   }
   for (const std::string& variable : python.environment()) {
-    if (HasNul(variable) || variable.find('=') == std::string::npos) {
+    if (HasNul(variable) || variable.find('=') == std::string::npos || variable[0] == '=') {
       return Status::Error("a Python job's environment holds NAME=VALUE entries");
     }
   }

@@ -24,9 +24,9 @@ constexpr size_t kWriteChunk = 64 << 10;
 // A result may not exceed this (a coprocess that never ends a line must not
 // grow the worker without bound).
 constexpr size_t kMaxResult = size_t{1} << 30;
-// The exit status of a warm interpreter whose modules changed on disk
-// (STALE in python/jobd/_worker.py).
-constexpr int kStaleInterpreter = 75;
+// What a warm interpreter whose modules changed on disk answers a job's
+// header with, before it exits (python/jobd/_worker.py).
+constexpr std::string_view kStaleInterpreter = "!stale\n";
 
 // Python interpreters always speak frames.
 bool Framed(const wire::Task& task) {
@@ -46,12 +46,14 @@ Result<std::string> PythonLoop() {
 }
 
 // A job's header for its interpreter: "!<paths> <variables>\n", then frames
-// of the function's name, each path entry and each environment variable.
+// of the function's name, the directory, each path entry and each
+// environment variable.
 std::string PythonHeader(const wire::Python& python) {
   std::string header = "!" + std::to_string(python.path_size()) + " " +
                        std::to_string(python.environment_size()) + "\n";
   auto frame = [&](const std::string& bytes) { header += std::to_string(bytes.size()) + "\n" + bytes; };
   frame(python.function());
+  frame(python.cwd());
   for (const std::string& entry : python.path()) frame(entry);
   for (const std::string& variable : python.environment()) frame(variable);
   return header;
@@ -156,7 +158,6 @@ std::string Coprocess::Reap() {
   DrainStderr();
   Pipe::Close(err_);
   pid_ = -1;
-  exit_status_ = status;
   if (stderr_tail_.size() > kStderrTail) stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
   while (!stderr_tail_.empty() && stderr_tail_.back() == '\n') stderr_tail_.pop_back();
   const std::string what = warm_ ? "the Python interpreter " : "the stream coprocess ";
@@ -188,6 +189,7 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
                     const std::function<void(int)>& waiting,
                     const std::function<bool()>& cancelled) {
   const bool framed = Framed(task);
+  if (warm_) stderr_tail_.clear();  // what an earlier job of another program wrote
   const int count = static_cast<int>(items.size());
   // Items that cannot be sent fail here, in their turn.
   std::vector<std::string> refused(items.size());
@@ -288,6 +290,13 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
       }
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) died = true;
     }
+    // An interpreter whose modules changed asks for a fresh one before it
+    // answers anything of the job: not a death, and nothing to charge.
+    if (warm_ && std::string_view(received).substr(0, kStaleInterpreter.size()) == kStaleInterpreter) {
+      Reap();
+      waiting(next_read);
+      continue;
+    }
     // Every whole result, in order.
     size_t offset = 0;
     while (next_read < count) {
@@ -313,12 +322,6 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
     received.erase(0, offset);
     if (died && next_read < count) {
       const std::string how = Reap();
-      // An interpreter whose modules changed asks for a fresh one before it
-      // answers anything of the job: not a death, and nothing to charge.
-      if (warm_ && WIFEXITED(exit_status_) && WEXITSTATUS(exit_status_) == kStaleInterpreter) {
-        waiting(next_read);
-        continue;
-      }
       waiting(next_read);  // no process now: the worker's page must not name the dead one
       silent_starts = answered ? 0 : silent_starts + 1;
       // Two items' worth of deaths without a single answer: it cannot even

@@ -76,7 +76,6 @@ class Coprocess {
   uint64_t header_job_ = 0;  // the job whose header the interpreter has (Python)
   int in_ = -1, out_ = -1, err_ = -1;
   std::string stderr_tail_;
-  int exit_status_ = 0;  // of the last one reaped
 };
 
 }  // namespace jobd

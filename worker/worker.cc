@@ -73,10 +73,13 @@ class TaskRunner {
   // Unmaps input segments, so that memory of finished jobs is not held.
   void ForgetInputs() { inputs_.Clear(); }
   // A stream coprocess waits for more items of its job, an interpreter for
-  // more jobs: how long until it is stopped, if one runs.
+  // more jobs, for a while after its last task: how much of that is left
+  // (zero: stop it now), if one runs.
   std::optional<std::chrono::milliseconds> CoprocessIdle() const {
     if (!coprocess_.running()) return std::nullopt;
-    return coprocess_.warm() ? kInterpreterIdle : kCoprocessIdle;
+    const auto left = (coprocess_.warm() ? kInterpreterIdle : kCoprocessIdle) -
+                      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_used_);
+    return std::max(left, std::chrono::milliseconds(0));
   }
   void StopCoprocess() {
     coprocess_.Stop();
@@ -118,6 +121,7 @@ class TaskRunner {
         [this, job = task.job()] {
           return running_->cancelled_job.load(std::memory_order_relaxed) == job;
         });
+    last_used_ = Clock::now();
     // It may have exited at the end: jobd must never kill a group by a stale pid.
     running_->coprocess.store(coprocess_.running() ? coprocess_.pid() : 0,
                               std::memory_order_relaxed);
@@ -186,6 +190,7 @@ class TaskRunner {
   SegmentReader inputs_;
   std::vector<std::string_view> packed_items_;  // of the task running, if packed
   Coprocess coprocess_;
+  Clock::time_point last_used_;  // of the coprocess: when its last task ended
 };
 
 std::string Encode(const google::protobuf::MessageLite& message) {
@@ -239,9 +244,13 @@ int RunWorker(const WorkerOptions& options) {
   while (true) {
     // Before waiting for work, let go of the segments the last tasks read; a
     // stream coprocess goes once its job has sent nothing for a while.
+    // (An interpreter unused for long goes even while other work keeps
+    // this worker busy.)
+    const auto idle = runner.CoprocessIdle();
+    if (idle && idle->count() == 0) runner.StopCoprocess();
     if (!(socket.get(zmq::sockopt::events) & ZMQ_POLLIN)) {
       runner.ForgetInputs();
-      if (const auto idle = runner.CoprocessIdle()) {
+      if (idle && idle->count() > 0) {
         zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
         if (zmq::poll(&item, 1, *idle) == 0) runner.StopCoprocess();
       }

@@ -79,7 +79,8 @@ TEST_F(PythonTest, InterpretersStayWarmAcrossProgramsUntilAModuleChanges) {
     EXPECT_TRUE(Lines(first.out).count(pid)) << pid << " is a new interpreter:\n" << first.out;
   }
   WriteModule("where", "import os\ndef pid(_):\n    return -os.getpid()\n");
-  Command edited = Python({"map", "--chunksize", "1", "--python", "where:pid"}, items);
+  // A fresh interpreter for an edited module is no crash: nothing is charged.
+  Command edited = Python({"map", "--chunksize", "1", "--retries", "0", "--python", "where:pid"}, items);
   ASSERT_EQ(edited.status, 0) << edited.err << Log();
   for (const std::string& pid : Lines(edited.out)) {
     ASSERT_EQ(pid[0], '-') << "stale code served:\n" << edited.out;
@@ -87,17 +88,83 @@ TEST_F(PythonTest, InterpretersStayWarmAcrossProgramsUntilAModuleChanges) {
   }
 }
 
-TEST_F(PythonTest, RunsWithTheCallersDirectoryAndEnvironment) {
-  WriteModule("context", "import os\ndef get(name):\n    return os.getcwd() if name == 'cwd' "
-                         "else os.environ.get(name, '-')\n");
-  Command run = Python({"map", "--python", "context:get", "cwd", "JOBD_TEST_VALUE"}, "",
-                       {"JOBD_TEST_VALUE=from the caller"});
-  EXPECT_EQ(run.status, 0) << run.err;
-  EXPECT_EQ(run.out, std::filesystem::current_path().string() + "\nfrom the caller\n");
-  // The next program's environment, in the same warm interpreter.
-  EXPECT_EQ(Python({"map", "--python", "context:get", "JOBD_TEST_VALUE"}, "",
-                   {"JOBD_TEST_VALUE=changed"}).out,
-            "changed\n");
+TEST_F(PythonTest, EveryJobGetsItsCallersDirectoryAndEnvironment) {
+  WriteModule("context", "import os\n"
+                         "def get(name):\n"
+                         "    if name == 'wander':\n"
+                         "        os.chdir('/')\n"
+                         "    return os.getcwd() if name in ('cwd', 'wander') else os.environ.get(name, '-')\n"
+                         "def pid(_):\n    return os.getpid()\n");
+  const std::string here = std::filesystem::current_path().string();
+  const std::vector<std::string> one = {"map", "--workers", "1"};
+  auto run = [&](std::vector<std::string> args, const std::vector<std::string>& env) {
+    args.insert(args.begin(), one.begin(), one.end());
+    Command command = Python(args, "", env);
+    EXPECT_EQ(command.status, 0) << command.err;
+    return command.out;
+  };
+  const std::string pid = run({"--python", "context:pid", "x"}, {});
+  EXPECT_EQ(run({"--python", "context:get", "cwd", "JOBD_TEST_VALUE", "wander"},
+                {"JOBD_TEST_VALUE=from the caller"}),
+            here + "\nfrom the caller\n/\n");
+  // The next program's, in the same warm interpreter: its directory again,
+  // its variables and none of the last program's.
+  EXPECT_EQ(run({"--python", "context:get", "cwd", "JOBD_TEST_VALUE", "JOBD_OTHER"},
+                {"JOBD_OTHER=other"}),
+            here + "\n-\nother\n");
+  EXPECT_EQ(run({"--python", "context:pid", "x"}, {}), pid) << "the interpreter was not kept";
+}
+
+TEST_F(PythonTest, FunctionsCannotDisturbTheProtocol) {
+  // Reading stdin, printing, exiting, odd bytes: each stays the item's own
+  // business.
+  WriteModule("rude", "import os, sys, subprocess\n"
+                      "def f(x):\n"
+                      "    print('noise'); os.write(1, b'more noise\\n')\n"
+                      "    if x == 'exit':\n        sys.exit(75)\n"
+                      "    if x == 'odd':\n        raise ValueError('\\ud800')\n"
+                      "    return sys.stdin.read() + subprocess.run(['cat'], capture_output=True).stdout.decode() + x\n");
+  Command run = Python({"map", "--python", "rude:f", "a", "exit", "odd", "b\nc"});
+  EXPECT_EQ(run.status, 1) << run.err;
+  EXPECT_EQ(run.out, "a\nb\nc\n");
+  EXPECT_TRUE(Has(run.err, "item 1 failed: SystemExit: 75")) << run.err;
+  EXPECT_TRUE(Has(run.err, "item 2 failed: ValueError: \\ud800")) << run.err;
+  // Starmap items of zero arguments (from the client library) keep the count.
+  WriteModule("count", "def n(*args):\n    return len(args)\n");
+  Result<Client> client = Client::Connect(endpoint_);
+  ASSERT_TRUE(client.ok()) << client.message();
+  struct Tuples : ItemSource {
+    int next = 0;
+    Result<bool> Read(ItemSink& sink, size_t) override {
+      for (; next < 3; ++next) {
+        std::vector<std::string_view> args(static_cast<size_t>(next), "x");
+        if (Status s = sink.AddArgs(args); !s.ok()) return s;
+      }
+      return false;
+    }
+  } tuples;
+  MapOptions options;
+  options.starmap = true;
+  std::vector<std::string> counts;
+  setenv("PYTHONPATH", (dir_ + "/modules").c_str(), 1);
+  Result<JobSummary> summary = client->MapPython({"count:n", "", {}}, tuples, options,
+                                                 [&](const ItemResult& result) {
+                                                   counts.emplace_back(result.value);
+                                                   return Status();
+                                                 });
+  unsetenv("PYTHONPATH");
+  ASSERT_TRUE(summary.ok()) << summary.message();
+  EXPECT_EQ(counts, (std::vector<std::string>{"0", "1", "2"}));
+}
+
+TEST_F(PythonTest, AnItemPastItsTimeoutIsStopped) {
+  WriteModule("slow", "import time\ndef f(x):\n    time.sleep(60) if x == 'slow' else None\n    return x\n");
+  const auto start = std::chrono::steady_clock::now();
+  Command run = Python({"map", "--timeout", "1", "--retries", "0", "--python", "slow:f", "a", "slow", "b"});
+  EXPECT_EQ(run.status, 1) << run.err;
+  EXPECT_EQ(run.out, "a\nb\n");
+  EXPECT_TRUE(Has(run.err, "item 1 failed: timed out after 1 s")) << run.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
 }
 
 TEST_F(PythonTest, AnItemThatKillsItsInterpreterIsRetriedThenFailsAlone) {
@@ -117,8 +184,10 @@ TEST_F(PythonTest, ModulesThatCannotLoadAndBadNamesGetClearErrors) {
                                "module named 'nowhere'"))
       << missing.err;
   WriteModule("work", "value = 3\n");
-  EXPECT_TRUE(Has(Python({"map", "--python", "work:value", "x"}).err,
-                  "cannot load work:value: TypeError: work:value is not callable"));
+  Command value = Python({"map", "--python", "work:value", "x"});
+  EXPECT_EQ(value.status, 1);
+  EXPECT_TRUE(Has(value.err, "cannot load work:value: TypeError: work:value is not callable"))
+      << value.err;
   Command unnamed = Python({"map", "--python", "work", "x"});
   EXPECT_EQ(unnamed.status, 4);
   EXPECT_TRUE(Has(unnamed.err, "a Python function is named MODULE:FUNCTION")) << unnamed.err;
