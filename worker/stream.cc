@@ -94,6 +94,18 @@ std::string Coprocess::KeyOf(const wire::Task& task) {
   if (!task.has_python()) return "job " + std::to_string(task.job());
   std::string key = "python\n" + task.python().interpreter() + "\n" + task.python().cwd();
   for (const std::string& entry : task.python().path()) key += "\n" + entry;
+  // Variables an interpreter reads only as it starts: a job that sets them
+  // otherwise needs another interpreter.
+  static constexpr std::string_view kReadAtStart[] = {
+      "PYTHONHOME=", "PYTHONPATH=", "PYTHONHASHSEED=", "PYTHONWARNINGS=", "PYTHONUTF8=",
+      "PYTHONDONTWRITEBYTECODE=", "PYTHONNOUSERSITE=", "PYTHONSAFEPATH=", "PYTHONOPTIMIZE=",
+      "PYTHONIOENCODING=", "PYTHONSTARTUP=", "PYENV_VERSION=", "VIRTUAL_ENV=", "HOME=",
+      "LANG=", "LC_ALL=", "LC_CTYPE=", "LD_LIBRARY_PATH=", "LD_PRELOAD="};
+  for (const std::string& variable : task.python().environment()) {
+    for (std::string_view name : kReadAtStart) {
+      if (variable.compare(0, name.size(), name) == 0) key += "\n" + variable;
+    }
+  }
   return key;
 }
 

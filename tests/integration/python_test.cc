@@ -113,6 +113,8 @@ TEST_F(PythonTest, EveryJobGetsItsCallersDirectoryAndEnvironment) {
                 {"JOBD_OTHER=other"}),
             here + "\n-\nother\n");
   EXPECT_EQ(run({"--python", "context:pid", "x"}, {}), pid) << "the interpreter was not kept";
+  // A variable read only as an interpreter starts needs another one.
+  EXPECT_NE(run({"--python", "context:pid", "x"}, {"PYTHONHASHSEED=7"}), pid);
 }
 
 TEST_F(PythonTest, FunctionsCannotDisturbTheProtocol) {
