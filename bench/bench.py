@@ -12,6 +12,11 @@
             script using multiprocessing.Pool(2).map (target: >= its items/s)
   plugin    jobctl map --plugin libjobd_text.so upper against the builtin
             identity (target: >= 2x the items/s)
+  warm      a new program's first map of one item: jobctl map --python on a
+            warm interpreter against a new python3 that starts
+            multiprocessing.Pool(2) with fork (target: >= 10x faster, the
+            target set for jobd.Pool, measured through jobctl until the
+            Python client exists) and with spawn (for information)
 
 Each benchmark runs its sides alternately, best of 3 (1 with --quick),
 and notes how much CPU time other processes took meanwhile. Prints a table
@@ -72,7 +77,7 @@ class Measure:
     def __str__(self):
         if self.unit in ("items/s", "jobs/s"):
             return f"{self.value:,.0f} {self.unit}"
-        return f"{self.value:.{1 if self.unit == 'MiB' else 2}f} {self.unit}"
+        return f"{self.value:.{1 if self.unit == 'MiB' else 3}f} {self.unit}"
 
 
 @dataclass
@@ -454,8 +459,36 @@ def bench_plugin(jobd, repeats):
                    ratio=max(ours) / max(theirs), target=2.0, others=others.share)]
 
 
+def bench_warm(jobd, repeats):
+    # jobctl --python runs python3 from PATH: this interpreter, not a wrapper.
+    env = {**jobd.env, "PATH": os.path.dirname(sys.executable) + ":" + os.environ.get("PATH", ""),
+           "PYTHONPATH": str(BENCH_DIR)}
+    ours_argv = [str(jobd.bin / "jobctl"), "map", "--python", "warm_work:identity", "x"]
+    cold = timed(ours_argv, env=env)[1]  # the first: an interpreter starts and imports
+    ours, fork, spawn = [], [], []
+    with OthersMeter(jobd) as others:
+        for run in range(repeats):
+            proc, seconds, _ = timed(ours_argv, env=env)
+            jobd.pids.add(proc.pid)
+            ours.append(seconds)
+            fork.append(timed([sys.executable, str(BENCH_DIR / "warm_work.py"), "fork", "x"])[1])
+            spawn.append(timed([sys.executable, str(BENCH_DIR / "warm_work.py"), "spawn", "x"])[1])
+            log(f"warm     run {run + 1}/{repeats}: jobd {ours[-1] * 1000:.0f} ms, "
+                f"Pool fork {fork[-1] * 1000:.0f} ms, spawn {spawn[-1] * 1000:.0f} ms")
+    return [Result("warm",
+                   Measure("jobctl map --python warm_work:identity x, a warm interpreter "
+                           "(whole command)", min(ours), "s"),
+                   Measure("python3 bench/warm_work.py fork x: multiprocessing.Pool(2) (fork) "
+                           "started and mapping one item (whole command)", min(fork), "s"),
+                   ratio=min(fork) / min(ours), target=10.0, others=others.share,
+                   extras=[Measure("the same with the spawn start method (Python 3.14's "
+                                   "default on Linux)", min(spawn), "s"),
+                           Measure("jobctl's first run, while no interpreter was warm", cold, "s")])]
+
+
 BENCHMARKS = {"cpu": bench_cpu, "overhead": bench_overhead, "payload": bench_payload,
-              "exec": bench_exec, "stream": bench_stream, "plugin": bench_plugin}
+              "exec": bench_exec, "stream": bench_stream, "plugin": bench_plugin,
+              "warm": bench_warm}
 
 
 def table(results, leftover, out):
