@@ -45,11 +45,12 @@ Result<std::string> PythonLoop() {
                        "/../python or " + dir + "/../share/jobd/python: reinstall jobd");
 }
 
-// A job's header for its interpreter: "!<paths> <variables>\n", then frames
-// of the function's name, the directory, each path entry and each
-// environment variable.
+// A job's header for its interpreter: "!<protocol> <paths> <variables>\n",
+// then frames of the function's name, the directory, each path entry and
+// each environment variable. The protocol's version (1) is PROTOCOL in
+// python/jobd/_worker.py: a loop of another release fails the job's items.
 std::string PythonHeader(const wire::Python& python) {
-  std::string header = "!" + std::to_string(python.path_size()) + " " +
+  std::string header = "!1 " + std::to_string(python.path_size()) + " " +
                        std::to_string(python.environment_size()) + "\n";
   auto frame = [&](const std::string& bytes) { header += std::to_string(bytes.size()) + "\n" + bytes; };
   frame(python.function());

@@ -6,7 +6,7 @@ speaks on stdin and stdout, which it moves to descriptors of its own at once
 (a function or a command it runs finds /dev/null on stdin and stderr on
 stdout), in the framed protocol of `jobctl map --stream --framed`:
 
-  "!<paths> <variables>\n", then frames of a function name ("module:qualname"),
+  "!<protocol> <paths> <variables>\n", then frames of a function name ("module:qualname"),
       the caller's directory, path entries and environment: a job's header,
       before its first item
   "<length>\n<bytes>": an item (a str, decoded as UTF-8 with surrogateescape),
@@ -26,12 +26,43 @@ import sys
 import time
 import traceback
 
+PROTOCOL = 1  # of the header: "!<protocol> <paths> <variables>" (worker/stream.cc)
+ANSWER_DELAY = 0.002  # seconds an answer may wait for the next ones, to share a write
 
-def read_frame(stream):
-    line = stream.readline()
-    if not line:
-        raise EOFError
-    return stream.read(int(line))
+
+def frame_at(buffer, start):
+    """The frame at `start`: (bytes, end), or None if it is not all there."""
+    newline = buffer.find(b"\n", start)
+    if newline < 0:
+        return None
+    end = newline + 1 + int(buffer[start:newline])
+    return (bytes(buffer[newline + 1:end]), end) if len(buffer) >= end else None
+
+
+def message_at(buffer, start):
+    """The message at `start`: (header line or None, frames, end), or None if
+    it is not all there. A header's frames are its fields, an item's its
+    arguments."""
+    newline = buffer.find(b"\n", start)
+    if newline < 0:
+        return None
+    first = buffer[start:newline]
+    if first[:1] == b"!":
+        _, paths, variables = (int(n) for n in first[1:].split())
+        count, header = 2 + paths + variables, bytes(first)
+    elif first[:1] == b"*":
+        count, header = int(first[1:]), None
+    else:
+        frame = frame_at(buffer, start)
+        return None if frame is None else (None, [frame[0]], frame[1])
+    frames, end = [], newline + 1
+    for _ in range(count):
+        frame = frame_at(buffer, end)
+        if frame is None:
+            return None
+        frames.append(frame[0])
+        end = frame[1]
+    return header, frames, end
 
 
 class Modules:
@@ -95,8 +126,7 @@ def describe(error):
 
 
 def answer(out, data, failed=False):
-    out.write(b"%s%d\n" % (b"-" if failed else b"", len(data)))
-    out.write(data)
+    out.append(b"%s%d\n%s" % (b"-" if failed else b"", len(data), data))
 
 
 def apply_environment(variables):
@@ -119,8 +149,7 @@ def apply_environment(variables):
 def serve():
     # The protocol on descriptors of our own (not inherited by what a
     # function starts); stdin is /dev/null, stdout goes to stderr.
-    stdin = os.fdopen(os.dup(0), "rb")
-    out = os.fdopen(os.dup(1), "wb")
+    protocol_in, protocol_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -134,17 +163,30 @@ def serve():
     modules.changed()
     first_job = True
     function, failure = None, None
+    buffer = bytearray()
+
+    def send(out):
+        data = b"".join(out)
+        while data:
+            data = data[os.write(protocol_out, data):]
+
+    # What has arrived is answered in one write, per item reads and writes
+    # costing more than a small function; but no answer waits more than a
+    # moment for the others, so that jobd sees each slow item end (its
+    # timeout, and which item a crash is charged to, follow the answers).
     while True:
-        try:
-            line = stdin.readline()
-            if not line:
-                return
-            if line.startswith(b"!"):
-                paths, variables = (int(n) for n in line[1:].split())
-                frames = [read_frame(stdin) for _ in range(2 + paths + variables)]
+        chunk = os.read(protocol_in, 1 << 16)
+        if not chunk:
+            return
+        buffer += chunk
+        out, start = [], 0
+        sent = time.monotonic()
+        while (message := message_at(buffer, start)) is not None:
+            header, frames, start = message
+            if header is not None:
+                protocol, paths = (int(n) for n in header[1:].split()[:2])
                 if not first_job and modules.changed():
-                    out.write(b"!stale\n")
-                    out.flush()
+                    send(out + [b"!stale\n"])
                     os._exit(0)
                 name, cwd = frames[0].decode(errors="surrogateescape"), frames[1]
                 if first_job:
@@ -155,26 +197,27 @@ def serve():
                 apply_environment(frames[2 + paths:])
                 importlib.invalidate_caches()  # modules and folders made since the last job
                 try:
+                    if protocol != PROTOCOL:
+                        raise RuntimeError(f"this loop ({__file__}) speaks protocol {PROTOCOL}, "
+                                           f"the worker {protocol}: jobd was upgraded while "
+                                           "running; restart it")
                     function, failure = resolve(name), None
                 except BaseException as error:  # an import that fails fails every item
                     function, failure = None, f"cannot load {name}: {describe(error)}"
                 modules.changed()
-                continue
-            if line.startswith(b"*"):
-                args = [read_frame(stdin) for _ in range(int(line[1:]))]
+            elif failure is not None:
+                answer(out, failure.encode(errors="backslashreplace"), failed=True)
             else:
-                args = [stdin.read(int(line))]
-        except EOFError:
-            return
-        if failure is not None:
-            answer(out, failure.encode(errors="backslashreplace"), failed=True)
-        else:
-            try:
-                result = function(*(a.decode(errors="surrogateescape") for a in args))
-                answer(out, str(result).encode(errors="surrogateescape"))
-            except BaseException as error:  # SystemExit too: the item's error, not the end
-                answer(out, describe(error).encode(errors="backslashreplace"), failed=True)
-        out.flush()
+                try:
+                    result = function(*(a.decode(errors="surrogateescape") for a in frames))
+                    answer(out, str(result).encode(errors="surrogateescape"))
+                except BaseException as error:  # SystemExit too: the item's error, not the end
+                    answer(out, describe(error).encode(errors="backslashreplace"), failed=True)
+                if time.monotonic() - sent > ANSWER_DELAY:
+                    send(out)
+                    out, sent = [], time.monotonic()
+        del buffer[:start]
+        send(out)
 
 
 if __name__ == "__main__":
