@@ -57,8 +57,11 @@ std::optional<Account> FindAccount(const std::string& name) {
 }
 
 std::vector<std::string> AsAccount(const Account& account, const std::vector<std::string>& argv) {
+  // The uid change clears the parent-death signal Spawn set: set it again, so
+  // that a test killed midway leaves no jobd of another user behind.
   std::vector<std::string> wrapped{"/usr/bin/setpriv", "--reuid=" + std::to_string(account.uid),
-                                   "--regid=" + std::to_string(account.gid), "--clear-groups", "--"};
+                                   "--regid=" + std::to_string(account.gid), "--clear-groups",
+                                   "--pdeathsig=TERM", "--"};
   wrapped.insert(wrapped.end(), argv.begin(), argv.end());
   return wrapped;
 }
