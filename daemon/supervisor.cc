@@ -398,9 +398,11 @@ void Supervisor::HandleWorkerMessages() {
       body.move(extra);
     }
     const std::optional<ucred> sender = PeerOf(body);
-    const std::string from = sender ? "pid " + std::to_string(sender->pid) + ", " +
-                                          DescribeUser(sender->uid)
-                                    : "a sender the kernel does not name";
+    // Described only for a refusal that is logged (a user name is a lookup).
+    auto from = [&] {
+      return sender ? "pid " + std::to_string(sender->pid) + ", " + DescribeUser(sender->uid)
+                    : std::string("a sender the kernel does not name");
+    };
     const bool decoded = DecodeFromWorker(body.to_string_view(), &message).ok();
     Worker* worker = FindWorker(identity.to_string());
     if (worker == nullptr) {
@@ -410,16 +412,20 @@ void Supervisor::HandleWorkerMessages() {
       const bool late = std::find(departed_.begin(), departed_.end(), identity.to_string()) !=
                         departed_.end();
       if (!late && (!decoded || message.has_hello())) {
-        RefuseWorkerMessage((decoded ? "a Hello from " : "a message from ") + from +
-                            ", which is not a worker this jobd started");
+        RefuseWorkerMessage([&] {
+          return (decoded ? "a Hello from " : "a message from ") + from() +
+                 ", which is not a worker this jobd started";
+        });
       }
       continue;
     }
     const Admission admission = AdmitWorkerMessage(
         {worker->pid, getuid(), worker->secret, worker->ready}, sender, decoded ? &message : nullptr);
     if (!admission.take) {
-      RefuseWorkerMessage(admission.why + " from " + from +
-                          (admission.replace ? "; replacing " + Describe(*worker) : ""));
+      RefuseWorkerMessage([&] {
+        return admission.why + " from " + from() +
+               (admission.replace ? "; replacing " + Describe(*worker) : "");
+      });
       if (admission.replace) kill(worker->pid, SIGKILL);
       continue;
     }
@@ -479,7 +485,7 @@ void Supervisor::HandleClientMessages() {
   }
 }
 
-void Supervisor::RefuseWorkerMessage(const std::string& why) {
+void Supervisor::RefuseWorkerMessage(const std::function<std::string()>& why) {
   const auto now = Clock::now();
   if (now < next_refusal_log_) {
     ++refusals_unlogged_;
@@ -487,7 +493,7 @@ void Supervisor::RefuseWorkerMessage(const std::string& why) {
   }
   next_refusal_log_ = now + kRefusalLogInterval;
   const uint64_t unlogged = std::exchange(refusals_unlogged_, 0);
-  JOBD_LOG(kWarn) << "workers' socket: refused " << why
+  JOBD_LOG(kWarn) << "workers' socket: refused " << why()
                   << (unlogged > 0 ? " (and " + std::to_string(unlogged) + " more refused since "
                                          "the last such line)"
                                    : std::string());

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <unordered_map>
 #include <memory>
@@ -119,9 +120,10 @@ class Supervisor {
   // pool's window make it degraded: its jobs fail, its workers rest a window.
   void CountDeath(PoolState& pool, const std::string& how, Clock::time_point now);
   void HandleRequest(const std::string& client, const zmq::message_t& body);
-  // Logs a message on the workers' socket that is refused (rate-limited: a
-  // flood of impostors must not flood the log).
-  void RefuseWorkerMessage(const std::string& why);
+  // Logs a message on the workers' socket that is refused, described by
+  // `why` (rate-limited, and described only when logged: a flood of
+  // impostors must flood neither the log nor the loop).
+  void RefuseWorkerMessage(const std::function<std::string()>& why);
   // `sender_pid`: the client's pid as the kernel tells it; 0 if unknown.
   void Submit(const std::string& client, pid_t sender_pid, wire::Submit& submit);
   void Dispatch();
