@@ -842,6 +842,10 @@ Result<JobSummary> Client::MapPython(const PythonFunction& function, ItemSource&
   wire::Request request = SubmitRequest("python");
   wire::Python* python = request.mutable_submit()->mutable_python();
   python->set_function(function.function);
+  python->set_pickled(function.pickled);
+  python->set_callable(function.callable);
+  python->set_initializer(function.initializer);
+  python->set_max_items(function.max_items);
   python->set_interpreter(function.interpreter.empty() ? FindProgram("python3") : function.interpreter);
   if (python->interpreter().empty()) {
     return jobd::Status::Error("cannot find python3 on PATH; install it (Debian: apt-get install "
@@ -946,14 +950,18 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
       continue;
     }
     zmq::pollitem_t poll_items[] = {{impl_->socket.handle(), 0, ZMQ_POLLIN, 0},
-                                    {nullptr, items.fd(), ZMQ_POLLIN, 0}};
+                                    {nullptr, options.cancel_fd, ZMQ_POLLIN, 0},
+                                    {nullptr, want_input ? items.fd() : -1, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(poll_items, want_input ? 2 : 1, std::chrono::milliseconds(500));
+      zmq::poll(poll_items, 3, std::chrono::milliseconds(500));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       throw;
     }
-    if (want_input && (poll_items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+    if (poll_items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) {
+      return jobd::Status::Error("cancelled; job " + std::to_string(job) + " cancelled");
+    }
+    if (want_input && (poll_items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
       if (jobd::Status s = run.SendItems(items); !s.ok()) return s;
       if (jobd::Status s = run.TakeLocal(on_result); !s.ok()) return s;
     }

@@ -438,8 +438,10 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
         shown.Update(done, failed);
         return {};
       };
+  jobd::PythonFunction python_function;
+  if (python) python_function.function = *python;
   jobd::Result<jobd::JobSummary> summary =
-      python    ? client->MapPython({*python, "", {}}, *source, options, print)
+      python    ? client->MapPython(python_function, *source, options, print)
       : command ? client->MapCommand(exec, *source, options, print)
                 : client->Map(function, *source, options, print);
   std::fflush(stdout);

@@ -98,8 +98,10 @@ Status ValidatePython(const wire::Python& python) {
   }
   const std::string& function = python.function();
   const size_t colon = function.find(':');
-  if (colon == 0 || colon == std::string::npos || colon + 1 == function.size() ||
-      function.size() > 1024 || HasNul(function)) {
+  if (python.pickled()) {
+    if (!function.empty()) return Status::Error("a pickled Python job carries its function pickled");
+  } else if (colon == 0 || colon == std::string::npos || colon + 1 == function.size() ||
+             function.size() > 1024 || HasNul(function)) {
     return Status::Error("a Python function is named MODULE:FUNCTION (e.g. mymodule:work), not '" +
                          function.substr(0, 80) + "'");
   }
@@ -195,6 +197,9 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
       }
       if ((submit.function() == "python") != submit.has_python()) {
         return Status::Error("a Python job is function 'python' with a Python function");
+      }
+      if (submit.python().pickled() && !submit.starmap()) {
+        return Status::Error("a pickled Python job's items are starmap tuples (a pickle and its buffers)");
       }
       if (submit.has_python()) {
         if (Status s = ValidatePython(submit.python()); !s.ok()) return s;

@@ -201,7 +201,8 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
       config.pools.push_back(ParsePool(reader, "cpu", YAML::Node()));
       return config;
     }
-    reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "drain_timeout", "pools"});
+    reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "drain_timeout", "idle_exit",
+                                "pools"});
     if (const YAML::Node listen = root["listen"]) {
       config.listen = ExpandEnv(reader.String(listen, "listen"));
       if (Result<std::string> path = IpcPath(config.listen); !path.ok()) {
@@ -216,6 +217,9 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
     }
     if (const YAML::Node drain = root["drain_timeout"]) {
       config.drain_timeout_ms = reader.Milliseconds(drain, "drain_timeout", 86400, "");
+    }
+    if (const YAML::Node idle = root["idle_exit"]) {
+      config.idle_exit_ms = reader.Milliseconds(idle, "idle_exit", 30 * 86400, "");
     }
     if (const YAML::Node pool = root["default_pool"]) {
       config.default_pool = reader.String(pool, "default_pool");

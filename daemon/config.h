@@ -43,6 +43,8 @@ struct Config {
   std::string default_pool;
   // After SIGTERM or `jobctl shutdown`, running jobs have this long to finish.
   uint32_t drain_timeout_ms = 30'000;
+  // jobd stops after this long without a job; 0: never.
+  uint32_t idle_exit_ms = 0;
   std::vector<PoolConfig> pools;  // in file order, never empty
 
   const PoolConfig* FindPool(std::string_view name) const;

@@ -18,7 +18,8 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: jobd [--config FILE] [--detach [--pid-file FILE] [--log-file FILE]]
+constexpr const char* kUsage = R"(usage: jobd [--config FILE] [--listen ENDPOINT] [--idle-exit SECONDS]
+            [--detach [--pid-file FILE] [--log-file FILE]]
        jobd --check-config [--config FILE]
        jobd --print-default-config
 
@@ -27,6 +28,11 @@ submitted with `jobctl map` on them.
 
   --config FILE         pools and settings (YAML); without it, the embedded
                         default (print it with --print-default-config)
+  --listen ENDPOINT     where clients connect (ipc://ABSOLUTE-PATH), instead
+                        of the config's `listen:`
+  --idle-exit SECONDS   stop after SECONDS without a job (0: never), instead
+                        of the config's `idle_exit:` (jobd.Pool starts jobd
+                        with --idle-exit 600 when none is running)
   --detach              run in the background; returns once jobd is serving
   --pid-file FILE       with --detach: write the daemon's pid here
   --log-file FILE       with --detach: append the log here (default: none)
@@ -91,7 +97,7 @@ void RemoveIfSame(const jobd::TrustedDir& dir, const std::string& name, int fd) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, pid_file, log_file;
+  std::string config_path, pid_file, log_file, listen, idle_exit;
   bool detach = false, check_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -115,6 +121,13 @@ int main(int argc, char** argv) {
       if (!value(&pid_file)) return Usage("--pid-file needs a FILE");
     } else if (arg == "--log-file") {
       if (!value(&log_file)) return Usage("--log-file needs a FILE");
+    } else if (arg == "--listen") {
+      if (!value(&listen)) return Usage("--listen needs an ENDPOINT (ipc:///absolute/path)");
+      if (jobd::Result<std::string> path = jobd::IpcPath(listen); !path.ok()) {
+        return Usage("--listen " + listen + ": " + path.message());
+      }
+    } else if (arg == "--idle-exit") {
+      if (!value(&idle_exit)) return Usage("--idle-exit needs SECONDS");
     } else if (arg == "--detach") {
       detach = true;
     } else if (arg == "--check-config") {
@@ -131,6 +144,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "jobd: %s\n", config.message().c_str());
     return 1;
   }
+  std::optional<uint32_t> idle_exit_ms;
+  if (!idle_exit.empty()) {
+    char* end = nullptr;
+    const double seconds = std::strtod(idle_exit.c_str(), &end);
+    if (end == idle_exit.c_str() || *end != '\0' || !(seconds >= 0) || seconds > 30 * 86400) {
+      return Usage("--idle-exit takes seconds from 0 to 2592000 (30 days), not '" + idle_exit + "'");
+    }
+    idle_exit_ms = static_cast<uint32_t>(seconds * 1000);
+  }
+  // The command line wins over every configuration read, also on SIGHUP.
+  auto overrides = [listen, idle_exit_ms](jobd::Config& config) {
+    if (!listen.empty()) config.listen = listen;
+    if (idle_exit_ms) config.idle_exit_ms = *idle_exit_ms;
+  };
+  overrides(*config);
   if (check_only) {
     std::printf("%s: ok (%zu pools, listening on %s)\n",
                 config_path.empty() ? "<default config>" : config_path.c_str(),
@@ -176,7 +204,7 @@ int main(int argc, char** argv) {
   // Read again on SIGHUP, whatever the directory is by then.
   if (!config_path.empty()) config_path = std::filesystem::absolute(config_path).string();
   auto supervisor = jobd::Supervisor::Start(std::move(config).value(), config_path,
-                                            jobd::ExecutableDir() + "/jobd-worker");
+                                            jobd::ExecutableDir() + "/jobd-worker", overrides);
   if (!supervisor.ok()) {
     if (ready_fd >= 0) {
       (void)!write(ready_fd, supervisor.message().data(), supervisor.message().size());

@@ -105,7 +105,8 @@ Supervisor::Supervisor(Config config, std::string config_path, std::string worke
       config_path_(std::move(config_path)),
       worker_binary_(std::move(worker_binary)),
       started_(Clock::now()),
-      scheduler_(getpid()) {}
+      scheduler_(getpid()),
+      last_job_seen_(started_) {}
 
 Supervisor::~Supervisor() {
   for (auto& [name, pool] : pools_) {
@@ -126,13 +127,16 @@ Supervisor::~Supervisor() {
 }
 
 Result<std::unique_ptr<Supervisor>> Supervisor::Start(Config config, std::string config_path,
-                                                      std::string worker_binary) {
+                                                      std::string worker_binary,
+                                                      std::function<void(Config&)> overrides) {
   if (access(worker_binary.c_str(), X_OK) != 0) {
     return Status::Error("cannot run the worker program " + worker_binary + ": " +
                          std::strerror(errno) + " (install jobd-worker beside jobd)");
   }
   std::unique_ptr<Supervisor> supervisor(
       new Supervisor(std::move(config), std::move(config_path), std::move(worker_binary)));
+  supervisor->overrides_ = std::move(overrides);
+  if (supervisor->overrides_) supervisor->overrides_(supervisor->config_);
   if (Status s = supervisor->Listen(); !s.ok()) return s;
   return supervisor;
 }
@@ -660,7 +664,9 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
   JOBD_LOG(kInfo) << "job " << job.id << ": "
                   << (job.spec.exec     ? "exec " + job.spec.exec->argv(0)
-                      : job.spec.python ? "python " + job.spec.python->function()
+                      : job.spec.python ? "python " + (job.spec.python->pickled()
+                                                           ? std::string("(jobd.Pool)")
+                                                           : job.spec.python->function())
                                         : job.spec.function)
                   << " on pool " << pool_name << " for pid " << job.spec.client_pid;
   wire::Reply reply;
@@ -893,6 +899,7 @@ void Supervisor::Reload() {
     return;
   }
   Config config = std::move(loaded).value();
+  if (overrides_) overrides_(config);
   std::vector<std::string> changes;
   if (config.listen != config_.listen) {
     changes.push_back("listen stays " + config_.listen + " until jobd restarts");
@@ -1140,6 +1147,14 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     if (scheduler_.jobs().empty() && now >= next_trim_) {
       next_trim_ = now + kTrimInterval;
       malloc_trim(0);
+    }
+    if (!scheduler_.jobs().empty()) {
+      last_job_seen_ = now;
+    } else if (config_.idle_exit_ms > 0 && !shutting_down_ &&
+               now - last_job_seen_ >= milliseconds(config_.idle_exit_ms)) {
+      char idle[32];
+      std::snprintf(idle, sizeof idle, "%g", config_.idle_exit_ms / 1000.0);
+      BeginShutdown(std::string("no job for ") + idle + " s (idle_exit)");
     }
     std::vector<uint64_t> orphaned;
     for (const auto& [id, job] : scheduler_.jobs()) {

@@ -33,8 +33,10 @@ class Supervisor {
   // are ready, then binds the client endpoint. Fails with a message for the
   // user: the endpoint is already served, a worker cannot start, ...
   // `config_path` is read again on SIGHUP; empty: the embedded default.
+  // `overrides` (the command line's) apply to every configuration read.
   static Result<std::unique_ptr<Supervisor>> Start(Config config, std::string config_path,
-                                                   std::string worker_binary);
+                                                   std::string worker_binary,
+                                                   std::function<void(Config&)> overrides = {});
   ~Supervisor();
 
   // Serves until shut down (jobctl shutdown, SIGTERM or SIGINT); returns the
@@ -147,6 +149,7 @@ class Supervisor {
 
   Config config_;
   std::string config_path_;
+  std::function<void(Config&)> overrides_;
   std::string worker_binary_;
   std::string worker_endpoint_;
   Clock::time_point started_;
@@ -171,6 +174,7 @@ class Supervisor {
   Clock::time_point next_timeout_check_;
   Clock::time_point next_reap_;
   Clock::time_point next_trim_;
+  Clock::time_point last_job_seen_;  // for idle_exit
   bool shutting_down_ = false;
   Clock::time_point drain_deadline_;
   Clock::time_point kill_deadline_;

@@ -24,9 +24,11 @@ constexpr size_t kWriteChunk = 64 << 10;
 // A result may not exceed this (a coprocess that never ends a line must not
 // grow the worker without bound).
 constexpr size_t kMaxResult = size_t{1} << 30;
-// What a warm interpreter whose modules changed on disk answers a job's
-// header with, before it exits (python/jobd/_worker.py).
-constexpr std::string_view kStaleInterpreter = "!stale\n";
+// What a warm interpreter says, in place of an answer, before it exits
+// because it must be replaced: its modules changed on disk (said before it
+// answers anything of a job), or it ran its Pool's maxtasksperchild items
+// (python/jobd/_worker.py). The items it has not answered go to a new one.
+constexpr std::string_view kReplaceInterpreter = "!stale\n";
 
 // Python interpreters always speak frames.
 bool Framed(const wire::Task& task) {
@@ -45,16 +47,21 @@ Result<std::string> PythonLoop() {
                        "/../python or " + dir + "/../share/jobd/python: reinstall jobd");
 }
 
-// A job's header for its interpreter: "!<protocol> <paths> <variables>\n",
-// then frames of the function's name, the directory, each path entry and
-// each environment variable. The protocol's version (1) is PROTOCOL in
-// python/jobd/_worker.py: a loop of another release fails the job's items.
+// A job's header for its interpreter:
+//   "!<protocol> <paths> <variables> <pickled> <max items>\n"
+// then frames of the function's name, the directory, the pickled callable,
+// the pickled initializer, each path entry and each environment variable.
+// The protocol's version (2) is PROTOCOL in python/jobd/_worker.py: a loop of
+// another release fails the job's items.
 std::string PythonHeader(const wire::Python& python) {
-  std::string header = "!1 " + std::to_string(python.path_size()) + " " +
-                       std::to_string(python.environment_size()) + "\n";
+  std::string header = "!2 " + std::to_string(python.path_size()) + " " +
+                       std::to_string(python.environment_size()) + " " +
+                       (python.pickled() ? "1 " : "0 ") + std::to_string(python.max_items()) + "\n";
   auto frame = [&](const std::string& bytes) { header += std::to_string(bytes.size()) + "\n" + bytes; };
   frame(python.function());
   frame(python.cwd());
+  frame(python.callable());
+  frame(python.initializer());
   for (const std::string& entry : python.path()) frame(entry);
   for (const std::string& variable : python.environment()) frame(variable);
   return header;
@@ -303,19 +310,19 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
       }
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) died = true;
     }
-    // An interpreter whose modules changed asks for a fresh one before it
-    // answers anything of the job: not a death, and nothing to charge.
-    if (warm_ && std::string_view(received).substr(0, kStaleInterpreter.size()) == kStaleInterpreter) {
-      Reap();
-      waiting(next_read);
-      continue;
-    }
     // Every whole result, in order.
     size_t offset = 0;
+    bool replace = false;
     while (next_read < count) {
       if (!refused[next_read].empty()) {
         finish_item([&] { output.Fail(refused[next_read]); });
         continue;
+      }
+      // An interpreter that asks to be replaced: not a death, nothing to charge.
+      if (warm_ && std::string_view(received).substr(offset, kReplaceInterpreter.size()) ==
+                       kReplaceInterpreter) {
+        replace = true;
+        break;
       }
       Result<StreamResult> parsed =
           ParseStreamResult(std::string_view(received).substr(offset), framed);
@@ -333,6 +340,11 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
       silent_starts = 0;
     }
     received.erase(0, offset);
+    if (replace) {
+      Reap();
+      if (next_read < count) waiting(next_read);
+      continue;
+    }
     if (died && next_read < count) {
       const std::string how = Reap();
       waiting(next_read);  // no process now: the worker's page must not name the dead one

@@ -6,28 +6,41 @@ speaks on stdin and stdout, which it moves to descriptors of its own at once
 (a function or a command it runs finds /dev/null on stdin and stderr on
 stdout), in the framed protocol of `jobctl map --stream --framed`:
 
-  "!<protocol> <paths> <variables>\n", then frames of a function name ("module:qualname"),
-      the caller's directory, path entries and environment: a job's header,
-      before its first item
+  "!<protocol> <paths> <variables> <pickled> <max items>\n", then frames of a
+      function name ("module:qualname"), the caller's directory, the pickled
+      function, the pickled initializer, path entries and environment: a
+      job's header, before its first item
   "<length>\n<bytes>": an item (a str, decoded as UTF-8 with surrogateescape),
       or "*<count>\n" and that many frames: the arguments of a starmap item
 
 and answers each item with "<length>\n<bytes>" (str() of the result) or
-"-<length>\n<message>" (the exception). Before a job whose modules changed on
-disk since this interpreter imported them, it answers "!stale\n" and exits,
-before answering anything of that job: the worker then starts a fresh
-interpreter and sends the job again, so that edited code is never served
-stale.
+"-<length>\n<message>" (the exception).
+
+A pickled job (jobd.Pool) has items of a pickle and its out-of-band buffers
+(pickle protocol 5): the arguments, or (function, args, kwargs) when the job
+has no function of its own. Its results are packed the same way (common/args.h:
+u32 count, then per part u32 length and bytes, little-endian), and an
+exception's message ends with the exception pickled, after EXCEPTION_MARK.
+
+An interpreter that must be replaced answers "!stale\n" and exits: before a
+job whose modules changed on disk since it imported them (before answering
+anything of that job), or before an item past the job's max items
+(maxtasksperchild). The worker then starts a fresh interpreter and sends it
+what was not answered, so that edited code is never served stale.
 """
 
+import base64
 import importlib
 import os
+import pickle
+import struct
 import sys
 import time
 import traceback
 
-PROTOCOL = 1  # of the header: "!<protocol> <paths> <variables>" (worker/stream.cc)
+PROTOCOL = 2  # of the header (worker/stream.cc)
 ANSWER_DELAY = 0.002  # seconds an answer may wait for the next ones, to share a write
+EXCEPTION_MARK = "\njobd-pickled-exception:"  # then the exception, pickled, in base64
 
 
 def frame_at(buffer, start):
@@ -36,7 +49,8 @@ def frame_at(buffer, start):
     if newline < 0:
         return None
     end = newline + 1 + int(buffer[start:newline])
-    return (bytes(buffer[newline + 1:end]), end) if len(buffer) >= end else None
+    # A copy of its own (writable: numpy arrays unpickled on it are too).
+    return (buffer[newline + 1:end], end) if len(buffer) >= end else None
 
 
 def message_at(buffer, start):
@@ -48,8 +62,8 @@ def message_at(buffer, start):
         return None
     first = buffer[start:newline]
     if first[:1] == b"!":
-        _, paths, variables = (int(n) for n in first[1:].split())
-        count, header = 2 + paths + variables, bytes(first)
+        protocol, paths, variables = (int(n) for n in first[1:].split()[:3])
+        count, header = (4 if protocol >= 2 else 2) + paths + variables, bytes(first)
     elif first[:1] == b"*":
         count, header = int(first[1:]), None
     else:
@@ -116,17 +130,74 @@ def describe(error):
     """The exception and where it was raised, on one line."""
     lines = traceback.format_exception_only(type(error), error)
     text = " ".join(" ".join(line.split()) for line in lines if line.strip())
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if not f.filename.startswith("<") and f.filename != __file__
-              and f"{os.sep}importlib{os.sep}" not in f.filename]
+    frames = user_frames(error)
     if frames:
         last = frames[-1]
         text += f" (at {last.filename}:{last.lineno} in {last.name})"
     return text
 
 
+def user_frames(error):
+    """The frames of a traceback that are not this loop's or importlib's."""
+    return [f for f in traceback.extract_tb(error.__traceback__)
+            if not f.filename.startswith("<") and f.filename != __file__
+            and f"{os.sep}importlib{os.sep}" not in f.filename]
+
+
 def answer(out, data, failed=False):
     out.append(b"%s%d\n%s" % (b"-" if failed else b"", len(data), data))
+
+
+def dumps(value):
+    """`value` pickled (protocol 5) and its out-of-band buffers; by value with
+    cloudpickle what plain pickle cannot take (lambdas, classes of __main__)."""
+    buffers = []
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception:
+        import cloudpickle
+        buffers = []
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return data, [b.raw() for b in buffers]
+
+
+def pack(parts):
+    """Parts packed as common/args.h lays out a starmap item."""
+    out = [struct.pack("<I", len(parts))]
+    for part in parts:
+        out.append(struct.pack("<I", part.nbytes if isinstance(part, memoryview) else len(part)))
+        out.append(part)
+    return b"".join(out)
+
+
+def answer_pickled(out, value):
+    """Answers an item of a pickled job with its result, or its error if the
+    result cannot be pickled."""
+    try:
+        data, buffers = dumps(value)
+    except Exception as error:
+        failure = TypeError(f"the result, of type {type(value).__qualname__}, cannot be pickled "
+                            f"to return it: {error}")
+        answer_exception(out, failure)
+        return
+    answer(out, pack([data, *buffers]))
+
+
+def answer_exception(out, error, pickled=True):
+    """Answers an item with `error`: its description and the traceback, and
+    for a pickled job the exception itself."""
+    text = describe(error)
+    if pickled:
+        frames = user_frames(error)
+        if frames:
+            text += "\n" + "".join(traceback.format_list(frames)).rstrip()
+        try:
+            data, buffers = dumps(error)
+            if not buffers:
+                text += EXCEPTION_MARK + base64.b64encode(data).decode()
+        except Exception:
+            pass  # the caller gets a RemoteError with the text
+    answer(out, text.encode(errors="backslashreplace"), failed=True)
 
 
 def apply_environment(variables):
@@ -146,6 +217,57 @@ def apply_environment(variables):
                 pass  # a name the C library refuses: left out
 
 
+class Job:
+    """What a job's header sets up: its function, or why its items fail."""
+
+    def __init__(self, header, frames, initialized):
+        protocol, paths, _, pickled, max_items = (int(n) for n in header[1:].split())
+        self.pickled, self.max_items = bool(pickled), max_items
+        self.function, self.failure = None, None
+        name = frames[0].decode(errors="surrogateescape")
+        callable_, initializer = frames[2], frames[3]
+        try:
+            if protocol != PROTOCOL:
+                raise RuntimeError(f"this loop ({__file__}) speaks protocol {PROTOCOL}, "
+                                   f"the worker {protocol}: jobd was upgraded while "
+                                   "running; restart it")
+            if not self.pickled:
+                self.function = resolve(name)
+            elif callable_:
+                self.function = pickle.loads(callable_)
+            if initializer:
+                token, function, args = pickle.loads(initializer)
+                if token not in initialized:
+                    initialized.add(token)  # once, even if it fails: as multiprocessing's
+                    function(*args)
+        except BaseException as error:  # an import that fails fails every item
+            self.failure = error if self.pickled else \
+                RuntimeError(f"cannot load {name}: {describe(error)}")
+
+    def run(self, out, frames):
+        """Runs one item and answers it."""
+        if self.failure is not None:
+            if self.pickled:
+                answer_exception(out, self.failure)
+            else:
+                answer(out, str(self.failure).encode(errors="backslashreplace"), failed=True)
+            return
+        try:
+            if not self.pickled:
+                result = self.function(*(a.decode(errors="surrogateescape") for a in frames))
+            else:
+                call = pickle.loads(frames[0], buffers=frames[1:])
+                function, args, kwargs = call if self.function is None else (self.function, call, {})
+                result = function(*args, **kwargs)
+        except BaseException as error:  # SystemExit too: the item's error, not the end
+            answer_exception(out, error, self.pickled)
+            return
+        if self.pickled:
+            answer_pickled(out, result)
+        else:
+            answer(out, str(result).encode(errors="surrogateescape"))
+
+
 def serve():
     # The protocol on descriptors of our own (not inherited by what a
     # function starts); stdin is /dev/null, stdout goes to stderr.
@@ -162,7 +284,9 @@ def serve():
     modules = Modules()
     modules.changed()
     first_job = True
-    function, failure = None, None
+    job = None
+    initialized = set()  # the tokens of the Pools whose initializer ran here
+    items_run = 0
     buffer = bytearray()
 
     def send(out):
@@ -184,38 +308,29 @@ def serve():
         while (message := message_at(buffer, start)) is not None:
             header, frames, start = message
             if header is not None:
-                protocol, paths = (int(n) for n in header[1:].split()[:2])
+                paths = int(header[1:].split()[1])
+                frames = [bytes(f) for f in frames]
                 if not first_job and modules.changed():
                     send(out + [b"!stale\n"])
                     os._exit(0)
-                name, cwd = frames[0].decode(errors="surrogateescape"), frames[1]
                 if first_job:
                     # Fixed for this interpreter: a worker keeps one per path.
-                    sys.path[0:0] = [os.fsdecode(p) for p in frames[2:2 + paths]]
+                    sys.path[0:0] = [os.fsdecode(p) for p in frames[4:4 + paths]]
                     first_job = False
-                os.chdir(cwd)  # an earlier job may have left elsewhere
-                apply_environment(frames[2 + paths:])
+                os.chdir(frames[1])  # an earlier job may have left elsewhere
+                apply_environment(frames[4 + paths:])
                 importlib.invalidate_caches()  # modules and folders made since the last job
-                try:
-                    if protocol != PROTOCOL:
-                        raise RuntimeError(f"this loop ({__file__}) speaks protocol {PROTOCOL}, "
-                                           f"the worker {protocol}: jobd was upgraded while "
-                                           "running; restart it")
-                    function, failure = resolve(name), None
-                except BaseException as error:  # an import that fails fails every item
-                    function, failure = None, f"cannot load {name}: {describe(error)}"
+                job = Job(header, frames, initialized)
                 modules.changed()
-            elif failure is not None:
-                answer(out, failure.encode(errors="backslashreplace"), failed=True)
-            else:
-                try:
-                    result = function(*(a.decode(errors="surrogateescape") for a in frames))
-                    answer(out, str(result).encode(errors="surrogateescape"))
-                except BaseException as error:  # SystemExit too: the item's error, not the end
-                    answer(out, describe(error).encode(errors="backslashreplace"), failed=True)
-                if time.monotonic() - sent > ANSWER_DELAY:
-                    send(out)
-                    out, sent = [], time.monotonic()
+                continue
+            if job.max_items and items_run >= job.max_items:
+                send(out + [b"!stale\n"])  # maxtasksperchild: a fresh one takes it from here
+                os._exit(0)
+            items_run += 1
+            job.run(out, frames)
+            if time.monotonic() - sent > ANSWER_DELAY:
+                send(out)
+                out, sent = [], time.monotonic()
         del buffer[:start]
         send(out)
 

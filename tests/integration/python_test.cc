@@ -149,7 +149,9 @@ TEST_F(PythonTest, FunctionsCannotDisturbTheProtocol) {
   options.starmap = true;
   std::vector<std::string> counts;
   setenv("PYTHONPATH", (dir_ + "/modules").c_str(), 1);
-  Result<JobSummary> summary = client->MapPython({"count:n", "", {}}, tuples, options,
+  PythonFunction count;
+  count.function = "count:n";
+  Result<JobSummary> summary = client->MapPython(count, tuples, options,
                                                  [&](const ItemResult& result) {
                                                    counts.emplace_back(result.value);
                                                    return Status();

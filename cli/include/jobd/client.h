@@ -50,6 +50,9 @@ struct MapOptions {
   // Told what happens that the user may want to know (jobd died, the job was
   // resubmitted); may be empty.
   std::function<void(const std::string&)> on_notice;
+  // A descriptor that becomes readable to cancel the job (an eventfd or a
+  // pipe): Map then returns the error "cancelled". -1: none.
+  int cancel_fd = -1;
 };
 
 // The outcome of one item, passed to the result callback.
@@ -88,6 +91,13 @@ struct PythonFunction {
   std::string interpreter;        // absolute path; empty: python3 on PATH
   // Put first on sys.path; empty: PYTHONPATH's entries, then the directory.
   std::vector<std::string> path;
+  // The Python client (jobd.Pool) instead: `function` empty, the function
+  // pickled in `callable` (or in each item), every item and result a starmap
+  // tuple of a pickle and its out-of-band buffers. See proto/jobd.proto.
+  bool pickled = false;
+  std::string callable;
+  std::string initializer;  // pickled (token, initializer, initargs)
+  uint32_t max_items = 0;   // items an interpreter runs before it is replaced; 0: no limit
 };
 
 struct JobSummary {

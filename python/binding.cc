@@ -1,0 +1,337 @@
+// jobd._client: the C++ client library (cli/include/jobd/client.h) for the
+// Python package. One Job is one jobd job of a pickled Python function: the
+// caller's threads put items and take results, while a C++ thread runs
+// Client::MapPython with the GIL released, so that windows, shared-memory
+// payloads and resubmits have one implementation for C++, jobctl and Python.
+//
+//   job = Job(endpoint, interpreter=..., path=[...], callable=b"...", ...)
+//   job.put([[pickle, buffer, ...], ...])   # blocks while the input is full
+//   job.close()                             # no more items
+//   job.take(0.1)   # [(index, ok, bytearray), ...]; [] on timeout; None at the end
+//
+// An item's parts are bytes-like objects read in place: their memory is copied
+// once, into the message or the shared-memory segment that carries it.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/paths.h"
+#include "jobd/client.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// The input and the results of a job may hold this much between the caller
+// and the C++ thread (besides the window that jobd holds).
+constexpr size_t kMaxQueuedItems = 4096;
+constexpr size_t kMaxQueuedBytes = size_t{256} << 20;
+
+// A bytes-like object's memory, held (and read without the GIL) until released
+// with the GIL.
+struct Part {
+  Py_buffer view{};
+  Part() = default;
+  Part(const Part&) = delete;
+  Part(Part&& other) noexcept : view(other.view) { other.view.obj = nullptr; }
+  ~Part() {
+    if (view.obj != nullptr) PyBuffer_Release(&view);  // only ever destroyed with the GIL
+  }
+  std::string_view bytes() const { return {static_cast<const char*>(view.buf), static_cast<size_t>(view.len)}; }
+};
+using Item = std::vector<Part>;
+
+struct Outcome {
+  uint64_t index;
+  bool ok;
+  std::string value;
+};
+
+class Eventfd {
+ public:
+  Eventfd() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (fd_ < 0) throw std::runtime_error("eventfd failed");
+  }
+  ~Eventfd() { close(fd_); }
+  int fd() const { return fd_; }
+  void Signal() const {
+    const uint64_t one = 1;
+    (void)!write(fd_, &one, sizeof one);
+  }
+  void Clear() const {
+    uint64_t value;
+    (void)!read(fd_, &value, sizeof value);
+  }
+
+ private:
+  int fd_;
+};
+
+class Job : public jobd::ItemSource {
+ public:
+  Job(const std::string& endpoint, const std::string& interpreter, std::vector<std::string> path,
+      py::bytes callable, py::bytes initializer, uint32_t max_items, const std::string& pool,
+      uint32_t max_workers, uint32_t chunksize, bool ordered, std::optional<uint32_t> retries,
+      double timeout, double resubmit_wait) {
+    function_.pickled = true;
+    function_.interpreter = interpreter;
+    function_.path = std::move(path);
+    function_.callable = callable;
+    function_.initializer = initializer;
+    function_.max_items = max_items;
+    options_.pool = pool;
+    options_.max_workers = max_workers;
+    options_.chunksize = chunksize;
+    options_.ordered = ordered;
+    options_.starmap = true;
+    options_.retries = retries;
+    options_.timeout_seconds = timeout;
+    options_.resubmit_wait_seconds = resubmit_wait;
+    options_.cancel_fd = cancel_.fd();
+    options_.on_notice = [this](const std::string& message) {
+      std::lock_guard lock(mutex_);
+      notices_.push_back(message);
+    };
+    jobd::Result<jobd::Client> client = [&] {
+      py::gil_scoped_release release;
+      return jobd::Client::Connect(endpoint);
+    }();
+    if (!client.ok()) throw std::runtime_error(client.message());
+    client_.emplace(std::move(*client));
+    thread_ = std::thread([this] { RunJob(); });
+  }
+
+  ~Job() override {
+    Cancel();
+    Join();
+  }
+
+  // Adds items (each a list of bytes-like parts); waits while the input is full.
+  void Put(const py::list& items) {
+    std::vector<Item> batch;
+    batch.reserve(items.size());
+    size_t bytes = 0;
+    for (const py::handle item : items) {
+      Item parts;
+      for (const py::handle object : item) {
+        Part part;
+        if (PyObject_GetBuffer(object.ptr(), &part.view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+        bytes += static_cast<size_t>(part.view.len);
+        parts.push_back(std::move(part));
+      }
+      batch.push_back(std::move(parts));
+    }
+    {
+      py::gil_scoped_release release;
+      std::unique_lock lock(mutex_);
+      if (closed_) throw std::runtime_error("the job's input is closed");
+      room_.wait(lock, [&] {
+        return done_ || input_.empty() ||
+               (input_.size() < kMaxQueuedItems && input_bytes_ < kMaxQueuedBytes);
+      });
+      if (!done_) {
+        for (Item& item : batch) input_.push_back(std::move(item));
+        input_bytes_ += bytes;
+        input_ready_.Signal();
+      }
+    }
+    ReleaseSent();
+    // An ended job drops what it was given: the batch is released here, with the GIL.
+  }
+
+  // No more items.
+  void Close() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    input_ready_.Signal();
+  }
+
+  // Results that have arrived, waiting up to `timeout` seconds for the first;
+  // None once the job has ended and everything was taken. The job's error is
+  // raised once its results are taken.
+  py::object Take(double timeout) {
+    std::deque<Outcome> taken;
+    bool ended = false;
+    std::string error;
+    {
+      py::gil_scoped_release release;
+      std::unique_lock lock(mutex_);
+      results_ready_.wait_for(lock, std::chrono::duration<double>(timeout),
+                              [&] { return done_ || !results_.empty(); });
+      taken.swap(results_);
+      results_bytes_ = 0;
+      ended = done_ && taken.empty();
+      if (ended) error = std::exchange(error_, "");
+      room_.notify_all();
+    }
+    ReleaseSent();
+    if (ended) {
+      if (!error.empty()) throw std::runtime_error(error);
+      return py::none();
+    }
+    py::list list(taken.size());
+    size_t i = 0;
+    for (Outcome& outcome : taken) {
+      // Writable, like what multiprocessing returns: arrays unpickled on it are too.
+      py::bytearray value(outcome.value.data(), outcome.value.size());
+      list[i++] = py::make_tuple(outcome.index, outcome.ok, std::move(value));
+    }
+    return list;
+  }
+
+  // Ends the job in jobd now; what is queued is dropped.
+  void Cancel() {
+    cancel_.Signal();
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    room_.notify_all();
+  }
+
+  // Waits for the C++ thread (after the end of the job, or Cancel).
+  void Join() {
+    if (thread_.joinable()) {
+      py::gil_scoped_release release;
+      thread_.join();
+    }
+    ReleaseSent();
+    std::lock_guard lock(mutex_);
+    input_.clear();
+  }
+
+  uint64_t job() const { return job_; }
+  py::tuple Summary() const {
+    std::lock_guard lock(mutex_);
+    return py::make_tuple(summary_.succeeded, summary_.failed, summary_.retried, summary_.resubmits);
+  }
+  std::vector<std::string> TakeNotices() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(notices_, {});
+  }
+
+  // ItemSource, on the C++ thread.
+  int fd() const override { return input_ready_.fd(); }
+  bool Buffered() const override {
+    std::lock_guard lock(mutex_);
+    return !input_.empty();
+  }
+  jobd::Result<bool> Read(jobd::ItemSink& sink, size_t max) override {
+    input_ready_.Clear();
+    std::unique_lock lock(mutex_);
+    size_t added = 0;
+    while (added < max && !input_.empty() && !sink.Full()) {
+      Item item = std::move(input_.front());
+      input_.pop_front();
+      lock.unlock();  // the copy into the payload is the slow part
+      std::vector<std::string_view> args;
+      args.reserve(item.size());
+      size_t bytes = 0;
+      for (const Part& part : item) {
+        args.push_back(part.bytes());
+        bytes += part.bytes().size();
+      }
+      jobd::Status added_ok = sink.AddArgs(args);
+      lock.lock();
+      input_bytes_ -= bytes;
+      sent_.push_back(std::move(item));  // released by a Python thread, with the GIL
+      if (!added_ok.ok()) return added_ok;
+      ++added;
+    }
+    room_.notify_all();
+    return !(closed_ && input_.empty());
+  }
+
+ private:
+  void RunJob() {
+    jobd::Result<jobd::JobSummary> summary = client_->MapPython(
+        function_, *this, options_, [this](const jobd::ItemResult& result) -> jobd::Status {
+          std::unique_lock lock(mutex_);
+          room_.wait(lock, [&] {
+            return cancelled_ || results_.empty() ||
+                   (results_.size() < kMaxQueuedItems && results_bytes_ < kMaxQueuedBytes);
+          });
+          if (cancelled_) return jobd::Status::Error("cancelled");
+          results_.push_back({result.index, result.ok, std::string(result.value)});
+          results_bytes_ += result.value.size();
+          results_ready_.notify_all();
+          return {};
+        });
+    std::lock_guard lock(mutex_);
+    if (summary.ok()) {
+      summary_ = *summary;
+      job_ = summary->job;
+    } else if (!cancelled_) {
+      error_ = summary.message();
+    }
+    done_ = true;
+    results_ready_.notify_all();
+    room_.notify_all();
+  }
+
+  // Releases (with the GIL) the memory of items the C++ thread has copied.
+  void ReleaseSent() {
+    std::vector<Item> sent;
+    {
+      std::lock_guard lock(mutex_);
+      sent.swap(sent_);
+    }
+  }
+
+  jobd::PythonFunction function_;
+  jobd::MapOptions options_;
+  std::optional<jobd::Client> client_;
+  std::thread thread_;
+  Eventfd input_ready_, cancel_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable room_, results_ready_;
+  std::deque<Item> input_;
+  size_t input_bytes_ = 0;
+  std::vector<Item> sent_;
+  std::deque<Outcome> results_;
+  size_t results_bytes_ = 0;
+  std::vector<std::string> notices_;
+  bool closed_ = false, cancelled_ = false, done_ = false;
+  std::string error_;
+  jobd::JobSummary summary_;
+  uint64_t job_ = 0;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_client, m) {
+  m.doc() = "The jobd C++ client library, for the jobd package.";
+  m.def("default_endpoint", &jobd::DefaultEndpoint);
+  // Raises RuntimeError with jobd's message if no jobd answers at `endpoint`.
+  m.def("check", [](const std::string& endpoint) {
+    jobd::Result<jobd::Client> client = [&] {
+      py::gil_scoped_release release;
+      return jobd::Client::Connect(endpoint);
+    }();
+    if (!client.ok()) throw std::runtime_error(client.message());
+    return client->daemon_pid();
+  });
+  py::class_<Job>(m, "Job")
+      .def(py::init<const std::string&, const std::string&, std::vector<std::string>, py::bytes,
+                    py::bytes, uint32_t, const std::string&, uint32_t, uint32_t, bool,
+                    std::optional<uint32_t>, double, double>(),
+           py::kw_only(), py::arg("endpoint"), py::arg("interpreter"), py::arg("path"),
+           py::arg("callable"), py::arg("initializer"), py::arg("max_items"), py::arg("pool"),
+           py::arg("max_workers"), py::arg("chunksize"), py::arg("ordered"), py::arg("retries"),
+           py::arg("timeout"), py::arg("resubmit_wait"))
+      .def("put", &Job::Put, py::arg("items"))
+      .def("close", &Job::Close)
+      .def("take", &Job::Take, py::arg("timeout"))
+      .def("cancel", &Job::Cancel)
+      .def("join", &Job::Join)
+      .def("notices", &Job::TakeNotices)
+      .def_property_readonly("summary", &Job::Summary);
+}

@@ -1,0 +1,268 @@
+"""One jobd job of a pickled Python function, and what it needs: finding (or
+starting) jobd, pickling items, unpickling results and errors."""
+
+import base64
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+
+from . import _client
+
+EXCEPTION_MARK = "\njobd-pickled-exception:"  # as in _worker.py
+PUT_BATCH = 512  # items pickled and handed over at once, when the input is not lazy
+IDLE_EXIT = 600  # seconds a jobd started by jobd.Pool lives without a job
+
+
+class JobdError(Exception):
+    """jobd cannot run the job: none runs and none could be started, it
+    refused the job (an unknown pool, say), or it died while running it."""
+
+
+class RemoteError(Exception):
+    """An item failed in a way that has no Python exception to re-raise: its
+    exception could not be pickled or unpickled, or jobd ended it (a timeout).
+    The message is the error's text, with the remote traceback when known."""
+
+
+class WorkerLost(RemoteError):
+    """An item kept killing the interpreter that ran it (a signal: SIGKILL, the
+    OOM killer, a segfault in a C extension), more often than the pool's
+    retries allow. The message names the signal."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker (its __cause__)."""
+
+    def __init__(self, tb):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self):
+        return self.tb
+
+
+# ---------------------------------------------------------------- jobd itself
+
+_started_lock = threading.Lock()
+
+
+def endpoint_of(socket):
+    """The endpoint to use: `socket`, else $JOBD_SOCKET, else jobd's default;
+    a plain path is taken as ipc://PATH."""
+    endpoint = socket or os.environ.get("JOBD_SOCKET") or _client.default_endpoint()
+    if "://" not in endpoint:
+        endpoint = "ipc://" + os.path.abspath(endpoint)
+    return endpoint
+
+
+def jobd_binary():
+    """jobd beside this package in a build tree, else jobd on PATH."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    built = os.path.join(here, "..", "..", "bin", "jobd")
+    return built if os.access(built, os.X_OK) else shutil.which("jobd")
+
+
+def ensure_jobd(socket):
+    """The endpoint of a jobd that answers; starts one (once, saying so on
+    stderr) when none runs, unless JOBD_AUTOSTART=0."""
+    endpoint = endpoint_of(socket)
+    try:
+        _client.check(endpoint)
+        return endpoint
+    except RuntimeError as error:
+        problem = str(error)
+    if not problem.startswith(("no jobd is running", "no jobd answers")):
+        raise JobdError(problem) from None
+    if os.environ.get("JOBD_AUTOSTART", "1") == "0":
+        raise JobdError(f"{problem} (JOBD_AUTOSTART=0: jobd.Pool does not start one)") from None
+    binary = jobd_binary()
+    if binary is None:
+        raise JobdError(f"{problem}; jobd.Pool would start one, but no jobd program is on PATH "
+                        "(install jobd, or set PATH)") from None
+    with _started_lock:
+        command = [binary, "--detach", "--idle-exit", str(IDLE_EXIT)]
+        if socket or os.environ.get("JOBD_SOCKET"):
+            command += ["--listen", endpoint]
+        started = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        try:
+            pid = _client.check(endpoint)  # another program may have started it first
+        except RuntimeError as error:
+            raise JobdError(f"{problem}; starting one failed: {started.stderr.strip() or error}") \
+                from None
+        if started.returncode == 0:
+            print(f"jobd: no jobd was running, so started one (pid {pid}) at {endpoint}; it stops "
+                  f"after {IDLE_EXIT} s without a job (JOBD_AUTOSTART=0 turns this off)",
+                  file=sys.stderr)
+    return endpoint
+
+
+# ---------------------------------------------------------------- pickling
+
+def dumps(value, what):
+    """`value` as an item's parts: its pickle (protocol 5) and out-of-band
+    buffers. What refers to __main__ (or cannot be pickled by reference:
+    lambdas, closures) is pickled by value with cloudpickle."""
+    buffers = []
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        if b"__main__" not in data:
+            return [data, *(b.raw() for b in buffers)]
+    except Exception:
+        pass
+    import cloudpickle
+    buffers = []
+    try:
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception as error:
+        raise TypeError(f"jobd cannot send {what} to its workers: it cannot be pickled "
+                        f"({type(error).__name__}: {error}); pass what pickle can take "
+                        "(module-level functions, plain data)") from error
+    return [data, *(b.raw() for b in buffers)]
+
+
+def dumps_whole(value, what):
+    """`value` pickled in one piece (no out-of-band buffers), by value where
+    plain pickle cannot (lambdas, closures, __main__): a job's function and
+    initializer, sent once per job."""
+    try:
+        data = pickle.dumps(value, protocol=5)
+        if b"__main__" not in data:
+            return data
+    except Exception:
+        pass
+    import cloudpickle
+    try:
+        return cloudpickle.dumps(value, protocol=5)
+    except Exception as error:
+        raise TypeError(f"jobd cannot send {what} to its workers: it cannot be pickled "
+                        f"({type(error).__name__}: {error})") from error
+
+
+def loads(blob):
+    """A result: the packed parts (common/args.h layout) unpickled."""
+    view = memoryview(blob)
+    (count,) = struct.unpack_from("<I", view, 0)
+    parts, at = [], 4
+    for _ in range(count):
+        (length,) = struct.unpack_from("<I", view, at)
+        parts.append(view[at + 4:at + 4 + length])
+        at += 4 + length
+    return pickle.loads(parts[0], buffers=parts[1:])
+
+
+def error_of(blob):
+    """The exception to raise in the caller for a failed item."""
+    text = bytes(blob).decode(errors="replace")
+    mark = text.rfind(EXCEPTION_MARK)
+    if mark >= 0:
+        description, tb = (text[:mark].split("\n", 1) + [""])[:2]
+        try:
+            error = pickle.loads(base64.b64decode(text[mark + len(EXCEPTION_MARK):]))
+        except Exception as unpickling:
+            return RemoteError(f"{text[:mark]}\n(the exception could not be unpickled here: "
+                               f"{type(unpickling).__name__}: {unpickling})")
+        if not isinstance(error, Exception):  # SystemExit, KeyboardInterrupt: not the caller's
+            return RemoteError(text[:mark])
+        error.__cause__ = RemoteTraceback(f'\n"""\n{tb}\n{description}\n"""')
+        return error
+    if "killed by SIG" in text or "stopped answering" in text:
+        return WorkerLost(text)
+    return RemoteError(text)
+
+
+def caller_path():
+    """The caller's sys.path, absolute: where its workers find its modules."""
+    return [os.path.abspath(entry or os.curdir) for entry in sys.path if isinstance(entry, str)]
+
+
+# ---------------------------------------------------------------- one job
+
+class Run:
+    """One job: once started, a thread feeds it `items` (each the arguments
+    tuple, or (function, args, kwargs) when `function` is None; or the caller
+    puts them), another hands each outcome to `deliver(index, ok, value)`;
+    `finish(error)` is called once at the end (error None when every item has
+    its outcome)."""
+
+    def __init__(self, spec, function, ordered, chunksize, deliver, finish, items=None):
+        self.deliver, self.finish = deliver, finish
+        self.error = None
+        self.cancelled = False
+        self._done = threading.Event()
+        if function is not None and not callable(function):
+            raise TypeError(f"{function!r} is not callable")
+        packed = b"" if function is None else dumps_whole(function, f"the function {function!r}")
+        self.job = _client.Job(callable=packed,
+                               ordered=ordered, chunksize=chunksize or 0, **spec)
+        self._threads = [threading.Thread(target=self._collect, daemon=True, name="jobd-results")]
+        if items is not None:
+            self._threads.append(threading.Thread(target=self._feed, args=(items,), daemon=True,
+                                                  name="jobd-items"))
+
+    def start(self):
+        """Starts feeding and collecting (once the caller knows this Run)."""
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def put(self, index, call):
+        """One item, from the caller (apply_async, submit): numbered by the caller."""
+        self.job.put([dumps(call, f"the arguments of call {index + 1}")])
+
+    def close(self):
+        self.job.close()
+
+    def cancel(self):
+        self.cancelled = True
+        self.job.cancel()
+
+    def wait(self, timeout=None):
+        return self._done.wait(timeout)
+
+    def _feed(self, items):
+        try:
+            lazy = not isinstance(items, (list, tuple, range))
+            batch, number = [], 0
+            for args in items:
+                number += 1
+                batch.append(dumps(args, f"the arguments of item {number}"))
+                if lazy or len(batch) >= PUT_BATCH:
+                    self.job.put(batch)
+                    batch = []
+            if batch:
+                self.job.put(batch)
+            self.job.close()
+        except BaseException as error:  # the input's own error (or pickling's) ends the job
+            self.error = self.error or error
+            self.job.cancel()
+
+    def _collect(self):
+        try:
+            while (outcomes := self.job.take(0.5)) is not None:
+                for index, ok, value in outcomes:
+                    if ok:
+                        try:
+                            value = loads(value)
+                        except Exception as error:
+                            ok, value = False, RemoteError(
+                                f"the result of item {index + 1} cannot be unpickled here: "
+                                f"{type(error).__name__}: {error}")
+                    else:
+                        value = error_of(value)
+                    self.deliver(index, ok, value)
+        except RuntimeError as error:
+            if not self.cancelled and self.error is None:
+                self.error = JobdError(str(error))
+        except BaseException as error:  # from `deliver`
+            self.error = self.error or error
+            self.job.cancel()
+        finally:
+            self.job.join()
+            if self.error is None and self.cancelled:
+                self.error = JobdError("the job was cancelled")
+            self.finish(self.error)
+            self._done.set()
