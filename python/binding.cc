@@ -26,6 +26,7 @@
 
 #include "common/paths.h"
 #include "jobd/client.h"
+#include "jobd.pb.h"
 
 namespace py = pybind11;
 
@@ -318,6 +319,25 @@ PYBIND11_MODULE(_client, m) {
     }();
     if (!client.ok()) throw std::runtime_error(client.message());
     return client->daemon_pid();
+  });
+  // How many workers pool `pool` (empty: the default pool) of the jobd at
+  // `endpoint` has; raises ValueError naming the pools if it has no such pool.
+  m.def("pool_workers", [](const std::string& endpoint, const std::string& pool) {
+    jobd::Result<jobd::wire::StatusReport> report = [&]() -> jobd::Result<jobd::wire::StatusReport> {
+      py::gil_scoped_release release;
+      jobd::Result<jobd::Client> client = jobd::Client::Connect(endpoint);
+      if (!client.ok()) return client.status();
+      return client->Status();
+    }();
+    if (!report.ok()) throw std::runtime_error(report.message());
+    const std::string& name = pool.empty() ? report->default_pool() : pool;
+    std::string names;
+    for (const jobd::wire::StatusReport::Pool& candidate : report->pools()) {
+      if (candidate.name() == name) return candidate.workers_size();
+      names += (names.empty() ? "" : ", ") + candidate.name();
+    }
+    throw py::value_error("jobd has no pool '" + name + "' (its pools: " + names +
+                          "); name one of them, or add it to jobd's config");
   });
   py::class_<Job>(m, "Job")
       .def(py::init<const std::string&, const std::string&, std::vector<std::string>, py::bytes,

@@ -2,6 +2,7 @@
 starting) jobd, pickling items, unpickling results and errors."""
 
 import base64
+import itertools
 import os
 import pickle
 import shutil
@@ -100,6 +101,14 @@ def ensure_jobd(socket):
     return endpoint
 
 
+def pool_workers(endpoint, pool):
+    """How many workers the jobd pool `pool` (empty: the default) has."""
+    try:
+        return _client.pool_workers(endpoint, pool)
+    except RuntimeError as error:
+        raise JobdError(str(error)) from None
+
+
 # ---------------------------------------------------------------- pickling
 
 def dumps(value, what):
@@ -184,12 +193,19 @@ def caller_path():
 class Run:
     """One job: once started, a thread feeds it `items` (each the arguments
     tuple, or (function, args, kwargs) when `function` is None; or the caller
-    puts them), another hands each outcome to `deliver(index, ok, value)`;
+    puts them), another hands the outcomes to `deliver(first, results,
+    failures)`: the results of the items from index `first` on (None where one
+    failed) and {offset: exception} of those that failed;
     `finish(error)` is called once at the end (error None when every item has
     its outcome)."""
 
-    def __init__(self, spec, function, ordered, chunksize, deliver, finish, items=None):
+    def __init__(self, spec, function, ordered, chunksize, deliver, finish, items=None,
+                 chunk=1, star=False):
         self.deliver, self.finish = deliver, finish
+        self.star = star  # each item is an arguments tuple (starmap)
+        # Items pickled together as one jobd item (multiprocessing's chunksize).
+        self.chunk = chunk
+        self.count = None  # of items, once the feeder knows it
         self.error = None
         self.cancelled = False
         self._done = threading.Event()
@@ -225,35 +241,72 @@ class Run:
 
     def _feed(self, items):
         try:
-            lazy = not isinstance(items, (list, tuple, range))
-            batch, number = [], 0
-            for args in items:
-                number += 1
-                batch.append(dumps(args, f"the arguments of item {number}"))
-                if lazy or len(batch) >= PUT_BATCH:
-                    self.job.put(batch)
-                    batch = []
-            if batch:
-                self.job.put(batch)
+            if self.chunk == 1:
+                star = self.star
+                self._put((dumps(tuple(args) if star else (args,), f"the arguments of item {n}")
+                           for n, args in enumerate(items, 1)),
+                          lazy=not isinstance(items, (list, tuple, range)))
+            elif isinstance(items, (list, tuple, range)):  # slices: no loop per item
+                self.count = len(items)
+                self._put((self._dumps_chunk(items[start:start + self.chunk], start)
+                           for start in range(0, len(items), self.chunk)), lazy=False)
+            else:
+                iterator = iter(items)
+                chunks = iter(lambda: list(itertools.islice(iterator, self.chunk)), [])
+                self._put((self._dumps_chunk(chunk, n * self.chunk)
+                           for n, chunk in enumerate(chunks)), lazy=True)
             self.job.close()
         except BaseException as error:  # the input's own error (or pickling's) ends the job
             self.error = self.error or error
             self.job.cancel()
 
+    def _put(self, items, lazy):
+        """Hands `items` (each an item's parts) to the job: one at a time if
+        they come lazily (each may wait on its source), else in batches."""
+        batch = []
+        for parts in items:
+            batch.append(parts)
+            if lazy or len(batch) * self.chunk >= PUT_BATCH:
+                self.job.put(batch)
+                batch = []
+        if batch:
+            self.job.put(batch)
+
+    def _dumps_chunk(self, chunk, first):
+        """A chunk's parts: [star, its items], pickled together."""
+        chunk = list(chunk)
+        if self.count is None and len(chunk) < self.chunk:
+            self.count = first + len(chunk)  # the last chunk: its size is known now
+        return dumps([self.star, chunk], f"the arguments of items {first + 1}-{first + len(chunk)}")
+
+    def _outcomes(self, index, ok, value):
+        """The outcomes of jobd's item `index`: (first item, results,
+        {offset: exception} of the items that failed)."""
+        if ok:
+            try:
+                value = loads(value)
+            except Exception as error:
+                ok, value = False, RemoteError(
+                    f"the result of item {index * self.chunk + 1} cannot be unpickled here: "
+                    f"{type(error).__name__}: {error}")
+        else:
+            value = error_of(value)
+        first = index * self.chunk
+        if self.chunk == 1:
+            return first, [value if ok else None], {} if ok else {0: value}
+        if ok:  # the chunk's own outcomes
+            results, failures = value
+            return first, results, {offset: error_of(text.encode())
+                                    for offset, text in failures.items()}
+        # The chunk failed as a whole: so did each of its items.
+        size = self.chunk if self.count is None else min(self.chunk, self.count - first)
+        return first, [None] * size, dict.fromkeys(range(size), value)
+
     def _collect(self):
         try:
             while (outcomes := self.job.take(0.5)) is not None:
-                for index, ok, value in outcomes:
-                    if ok:
-                        try:
-                            value = loads(value)
-                        except Exception as error:
-                            ok, value = False, RemoteError(
-                                f"the result of item {index + 1} cannot be unpickled here: "
-                                f"{type(error).__name__}: {error}")
-                    else:
-                        value = error_of(value)
-                    self.deliver(index, ok, value)
+                for outcome in outcomes:
+                    self.deliver(*self._outcomes(*outcome))
         except RuntimeError as error:
             if not self.cancelled and self.error is None:
                 self.error = JobdError(str(error))

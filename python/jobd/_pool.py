@@ -76,14 +76,13 @@ class MapResult(AsyncResult):
         self._progress = progress
         self._run = None
 
-    def _deliver(self, index, ok, value):
-        if ok:
-            self._values[index] = value
-        elif self._error is None:
-            self._error = value
+    def _deliver(self, first, results, failures):
+        self._values[first:first + len(results)] = results
+        if failures and self._error is None:
+            self._error = failures[min(failures)]
             self._run.cancel()
         if self._progress is not None:
-            self._progress.update()
+            self._progress.update(len(results))
 
     def _finish(self, error):
         if self._progress is not None:
@@ -130,14 +129,15 @@ class IMapIterator:
 
     __next__ = next
 
-    def _deliver(self, index, ok, value):
+    def _deliver(self, first, results, failures):
         with self._cond:
             # A caller that takes results slowly holds the job back: memory stays bounded.
             self._cond.wait_for(lambda: len(self._outcomes) < RESULTS_AHEAD or self._run.cancelled)
-            self._outcomes.append((ok, value))
+            self._outcomes.extend((offset not in failures, failures.get(offset, result))
+                                  for offset, result in enumerate(results))
             self._cond.notify_all()
         if self._progress is not None:
-            self._progress.update()
+            self._progress.update(len(results))
 
     def _finish(self, error):
         if self._progress is not None:
@@ -172,10 +172,10 @@ class _Calls:
                 del self.pending[index]
             raise
 
-    def _deliver(self, index, ok, value):
+    def _deliver(self, index, results, failures):
         with self.lock:
             resolve = self.pending.pop(index)
-        resolve(ok, value)
+        resolve(not failures, failures[0] if failures else results[0])
 
     def _finish(self, error):
         with self.lock:
@@ -228,12 +228,14 @@ class Pool:
             token = os.urandom(16)  # this Pool's: its initializer runs once per interpreter
             initializing = _job.dumps_whole((token, initializer, tuple(initargs)),
                                             f"the initializer {initializer!r}")
-        self._spec = dict(endpoint=_job.ensure_jobd(socket), interpreter=interpreter,
+        endpoint = _job.ensure_jobd(socket)
+        workers = _job.pool_workers(endpoint, pool or "")
+        self._spec = dict(endpoint=endpoint, interpreter=interpreter,
                           path=_job.caller_path(), initializer=initializing,
                           max_items=maxtasksperchild or 0, pool=pool or "",
                           max_workers=processes or 0, retries=retries,
                           timeout=float(timeout or 0), resubmit_wait=0.0)
-        self._processes = processes or os.cpu_count()
+        self._processes = min(processes or workers, workers) or 1
         self._state = RUN
         self._lock = threading.Lock()
         self._runs = set()
@@ -260,17 +262,17 @@ class Pool:
         if self._state != RUN:
             raise ValueError("Pool not running")
 
-    def _start(self, function, items, ordered, chunksize, target):
-        """A job that maps `function` over `items`, its outcomes to `target`."""
-        # multiprocessing's chunksize is a performance knob: 1 (imap's default)
-        # leaves the chunks to jobd, which sizes them to the items' measured cost.
-        if chunksize is not None and chunksize < 1:
+    def _start(self, function, items, ordered, chunksize, star, target):
+        """A job that maps `function` over `items`, its outcomes to `target`.
+        As in multiprocessing, `chunksize` items travel (and are pickled)
+        together; jobd then sizes its tasks to the chunks' measured cost."""
+        if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
         with self._lock:
             self._check_running()
-            run = _job.Run(self._spec, function, ordered, chunksize if chunksize and chunksize > 1
-                           else 0, deliver=target._deliver,
-                           finish=lambda error: self._ended(run, target, error), items=items)
+            run = _job.Run(self._spec, function, ordered, 0, deliver=target._deliver,
+                           finish=lambda error: self._ended(run, target, error), items=items,
+                           chunk=chunksize, star=star)
             target._run = run
             target._cancel = run.cancel
             self._runs.add(run)
@@ -284,21 +286,21 @@ class Pool:
 
     def _map_async(self, function, iterable, chunksize, callback, error_callback, star, progress):
         self._check_running()
-        items = list(iterable) if star else [(item,) for item in iterable]
+        items = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         result = MapResult(self, len(items), callback, error_callback,
                            _progress_bar(progress, len(items)))
         if not items:
             result._set(True, [])
             return result
-        if star:
-            items = [tuple(args) for args in items]
-        return self._start(function, items, True, chunksize, result)
+        if chunksize is None:  # multiprocessing's: four chunks per worker
+            chunksize, extra = divmod(len(items), self._processes * 4)
+            chunksize += 1 if extra else 0
+        return self._start(function, items, True, chunksize, star, result)
 
     def _imap(self, function, iterable, chunksize, ordered, star, progress):
         self._check_running()
         total = len(iterable) if hasattr(iterable, "__len__") else None
-        items = (tuple(args) for args in iterable) if star else ((item,) for item in iterable)
-        return self._start(function, items, ordered, chunksize,
+        return self._start(function, iterable, ordered, chunksize, star,
                            IMapIterator(_progress_bar(progress, total)))
 
     def map(self, func, iterable, chunksize=None, *, progress=False):

@@ -17,8 +17,11 @@ and answers each item with "<length>\n<bytes>" (str() of the result) or
 "-<length>\n<message>" (the exception).
 
 A pickled job (jobd.Pool) has items of a pickle and its out-of-band buffers
-(pickle protocol 5): the arguments, or (function, args, kwargs) when the job
-has no function of its own. Its results are packed the same way (common/args.h:
+(pickle protocol 5): the arguments tuple; a chunk, [star, items] (each item
+an argument, or its arguments tuple if star), answered with its results and
+{offset: exception text} of those that failed; or (function, args, kwargs)
+when the job has no function of its own. Its results are
+packed the same way (common/args.h:
 u32 count, then per part u32 length and bytes, little-endian), and an
 exception's message ends with the exception pickled, after EXCEPTION_MARK.
 
@@ -31,6 +34,7 @@ what was not answered, so that edited code is never served stale.
 
 import base64
 import importlib
+import itertools
 import os
 import pickle
 import struct
@@ -170,12 +174,15 @@ def pack(parts):
     return b"".join(out)
 
 
-def answer_pickled(out, value):
+def answer_pickled(out, value, chunk=False):
     """Answers an item of a pickled job with its result, or its error if the
     result cannot be pickled."""
     try:
         data, buffers = dumps(value)
     except Exception as error:
+        if chunk:
+            answer_pickled(out, unpicklable_results(value))
+            return
         failure = TypeError(f"the result, of type {type(value).__qualname__}, cannot be pickled "
                             f"to return it: {error}")
         answer_exception(out, failure)
@@ -183,21 +190,61 @@ def answer_pickled(out, value):
     answer(out, pack([data, *buffers]))
 
 
-def answer_exception(out, error, pickled=True):
-    """Answers an item with `error`: its description and the traceback, and
-    for a pickled job the exception itself."""
+def exception_text(error):
+    """An exception for the caller of a pickled job: its description, the
+    traceback, and the exception pickled (if it can be)."""
     text = describe(error)
-    if pickled:
-        frames = user_frames(error)
-        if frames:
-            text += "\n" + "".join(traceback.format_list(frames)).rstrip()
+    frames = user_frames(error)
+    if frames:
+        text += "\n" + "".join(traceback.format_list(frames)).rstrip()
+    try:
+        data, buffers = dumps(error)
+        if not buffers:
+            text += EXCEPTION_MARK + base64.b64encode(data).decode()
+    except Exception:
+        pass  # the caller gets a RemoteError with the text
+    return text
+
+
+def answer_exception(out, error):
+    answer(out, exception_text(error).encode(errors="backslashreplace"), failed=True)
+
+
+def run_chunk(function, star, chunk):
+    """A chunk's outcomes: its results in order (None where one failed), and
+    {offset: exception_text(error)} for those that failed."""
+    try:  # the common case at the speed of map()
+        return (list(itertools.starmap(function, chunk)) if star else
+                list(map(function, chunk))), {}
+    except BaseException:
+        pass  # again, one at a time
+    results, failures = [], {}
+    for offset, item in enumerate(chunk):
         try:
-            data, buffers = dumps(error)
-            if not buffers:
-                text += EXCEPTION_MARK + base64.b64encode(data).decode()
-        except Exception:
-            pass  # the caller gets a RemoteError with the text
-    answer(out, text.encode(errors="backslashreplace"), failed=True)
+            results.append(function(*item) if star else function(item))
+        except BaseException as error:
+            results.append(None)
+            failures[offset] = exception_text(error)
+    return results, failures
+
+
+def unpicklable_results(chunk_outcome):
+    """A chunk's outcome with each result that cannot be pickled failed alone."""
+    results, failures = chunk_outcome
+    for offset, result in enumerate(results):
+        if offset not in failures and not picklable(result):
+            results[offset] = None
+            failures[offset] = exception_text(TypeError(
+                f"the result, of type {type(result).__qualname__}, cannot be pickled"))
+    return results, failures
+
+
+def picklable(value):
+    try:
+        dumps(value)
+        return True
+    except Exception:
+        return False
 
 
 def apply_environment(variables):
@@ -257,13 +304,21 @@ class Job:
                 result = self.function(*(a.decode(errors="surrogateescape") for a in frames))
             else:
                 call = pickle.loads(frames[0], buffers=frames[1:])
-                function, args, kwargs = call if self.function is None else (self.function, call, {})
-                result = function(*args, **kwargs)
+                chunk = isinstance(call, list)  # [star, items]: map's chunksize
+                if chunk:
+                    result = run_chunk(self.function, *call)
+                else:
+                    function, args, kwargs = call if self.function is None else \
+                        (self.function, call, {})
+                    result = function(*args, **kwargs)
         except BaseException as error:  # SystemExit too: the item's error, not the end
-            answer_exception(out, error, self.pickled)
+            if self.pickled:
+                answer_exception(out, error)
+            else:
+                answer(out, describe(error).encode(errors="backslashreplace"), failed=True)
             return
         if self.pickled:
-            answer_pickled(out, result)
+            answer_pickled(out, result, chunk)
         else:
             answer(out, str(result).encode(errors="surrogateescape"))
 
