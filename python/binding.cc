@@ -77,6 +77,12 @@ class Eventfd {
   int fd_;
 };
 
+// Raised by put() once the job has ended (cancelled, or failed).
+class JobEnded : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class Job : public jobd::ItemSource {
  public:
   Job(const std::string& endpoint, const std::string& interpreter, std::vector<std::string> path,
@@ -136,17 +142,19 @@ class Job : public jobd::ItemSource {
       std::unique_lock lock(mutex_);
       if (closed_) throw std::runtime_error("the job's input is closed");
       room_.wait(lock, [&] {
-        return done_ || input_.empty() ||
+        return done_ || cancelled_ || input_.empty() ||
                (input_.size() < kMaxQueuedItems && input_bytes_ < kMaxQueuedBytes);
       });
-      if (!done_) {
+      if (!done_ && !cancelled_) {
         for (Item& item : batch) input_.push_back(std::move(item));
         input_bytes_ += bytes;
         input_ready_.Signal();
+        batch.clear();
       }
     }
     ReleaseSent();
-    // An ended job drops what it was given: the batch is released here, with the GIL.
+    // An ended job takes nothing more (the batch is released here, with the GIL).
+    if (!batch.empty()) throw JobEnded("the job has ended");
   }
 
   // No more items.
@@ -339,6 +347,7 @@ PYBIND11_MODULE(_client, m) {
     throw py::value_error("jobd has no pool '" + name + "' (its pools: " + names +
                           "); name one of them, or add it to jobd's config");
   });
+  py::register_exception<JobEnded>(m, "JobEnded");
   py::class_<Job>(m, "Job")
       .def(py::init<const std::string&, const std::string&, std::vector<std::string>, py::bytes,
                     py::bytes, uint32_t, const std::string&, uint32_t, uint32_t, bool,

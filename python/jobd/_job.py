@@ -202,6 +202,7 @@ class Run:
     def __init__(self, spec, function, ordered, chunksize, deliver, finish, items=None,
                  chunk=1, star=False):
         self.deliver, self.finish = deliver, finish
+        self.wake = None  # set by a target whose `deliver` may wait
         self.star = star  # each item is an arguments tuple (starmap)
         # Items pickled together as one jobd item (multiprocessing's chunksize).
         self.chunk = chunk
@@ -235,6 +236,8 @@ class Run:
     def cancel(self):
         self.cancelled = True
         self.job.cancel()
+        if self.wake is not None:
+            self.wake()  # a `deliver` that waits for its caller gives up
 
     def wait(self, timeout=None):
         return self._done.wait(timeout)
@@ -256,6 +259,8 @@ class Run:
                 self._put((self._dumps_chunk(chunk, n * self.chunk)
                            for n, chunk in enumerate(chunks)), lazy=True)
             self.job.close()
+        except _client.JobEnded:
+            pass  # cancelled, or failed: the collector tells why
         except BaseException as error:  # the input's own error (or pickling's) ends the job
             self.error = self.error or error
             self.job.cancel()

@@ -146,6 +146,10 @@ class IMapIterator:
             self._ended, self._error = True, error
             self._cond.notify_all()
 
+    def _wake(self):
+        with self._cond:
+            self._cond.notify_all()
+
 
 class _Calls:
     """The job that runs a Pool's apply_async calls (and an Executor's submits):
@@ -275,6 +279,7 @@ class Pool:
                            chunk=chunksize, star=star)
             target._run = run
             target._cancel = run.cancel
+            run.wake = getattr(target, "_wake", None)
             self._runs.add(run)
         run.start()
         return target

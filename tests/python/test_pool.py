@@ -1,0 +1,221 @@
+"""jobd.Pool against multiprocessing.Pool's interface and results."""
+
+import itertools
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+import jobd
+import work
+
+
+@pytest.fixture
+def pool(jobd_server):
+    with jobd.Pool() as p:
+        yield p
+    jobd_server.wait_idle()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with multiprocessing.Pool(2) as p:
+        yield p
+
+
+def test_map_equals_multiprocessing(pool, reference):
+    items = list(range(1000))
+    assert pool.map(work.square, items) == reference.map(work.square, items)
+    for chunksize in (1, 7, 5000):
+        assert pool.map(work.square, items, chunksize) == reference.map(work.square, items,
+                                                                         chunksize)
+    assert pool.map(work.square, []) == []
+    assert pool.map(work.square, iter(range(5))) == [0, 1, 4, 9, 16]
+
+
+def test_starmap_equals_multiprocessing(pool, reference):
+    pairs = [(a, b) for a in range(30) for b in range(30)]
+    assert pool.starmap(work.add, pairs) == reference.starmap(work.add, pairs)
+    assert pool.starmap(work.add, pairs, chunksize=1) == reference.starmap(work.add, pairs)
+    assert pool.starmap_async(work.add, [(1, 2)]).get(10) == [3]
+
+
+def test_objects_of_every_kind_travel(pool):
+    items = [None, 1.5, "text", b"bytes", bytearray(b"ba"), {"a": [1, (2, 3)]}, {1, 2},
+             complex(1, 2), 10 ** 40, range(3), frozenset("ab")]
+    assert pool.map(work.echo, items) == items
+    assert pool.map(work.echo, items, chunksize=1) == items
+
+
+def test_functions_by_value(pool):
+    offset = 10
+    assert pool.map(lambda x: x + offset, range(5)) == [10, 11, 12, 13, 14]
+
+    def closure(x):
+        return x * offset
+    assert pool.map(closure, range(3), chunksize=1) == [0, 10, 20]
+    assert pool.apply(lambda a, b=1: a - b, (5,), {"b": 2}) == 3
+
+
+def test_map_async_callback(pool):
+    seen = []
+    done = threading.Event()
+    result = pool.map_async(work.square, range(10), callback=lambda v: (seen.append(v),
+                                                                          done.set()))
+    assert result.get(10) == [x * x for x in range(10)]
+    assert done.wait(5) and seen == [[x * x for x in range(10)]]
+    assert result.ready() and result.successful()
+
+
+def test_map_async_error_callback(pool):
+    errors = []
+    result = pool.map_async(work.divide, [1, 2], callback=None,
+                            error_callback=errors.append)
+    result.wait(10)
+    assert result.ready() and not result.successful()
+    with pytest.raises(TypeError):  # divide(a) misses b
+        result.get()
+    assert len(errors) == 1 and isinstance(errors[0], TypeError)
+
+
+def test_async_result_timeout_and_not_ready(pool):
+    result = pool.apply_async(work.sleep, (1,))
+    assert not result.ready()
+    with pytest.raises(ValueError):
+        result.successful()
+    with pytest.raises(multiprocessing.TimeoutError):
+        result.get(timeout=0.05)
+    result.wait()
+    assert result.ready() and result.successful() and result.get() == 1
+
+
+def test_apply_and_apply_async(pool):
+    assert pool.apply(work.add, (2, 3)) == 5
+    assert pool.apply(work.add, (), {"a": 1, "b": 2}) == 3
+    got, errors = [], []
+    results = [pool.apply_async(work.square, (i,), callback=got.append) for i in range(100)]
+    failing = pool.apply_async(work.divide, (1, 0), error_callback=errors.append)
+    assert [r.get(10) for r in results] == [i * i for i in range(100)]
+    with pytest.raises(ZeroDivisionError):
+        failing.get(10)
+    assert sorted(got) == [i * i for i in range(100)]
+    assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+
+
+def test_imap_in_order_and_unordered(pool, reference):
+    assert list(pool.imap(work.square, range(100))) == list(reference.imap(work.square,
+                                                                            range(100)))
+    assert list(pool.imap(work.square, range(100), chunksize=8)) == [x * x for x in range(100)]
+    assert sorted(pool.imap_unordered(work.square, range(100))) == [x * x for x in range(100)]
+    # As they complete: the quick one first.
+    assert list(pool.imap_unordered(work.sleep, [0.6, 0.01])) == [0.01, 0.6]
+
+
+def test_imap_error_at_its_turn_then_goes_on(pool):
+    results = pool.imap(work.divide, [(1,), (1, 0)], chunksize=1)
+    with pytest.raises(TypeError):
+        next(results)
+    with pytest.raises(TypeError):
+        next(results)
+    with pytest.raises(StopIteration):
+        next(results)
+    it = pool.imap(work.sleep, [1])
+    with pytest.raises(multiprocessing.TimeoutError):
+        it.next(timeout=0.05)
+    assert it.next(timeout=10) == 1
+
+
+def test_imap_of_an_endless_generator_is_lazy(pool):
+    pulled = itertools.count()
+
+    def endless():
+        for n in itertools.count():
+            next(pulled)
+            yield n
+    squares = pool.imap(work.square, endless())
+    assert [next(squares) for _ in range(2000)] == [x * x for x in range(2000)]
+    time.sleep(0.5)
+    taken = next(pulled)
+    # What is read ahead is bounded by the queues and windows, not the input.
+    assert taken < 40000, f"{taken} items pulled from an endless generator"
+    time.sleep(0.5)
+    assert next(pulled) - taken < 5, "the generator is still being drained"
+
+
+def test_processes_limits_the_workers_used(jobd_server):
+    with jobd.Pool(processes=1) as one:
+        assert len(set(one.map(work.slow_pid, [0.05] * 8, chunksize=1))) == 1
+    with jobd.Pool() as every:
+        assert len(set(every.map(work.slow_pid, [0.1] * 8, chunksize=1))) == 2
+    with pytest.raises(ValueError):
+        jobd.Pool(processes=0)
+
+
+def test_io_pool(jobd_server):
+    start = time.monotonic()
+    with jobd.Pool(pool="io") as io:
+        assert io.map(work.sleep, [0.3] * 8) == [0.3] * 8
+    # Eight workers: together, not one after the other.
+    assert time.monotonic() - start < 2.0
+    with pytest.raises(ValueError, match="no pool 'nope'.*cpu, io"):
+        jobd.Pool(pool="nope")
+
+
+def test_close_join_terminate(jobd_server):
+    p = jobd.Pool()
+    results = [p.apply_async(work.sleep, (0.2,)) for _ in range(3)]
+    mapped = p.map_async(work.square, range(10))
+    with pytest.raises(ValueError):
+        p.join()  # still running
+    p.close()
+    with pytest.raises(ValueError, match="Pool not running"):
+        p.map(work.square, [1])
+    p.join()
+    assert [r.get(0) for r in results] == [0.2] * 3 and mapped.get(0) == list(
+        x * x for x in range(10))
+
+    p = jobd.Pool()
+    pending = p.map_async(work.sleep, [5] * 4, chunksize=1)
+    time.sleep(0.3)
+    start = time.monotonic()
+    p.terminate()
+    p.join()
+    assert time.monotonic() - start < 3
+    with pytest.raises(jobd.JobdError, match="cancelled"):
+        pending.get(5)
+    jobd_server.wait_idle()
+
+
+def test_context_manager_terminates(jobd_server):
+    with jobd.Pool() as p:
+        p.map_async(work.sleep, [5] * 2, chunksize=1)
+        time.sleep(0.3)
+    jobd_server.wait_idle(timeout=5)
+
+
+def test_initializer_once_per_interpreter_per_pool(jobd_server, tmp_path):
+    log = tmp_path / "init.log"
+    with jobd.Pool(initializer=work.record_init, initargs=(str(log), "first")) as p:
+        values = p.map(work.initialized, range(40), chunksize=1)
+        p.map(work.initialized, range(40), chunksize=1)  # a second job: no second run
+    assert set(values) == {"first"}
+    lines = log.read_text().split()
+    pids = lines[0::2]
+    assert len(pids) == len(set(pids)) and 1 <= len(pids) <= 2, lines
+    with jobd.Pool(initializer=work.record_init, initargs=(str(log), "second")) as p:
+        assert set(p.map(work.initialized, range(10), chunksize=1)) == {"second"}
+
+
+def test_maxtasksperchild_replaces_interpreters(jobd_server):
+    with jobd.Pool(processes=1, maxtasksperchild=3) as p:
+        pids = p.map(work.pid, range(9), chunksize=1)
+    assert len(set(pids)) == 3 and all(pids.count(x) == 3 for x in set(pids)), pids
+
+
+def test_caller_environment_and_directory(jobd_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("JOBD_TEST_VARIABLE", "from the caller")
+    monkeypatch.chdir(tmp_path)
+    with jobd.Pool() as p:
+        assert p.map(work.environment, ["JOBD_TEST_VARIABLE"]) == ["from the caller"]
+        assert p.map(work.cwd, [0]) == [str(tmp_path)]
