@@ -35,7 +35,7 @@ namespace {
 // The input and the results of a job may hold this much between the caller
 // and the C++ thread (besides the window that jobd holds).
 constexpr size_t kMaxQueuedItems = 4096;
-constexpr size_t kMaxQueuedBytes = size_t{256} << 20;
+constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
 
 // A bytes-like object's memory, held (and read without the GIL) until released
 // with the GIL.

@@ -172,6 +172,7 @@ std::string Coprocess::Reap() {
   for (int i = 0; i < 50 && (waited = waitpid(pid_, &status, WNOHANG)) == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  const bool killed_here = waited == 0;
   kill(-pid_, SIGKILL);
   while (waited == 0 && waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
@@ -182,7 +183,7 @@ std::string Coprocess::Reap() {
   while (!stderr_tail_.empty() && stderr_tail_.back() == '\n') stderr_tail_.pop_back();
   const std::string what = warm_ ? "the Python interpreter " : "the stream coprocess ";
   std::string how = what + DescribeWait(status);
-  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) how = what + "stopped answering";
+  if (killed_here) how = what + "stopped answering";  // its SIGKILL is ours
   return stderr_tail_.empty() ? how : how + ": " + stderr_tail_;
 }
 

@@ -194,8 +194,9 @@ class Run:
     """One job: once started, a thread feeds it `items` (each the arguments
     tuple, or (function, args, kwargs) when `function` is None; or the caller
     puts them), another hands the outcomes to `deliver(first, results,
-    failures)`: the results of the items from index `first` on (None where one
-    failed) and {offset: exception} of those that failed;
+    failures, size)`: the results of the items from index `first` on (None
+    where one failed), {offset: exception} of those that failed, and the size
+    of their pickles;
     `finish(error)` is called once at the end (error None when every item has
     its outcome)."""
 
@@ -311,7 +312,7 @@ class Run:
         try:
             while (outcomes := self.job.take(0.5)) is not None:
                 for outcome in outcomes:
-                    self.deliver(*self._outcomes(*outcome))
+                    self.deliver(*self._outcomes(*outcome), len(outcome[2]))
         except RuntimeError as error:
             if not self.cancelled and self.error is None:
                 self.error = JobdError(str(error))

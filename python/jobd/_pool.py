@@ -12,7 +12,10 @@ import types
 from . import _job
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
-RESULTS_AHEAD = 4096  # results of an imap held for a caller that has not taken them
+# Results of an imap held for a caller that has not taken them: at most so
+# many, or so many bytes (pickled).
+RESULTS_AHEAD = 4096
+RESULTS_AHEAD_BYTES = 64 << 20
 
 
 class AsyncResult:
@@ -76,7 +79,7 @@ class MapResult(AsyncResult):
         self._progress = progress
         self._run = None
 
-    def _deliver(self, first, results, failures):
+    def _deliver(self, first, results, failures, size):
         self._values[first:first + len(results)] = results
         if failures and self._error is None:
             self._error = failures[min(failures)]
@@ -101,7 +104,8 @@ class IMapIterator:
 
     def __init__(self, progress):
         self._cond = threading.Condition()
-        self._outcomes = collections.deque()
+        self._outcomes = collections.deque()  # (ok, value, pickled size)
+        self._bytes = 0
         self._ended, self._error = False, None
         self._progress = progress
         self._run = None
@@ -121,7 +125,8 @@ class IMapIterator:
                 if self._error is not None:
                     raise self._error
                 raise StopIteration
-            ok, value = self._outcomes.popleft()
+            ok, value, size = self._outcomes.popleft()
+            self._bytes -= size
             self._cond.notify_all()
         if ok:
             return value
@@ -129,12 +134,15 @@ class IMapIterator:
 
     __next__ = next
 
-    def _deliver(self, first, results, failures):
+    def _deliver(self, first, results, failures, size):
         with self._cond:
             # A caller that takes results slowly holds the job back: memory stays bounded.
-            self._cond.wait_for(lambda: len(self._outcomes) < RESULTS_AHEAD or self._run.cancelled)
-            self._outcomes.extend((offset not in failures, failures.get(offset, result))
+            self._cond.wait_for(lambda: not self._outcomes or self._run.cancelled or (
+                len(self._outcomes) < RESULTS_AHEAD and self._bytes < RESULTS_AHEAD_BYTES))
+            share = size // len(results)
+            self._outcomes.extend((offset not in failures, failures.get(offset, result), share)
                                   for offset, result in enumerate(results))
+            self._bytes += share * len(results)
             self._cond.notify_all()
         if self._progress is not None:
             self._progress.update(len(results))
@@ -176,7 +184,7 @@ class _Calls:
                 del self.pending[index]
             raise
 
-    def _deliver(self, index, results, failures):
+    def _deliver(self, index, results, failures, size):
         with self.lock:
             resolve = self.pending.pop(index)
         resolve(not failures, failures[0] if failures else results[0])

@@ -46,9 +46,9 @@ class Jobd:
                         self.endpoint, "--detach", "--log-file", self.log], check=True,
                        stdout=subprocess.DEVNULL)
 
-    def jobctl(self, *args):
+    def jobctl(self, *args, **kwargs):
         return subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket", self.endpoint,
-                               *args], capture_output=True, text=True)
+                               *args], capture_output=True, text=True, **kwargs)
 
     def status(self):
         import json

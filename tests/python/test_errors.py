@@ -1,0 +1,146 @@
+"""Failures as Python users expect them, against a real jobd."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import jobd
+import work
+from conftest import BUILD, HERE
+
+
+@pytest.fixture
+def pool(jobd_server):
+    with jobd.Pool() as p:
+        yield p
+    jobd_server.wait_idle()
+
+
+def test_exception_type_message_and_remote_traceback(pool):
+    with pytest.raises(ZeroDivisionError, match="division by zero") as raised:
+        pool.starmap(work.divide, [(1, 1), (1, 0)], chunksize=1)
+    cause = raised.value.__cause__
+    assert isinstance(cause, jobd.RemoteTraceback)
+    assert "work.py" in str(cause) and "in divide" in str(cause) and "return a / b" in str(cause)
+    # The same inside a chunk of many items.
+    with pytest.raises(ZeroDivisionError):
+        pool.starmap(work.divide, [(1, 1)] * 500 + [(1, 0)])
+
+
+def test_unpicklable_exception_is_a_remote_error(pool):
+    with pytest.raises(jobd.RemoteError, match="Unpicklable: 1 and 2"):
+        pool.map(work.raise_unpicklable, [1])
+
+
+def test_unpicklable_result_fails_that_item(pool):
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pool.map(work.return_lock, [1])
+    results = pool.imap(work.return_lock, [1])
+    with pytest.raises(TypeError, match="lock"):
+        next(results)
+
+
+def test_unpicklable_argument_or_function_fails_at_the_call(pool):
+    with pytest.raises(TypeError, match="cannot send the arguments of item 2.*cannot be pickled"):
+        pool.map(work.echo, [1, threading.Lock()], chunksize=1)
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="cannot send the function"):
+        pool.map(lambda x: lock, [1])
+    with pytest.raises(TypeError, match="not callable"):
+        pool.map(42, [1])
+
+
+def test_unimportable_module_names_it(pool, tmp_path, monkeypatch):
+    module = tmp_path / "vanishing_module.py"
+    module.write_text("def f(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import vanishing_module
+    module.unlink()
+    with jobd.Pool() as p:  # the new sys.path: a fresh interpreter
+        with pytest.raises(ModuleNotFoundError, match="vanishing_module"):
+            p.map(vanishing_module.f, [1])
+
+
+def test_a_killed_interpreter_costs_a_retry(pool, tmp_path):
+    marker = str(tmp_path / "killed")
+    assert pool.map(work.kill_once, [marker], chunksize=1) == ["survived"]
+    assert os.path.exists(marker)
+
+
+def test_an_item_that_keeps_killing_raises_worker_lost(pool):
+    start = time.monotonic()
+    with pytest.raises(jobd.WorkerLost, match="SIGKILL"):
+        pool.map(work.kill_always, [1])
+    assert time.monotonic() - start < 20
+    # The pool goes on.
+    assert pool.map(work.square, [3]) == [9]
+
+
+def test_no_jobd_is_a_clear_error(jobd_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("JOBD_SOCKET", f"ipc://{tmp_path}/nobody/jobd.sock")
+    monkeypatch.setenv("JOBD_AUTOSTART", "0")
+    with pytest.raises(jobd.JobdError, match="no jobd is running.*JOBD_AUTOSTART=0"):
+        jobd.Pool()
+
+
+def run_program(source, env=None, **kwargs):
+    environment = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "python") + os.pathsep + HERE,
+                       **(env or {}))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(source)], env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def test_ctrl_c_cancels_the_job(jobd_server):
+    program = run_program("""
+        import time, jobd, work
+        pool = jobd.Pool()
+        print("mapping", flush=True)
+        try:
+            pool.map(work.sleep, [30] * 4, chunksize=1)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            time.sleep(10)  # alive: jobd cannot have noticed that this program ended
+        """)
+    assert program.stdout.readline() == "mapping\n"
+    time.sleep(1)
+    assert jobd_server.status().get("jobs"), "the job did not start"
+    program.send_signal(signal.SIGINT)
+    assert program.stdout.readline() == "interrupted\n"
+    jobd_server.wait_idle(timeout=3)
+    program.kill()
+    program.wait()
+
+
+def test_autostart_when_no_jobd_runs(tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {"JOBD_SOCKET": f"ipc://{runtime}/jobd.sock", "JOBD_AUTOSTART": "1"}
+    source = """
+        import jobd, work
+        with jobd.Pool() as pool:
+            print(pool.map(work.square, [1, 2, 3]))
+        """
+    try:
+        first = run_program(source, env)
+        out, err = first.communicate(timeout=60)
+        assert out == "[1, 4, 9]\n", err
+        assert "no jobd was running, so started one" in err and "JOBD_AUTOSTART=0" in err
+        second = run_program(source, env)
+        out, err = second.communicate(timeout=60)
+        assert out == "[1, 4, 9]\n" and "started" not in err, err
+        status = subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket",
+                                 env["JOBD_SOCKET"], "status", "--json"], capture_output=True,
+                                text=True)
+        pid = int(__import__("json").loads(status.stdout)["pid"])
+        with open(f"/proc/{pid}/cmdline") as f:
+            assert "--idle-exit\x00600" in f.read()
+    finally:
+        subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket", env["JOBD_SOCKET"],
+                        "shutdown"], capture_output=True)

@@ -1,0 +1,43 @@
+"""Large buffers: numpy arrays out of band, in shared memory, memory bounded."""
+
+import numpy
+import pytest
+
+import jobd
+import work
+from test_errors import run_program
+
+
+def test_arrays_round_trip_writable(jobd_server):
+    arrays = [numpy.full((256, 1024), i, dtype=numpy.float64) for i in range(8)]
+    with jobd.Pool() as pool:
+        doubled = pool.map(work.double_array, arrays, chunksize=1)
+        assert all((d == 2 * a).all() and d.flags.writeable for a, d in zip(arrays, doubled))
+        same = pool.map(work.identity_array, arrays)  # in chunks
+        assert all((s == a).all() and s.dtype == a.dtype for a, s in zip(arrays, same))
+        data = bytearray(range(256)) * 40000
+        assert pool.map(work.echo, [data, bytes(data)]) == [data, bytes(data)]
+
+
+def test_a_gibibyte_of_arrays_with_the_client_memory_bounded(jobd_server):
+    # 256 arrays of 4 MiB out and back, made and checked one by one: the
+    # client holds a window of them, not all.
+    program = run_program("""
+        import numpy, jobd, work
+        def arrays():
+            for i in range(256):
+                yield numpy.full(512 * 1024, i, dtype=numpy.float64)
+        with jobd.Pool() as pool:
+            for i, array in enumerate(pool.imap(work.double_array, arrays())):
+                assert array.shape == (512 * 1024,) and array[0] == array[-1] == 2 * i, i
+                count = i + 1
+        with open("/proc/self/status") as status:
+            peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+        print(count, peak // 1024)
+        """)
+    out, err = program.communicate(timeout=180)
+    assert program.returncode == 0, err
+    count, peak_mib = map(int, out.split())
+    assert count == 256
+    assert peak_mib < 700, f"the client peaked at {peak_mib} MiB moving 1 GiB each way"
+    jobd_server.wait_idle()
