@@ -9,6 +9,7 @@
 namespace jobd {
 
 Job& Scheduler::AddJob(JobSpec spec, Clock::time_point now) {
+  if (spec.cost_key.empty()) spec.cost_key = spec.function;
   const uint64_t id = next_job_++;
   Job& job = jobs_[id];
   job.id = id;
@@ -125,7 +126,7 @@ uint64_t Scheduler::ItemCostNs(const std::string& pool, const std::string& funct
 
 uint32_t Scheduler::ChunkSize(const Job& job, size_t pool_workers) const {
   if (job.spec.chunksize != 0) return job.spec.chunksize;
-  const uint64_t cost = ItemCostNs(job.spec.pool, job.spec.function);
+  const uint64_t cost = ItemCostNs(job.spec.pool, job.spec.cost_key);
   // Unknown cost: one item, so that the first results measure it quickly.
   if (cost == 0) return 1;
   uint64_t chunk = std::clamp<uint64_t>(kTargetTaskNs / cost, 1, kMaxChunk);
@@ -184,7 +185,7 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
       }
       job->queue.pop_front();
     }
-    task.estimate_ns = ItemCostNs(pool, job->spec.function) * task.indexes.size();
+    task.estimate_ns = ItemCostNs(pool, job->spec.cost_key) * task.indexes.size();
     if (!job->queue.empty()) ready.push_back(job_id);  // its turn comes again after the others
     return &task;
   }
@@ -260,7 +261,7 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
   }
   if (items > 0 && result.busy_ns() > 0) {
     const double per_item = static_cast<double>(result.busy_ns()) / static_cast<double>(items);
-    auto [cost, inserted] = cost_ns_.try_emplace({task.pool, job->spec.function}, per_item);
+    auto [cost, inserted] = cost_ns_.try_emplace({task.pool, job->spec.cost_key}, per_item);
     if (!inserted) cost->second = 0.7 * cost->second + 0.3 * per_item;
   }
   wire::Results& results = results_[job->id];

@@ -30,6 +30,9 @@ struct JobSpec {
   std::string client;  // ZeroMQ routing id of the submitter
   pid_t client_pid = 0;
   std::string function;
+  // What the measured cost of an item is kept under: the function, or what
+  // tells one command or Python function from another (CostKey).
+  std::string cost_key;
   std::string pool;
   uint32_t chunksize = 0;  // 0: adaptive
   uint32_t max_workers = 0;  // at most this many workers at once; 0: no limit

@@ -98,6 +98,22 @@ std::string Encode(const google::protobuf::MessageLite& message) {
   return bytes;
 }
 
+// What one job's items cost is learned under: its function, and for a
+// command or a Python function what it runs (items of `sleep 1` and of
+// `true` cost nothing alike). Calls of jobd.Pool.apply_async each carry
+// their own function: they share one key.
+std::string CostKey(const wire::Submit& submit) {
+  std::string key = submit.function() + "\n" + submit.plugin();
+  if (submit.has_exec()) {
+    for (const std::string& word : submit.exec().argv()) key += "\n" + word;
+  }
+  if (submit.has_python()) {
+    key += "\n" + submit.python().function() + "\n" +
+           std::to_string(std::hash<std::string>{}(submit.python().callable()));
+  }
+  return key;
+}
+
 }  // namespace
 
 Supervisor::Supervisor(Config config, std::string config_path, std::string worker_binary)
@@ -650,6 +666,7 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   spec.max_workers = submit.max_workers();
   if (submit.has_exec()) spec.exec = std::make_shared<const wire::Exec>(submit.exec());
   if (submit.has_python()) spec.python = std::make_shared<const wire::Python>(submit.python());
+  spec.cost_key = CostKey(submit);
   spec.plugin = submit.plugin();
   spec.starmap = submit.starmap();
   // A job may ask for less than its pool allows, never more.

@@ -17,9 +17,17 @@ and results are pickled, large buffers (pickle protocol 5) travel in shared
 memory. If no jobd runs, jobd.Pool starts one (JOBD_AUTOSTART=0: it does not).
 """
 
-from ._executor import Executor
 from ._job import JobdError, RemoteError, RemoteTraceback, WorkerLost
 from ._pool import AsyncResult, IMapIterator, MapResult, Pool
 
 __all__ = ["Pool", "Executor", "AsyncResult", "MapResult", "IMapIterator", "JobdError",
            "RemoteError", "WorkerLost", "RemoteTraceback"]
+
+
+def __getattr__(name):
+    # Imported when first used: concurrent.futures (with logging) costs a new
+    # program more time than the rest of the package.
+    if name == "Executor":
+        from ._executor import Executor
+        return Executor
+    raise AttributeError(f"module 'jobd' has no attribute {name!r}")

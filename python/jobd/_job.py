@@ -1,13 +1,11 @@
 """One jobd job of a pickled Python function, and what it needs: finding (or
 starting) jobd, pickling items, unpickling results and errors."""
 
-import base64
+import binascii
 import itertools
 import os
 import pickle
-import shutil
 import struct
-import subprocess
 import sys
 import threading
 
@@ -62,18 +60,19 @@ def endpoint_of(socket):
 
 def jobd_binary():
     """jobd beside this package in a build tree, else jobd on PATH."""
+    import shutil
     here = os.path.dirname(os.path.abspath(__file__))
     built = os.path.join(here, "..", "..", "bin", "jobd")
     return built if os.access(built, os.X_OK) else shutil.which("jobd")
 
 
-def ensure_jobd(socket):
-    """The endpoint of a jobd that answers; starts one (once, saying so on
-    stderr) when none runs, unless JOBD_AUTOSTART=0."""
+def pool_workers(socket, pool):
+    """(endpoint, workers): where a jobd answers and how many workers its pool
+    `pool` (empty: the default) has. Starts a jobd (once, saying so on stderr)
+    when none runs, unless JOBD_AUTOSTART=0."""
     endpoint = endpoint_of(socket)
     try:
-        _client.check(endpoint)
-        return endpoint
+        return endpoint, _client.pool_workers(endpoint, pool)
     except RuntimeError as error:
         problem = str(error)
     if not problem.startswith(("no jobd is running", "no jobd answers")):
@@ -84,6 +83,7 @@ def ensure_jobd(socket):
     if binary is None:
         raise JobdError(f"{problem}; jobd.Pool would start one, but no jobd program is on PATH "
                         "(install jobd, or set PATH)") from None
+    import subprocess
     with _started_lock:
         command = [binary, "--detach", "--idle-exit", str(IDLE_EXIT)]
         if socket or os.environ.get("JOBD_SOCKET"):
@@ -98,13 +98,8 @@ def ensure_jobd(socket):
             print(f"jobd: no jobd was running, so started one (pid {pid}) at {endpoint}; it stops "
                   f"after {IDLE_EXIT} s without a job (JOBD_AUTOSTART=0 turns this off)",
                   file=sys.stderr)
-    return endpoint
-
-
-def pool_workers(endpoint, pool):
-    """How many workers the jobd pool `pool` (empty: the default) has."""
     try:
-        return _client.pool_workers(endpoint, pool)
+        return endpoint, _client.pool_workers(endpoint, pool)
     except RuntimeError as error:
         raise JobdError(str(error)) from None
 
@@ -170,7 +165,7 @@ def error_of(blob):
     if mark >= 0:
         description, tb = (text[:mark].split("\n", 1) + [""])[:2]
         try:
-            error = pickle.loads(base64.b64decode(text[mark + len(EXCEPTION_MARK):]))
+            error = pickle.loads(binascii.a2b_base64(text[mark + len(EXCEPTION_MARK):]))
         except Exception as unpickling:
             return RemoteError(f"{text[:mark]}\n(the exception could not be unpickled here: "
                                f"{type(unpickling).__name__}: {unpickling})")

@@ -1,10 +1,7 @@
 """jobd.Pool: multiprocessing.Pool's interface, run by jobd's warm workers."""
 
 import collections
-import itertools
-import multiprocessing
 import os
-import shutil
 import sys
 import threading
 import types
@@ -12,6 +9,13 @@ import types
 from . import _job
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+
+def timeout_error():
+    """multiprocessing.TimeoutError, imported only when needed (multiprocessing
+    costs a new program milliseconds it need not pay)."""
+    import multiprocessing
+    return multiprocessing.TimeoutError()
 # Results of an imap held for a caller that has not taken them: at most so
 # many, or so many bytes (pickled).
 RESULTS_AHEAD = 4096
@@ -50,7 +54,7 @@ class AsyncResult:
                 self._cancel()
             raise
         if not self.ready():
-            raise multiprocessing.TimeoutError
+            raise timeout_error()
         if self._success:
             return self._value
         raise self._value
@@ -117,7 +121,7 @@ class IMapIterator:
         with self._cond:
             try:
                 if not self._cond.wait_for(lambda: self._outcomes or self._ended, timeout):
-                    raise multiprocessing.TimeoutError
+                    raise timeout_error()
             except KeyboardInterrupt:  # Ctrl-C: the job stops in jobd too
                 self._run.cancel()
                 raise
@@ -231,17 +235,17 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        interpreter = sys.executable or shutil.which("python3")
+        interpreter = sys.executable
         if not interpreter:
             raise _job.JobdError("cannot tell which Python runs this program (sys.executable "
-                                 "is empty), so the workers cannot run the same one")
+                                 "is empty), so the workers cannot run the same one; run it "
+                                 "with a python3 program")
         initializing = b""
         if initializer is not None:
             token = os.urandom(16)  # this Pool's: its initializer runs once per interpreter
             initializing = _job.dumps_whole((token, initializer, tuple(initargs)),
                                             f"the initializer {initializer!r}")
-        endpoint = _job.ensure_jobd(socket)
-        workers = _job.pool_workers(endpoint, pool or "")
+        endpoint, workers = _job.pool_workers(socket, pool or "")
         self._spec = dict(endpoint=endpoint, interpreter=interpreter,
                           path=_job.caller_path(), initializer=initializing,
                           max_items=maxtasksperchild or 0, pool=pool or "",

@@ -48,19 +48,20 @@ EXCEPTION_MARK = "\njobd-pickled-exception:"  # then the exception, pickled, in 
 
 
 def frame_at(buffer, start):
-    """The frame at `start`: (bytes, end), or None if it is not all there."""
+    """Where the frame at `start` lies: (first byte, end), or None if it is
+    not all there."""
     newline = buffer.find(b"\n", start)
     if newline < 0:
         return None
     end = newline + 1 + int(buffer[start:newline])
-    # A copy of its own (writable: numpy arrays unpickled on it are too).
-    return (buffer[newline + 1:end], end) if len(buffer) >= end else None
+    return (newline + 1, end) if len(buffer) >= end else None
 
 
 def message_at(buffer, start):
     """The message at `start`: (header line or None, frames, end), or None if
     it is not all there. A header's frames are its fields, an item's its
-    arguments."""
+    arguments. Each frame is a copy of its own (writable: numpy arrays
+    unpickled on it are too), made once the message is whole."""
     newline = buffer.find(b"\n", start)
     if newline < 0:
         return None
@@ -71,16 +72,15 @@ def message_at(buffer, start):
     elif first[:1] == b"*":
         count, header = int(first[1:]), None
     else:
-        frame = frame_at(buffer, start)
-        return None if frame is None else (None, [frame[0]], frame[1])
-    frames, end = [], newline + 1
+        count, header, newline = 1, None, start - 1  # a bare frame
+    spans, end = [], newline + 1
     for _ in range(count):
-        frame = frame_at(buffer, end)
-        if frame is None:
+        span = frame_at(buffer, end)
+        if span is None:
             return None
-        frames.append(frame[0])
-        end = frame[1]
-    return header, frames, end
+        spans.append(span)
+        end = span[1]
+    return header, [buffer[a:b] for a, b in spans], end
 
 
 class Modules:
@@ -345,7 +345,7 @@ def serve():
     buffer = bytearray()
 
     def send(out):
-        data = b"".join(out)
+        data = memoryview(b"".join(out))  # slices of it copy nothing
         while data:
             data = data[os.write(protocol_out, data):]
 

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""The jobd.Pool benchmarks of bench.py, each run side by side with what a
+Python user would use instead, in one process; prints one JSON object of
+seconds per side.
+
+  python_bench.py map          map(identity, range(100000)) with chunksize=1 and
+                               with the default chunksize: jobd.Pool against
+                               multiprocessing.Pool(cores)
+  python_bench.py cpu          a pure-Python CPU-bound function over 64 items:
+                               jobd.Pool against a serial loop
+  python_bench.py first jobd|fork|spawn|forkserver
+                               as a new program: the time from importing the pool's
+                               module to the first map of one item's result
+  python_bench.py arrays       64 numpy arrays of 4 MiB, map(identity, arrays):
+                               jobd.Pool against multiprocessing.Pool(cores)
+  python_bench.py submit       10,000 submits of a trivial function, then every
+                               result: jobd.Executor against ProcessPoolExecutor
+  python_bench.py urls         32 URLs of a local server answering in 0.3 s:
+                               jobd.Pool(pool="io") against
+                               multiprocessing.dummy.Pool(16) and a serial loop
+
+jobd is found at $JOBD_SOCKET; the package on PYTHONPATH.
+"""
+import json
+import os
+import sys
+import time
+
+import pool_work
+
+CORES = os.cpu_count()
+
+
+def timed(call):
+    start = time.perf_counter()
+    result = call()
+    return time.perf_counter() - start, result
+
+
+def bench_map():
+    import multiprocessing
+
+    import jobd
+    items = range(100_000)
+    expected = list(items)
+    out = {}
+    with jobd.Pool() as ours, multiprocessing.Pool(CORES) as theirs:
+        for name, pool in (("jobd", ours), ("multiprocessing", theirs)):
+            pool.map(pool_work.identity, range(100))  # warm: imports done
+            for chunksize in (1, None):
+                seconds, result = timed(lambda: pool.map(pool_work.identity, items, chunksize))
+                assert result == expected, name
+                out[f"{name} chunksize={chunksize}"] = seconds
+    return out
+
+
+def bench_cpu():
+    import jobd
+    items = [60_000 + i for i in range(64)]
+    with jobd.Pool() as pool:
+        pool.map(pool_work.busy, items[:4])  # warm
+        serial, expected = timed(lambda: [pool_work.busy(n) for n in items])
+        parallel, result = timed(lambda: pool.map(pool_work.busy, items))
+    assert result == expected
+    return {"jobd": parallel, "serial": serial, "cores": CORES}
+
+
+def bench_first(side):
+    start = time.perf_counter()
+    if side == "jobd":
+        import jobd
+        with jobd.Pool() as pool:
+            result = pool.map(pool_work.identity, ["x"])
+    else:
+        import multiprocessing
+        with multiprocessing.get_context(side).Pool(CORES) as pool:
+            result = pool.map(pool_work.identity, ["x"])
+    assert result == ["x"]
+    return {side: time.perf_counter() - start}
+
+
+def bench_arrays():
+    import multiprocessing
+
+    import numpy
+
+    import jobd
+    arrays = [numpy.full(512 * 1024, i, dtype=numpy.float64) for i in range(64)]
+    out = {}
+    with jobd.Pool() as ours, multiprocessing.Pool(CORES) as theirs:
+        for name, pool in (("jobd", ours), ("multiprocessing", theirs)):
+            pool.map(pool_work.identity, arrays[:2])  # warm
+            seconds, result = timed(lambda: pool.map(pool_work.identity, arrays))
+            assert all((a == b).all() for a, b in zip(arrays, result)), name
+            out[name] = seconds
+    return out
+
+
+def bench_submit():
+    import concurrent.futures
+
+    import jobd
+    out = {}
+    for name, executor in (("jobd", jobd.Executor()),
+                           ("ProcessPoolExecutor", concurrent.futures.ProcessPoolExecutor(CORES))):
+        with executor:
+            executor.submit(pool_work.identity, 0).result()  # started, imports done
+
+            def run():
+                futures = [executor.submit(pool_work.identity, i) for i in range(10_000)]
+                return [f.result() for f in futures]
+            seconds, result = timed(run)
+            assert result == list(range(10_000)), name
+            out[name] = seconds
+    return out
+
+
+def bench_urls():
+    import http.server
+    import multiprocessing.dummy
+    import threading
+
+    import jobd
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(0.3)
+            body = b"x" * 1000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    urls = [f"http://127.0.0.1:{server.server_port}/{i}" for i in range(32)]
+    out = {}
+    with jobd.Pool(pool="io") as pool:
+        out["jobd first"], result = timed(lambda: pool.map(pool_work.fetch, urls))
+        out["jobd"], result = timed(lambda: pool.map(pool_work.fetch, urls))
+    assert result == [1000] * 32
+    with multiprocessing.dummy.Pool(16) as threads:
+        out["multiprocessing.dummy"], result = timed(lambda: threads.map(pool_work.fetch, urls))
+    assert result == [1000] * 32
+    out["serial"], _ = timed(lambda: [pool_work.fetch(url) for url in urls])
+    server.shutdown()
+    return out
+
+
+if __name__ == "__main__":
+    case = sys.argv[1]
+    benchmarks = {"map": bench_map, "cpu": bench_cpu, "arrays": bench_arrays,
+                  "submit": bench_submit, "urls": bench_urls}
+    print(json.dumps(bench_first(sys.argv[2]) if case == "first" else benchmarks[case]()))
