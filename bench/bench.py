@@ -17,6 +17,20 @@
             multiprocessing.Pool(2) with fork (target: >= 10x faster, the
             target set for jobd.Pool, measured through jobctl until the
             Python client exists) and with spawn (for information)
+  py-map    jobd.Pool().map(identity, range(100000)) against
+            multiprocessing.Pool: chunksize=1 (target: >= 3x faster) and the
+            default chunksize (target: >= 1x)
+  py-cpu    jobd.Pool().map of a pure-Python CPU-bound function over 64
+            items against a serial loop (target: >= 0.95 x cores faster)
+  py-first  a new program's first jobd.Pool().map of one item (warm jobd)
+            against creating multiprocessing.Pool(cores) and mapping one item:
+            fork (target: >= 10x faster), spawn and forkserver (>= 50x)
+  py-arrays map(identity) over 64 numpy arrays of 4 MiB against
+            multiprocessing.Pool (target: >= 5x faster)
+  py-submit 10,000 jobd.Executor().submit then every result against
+            ProcessPoolExecutor (target: >= 2x faster)
+  py-urls   32 URLs of a local server answering in 0.3 s: jobd.Pool(pool="io")
+            against multiprocessing.dummy.Pool(16) (target: >= 1x)
 
 Each benchmark runs its sides alternately, best of 3 (1 with --quick),
 and notes how much CPU time other processes took meanwhile. Prints a table
@@ -61,6 +75,7 @@ default_pool: two
 pools:
   one: {workers: 1}
   two: {workers: 2}
+  io: {workers: 16}
 """
 
 
@@ -160,9 +175,11 @@ class OthersMeter:
     def ours(self):
         t = os.times()
         ticks = (t.user + t.system + t.children_user + t.children_system) * CLOCK_TICKS
-        return ticks + sum(process_ticks(pid) for pid in self.jobd.server_pids)
+        return ticks + sum(process_ticks(pid) for pid in self.jobd.server_pids | self.interpreters)
 
     def __enter__(self):
+        # Interpreters that live through the runs: what they used counts as ours.
+        self.interpreters = self.jobd.interpreters()
         self.start = busy_ticks(), self.ours()
         return self
 
@@ -170,20 +187,30 @@ class OthersMeter:
         self.jobd.wait_for_commands()
         (busy0, all0), ours0 = self.start
         busy1, all1 = busy_ticks()
+        self.interpreters |= self.jobd.interpreters()
         others = (busy1 - busy0) - (self.ours() - ours0)
         self.share = max(others, 0) / max(all1 - all0, 1)
 
 
-def parent_pids():
-    """The parent pid of every process."""
-    ppids = []
+def process_parents():
+    """{pid: parent pid} of every process."""
+    parents = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                ppids.append(int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1]))
+                parents[int(entry.name)] = int(
+                    Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
             except FileNotFoundError:
                 pass
-    return ppids
+    return parents
+
+
+def warm_interpreter(pid):
+    """Whether `pid` is a worker's warm Python interpreter (it stays)."""
+    try:
+        return b"jobd/_worker.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
 
 
 def alive(pid):
@@ -255,8 +282,15 @@ class Jobd:
         its CPU time counts in its worker's (cutime) only once the worker reaped it."""
         workers = self.server_pids - {self.pid}
         deadline = time.monotonic() + timeout
-        while workers.intersection(parent_pids()) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and any(
+                parent in workers and not warm_interpreter(pid)
+                for pid, parent in process_parents().items()):
             time.sleep(0.01)
+
+    def interpreters(self):
+        """The workers' warm Python interpreters (whose CPU time is jobd's)."""
+        workers = self.server_pids - {self.pid}
+        return {pid for pid, parent in process_parents().items() if parent in workers}
 
     def peak_rss_mib(self):
         """The daemon's peak resident set since it started (VmHWM)."""
@@ -486,9 +520,124 @@ def bench_warm(jobd, repeats):
                            Measure("jobctl's first run, while no interpreter was warm", cold, "s")])]
 
 
+def package_python(jobd):
+    """The interpreter the Python package was built for, and the environment
+    that imports it and reaches the benchmark's jobd."""
+    cache = jobd.bin.parent / "CMakeCache.txt"
+    match = re.search(r"^Python3_EXECUTABLE:\w+=(.+)$", cache.read_text(), re.M) \
+        if cache.is_file() else None
+    if not match:
+        raise BenchError(f"no Python3_EXECUTABLE in {cache}; build jobd first (ninja -C build)")
+    env = {**jobd.env, "PYTHONPATH": f"{jobd.bin.parent / 'python'}:{BENCH_DIR}",
+           "JOBD_AUTOSTART": "0"}
+    return match[1], env
+
+
+def python_bench(jobd, repeats, case, *args):
+    """Runs python_bench.py CASE ARGS `repeats` times; the best (least)
+    seconds of each side."""
+    python, env = package_python(jobd)
+    best = {}
+    for run in range(repeats):
+        proc, _, out = timed([python, str(BENCH_DIR / "python_bench.py"), case, *args], env=env,
+                             stdout=subprocess.PIPE)
+        jobd.pids.add(proc.pid)
+        for side, seconds in json.loads(out).items():
+            best[side] = min(best.get(side, seconds), seconds)
+        log(f"py-{case:<6} run {run + 1}/{repeats}: "
+            + ", ".join(f"{side} {seconds * 1000:.0f} ms" for side, seconds in json.loads(out).items()
+                        if side != "cores"))
+    return best
+
+
+def bench_py_map(jobd, repeats):
+    with OthersMeter(jobd) as others:
+        best = python_bench(jobd, repeats, "map")
+    return [Result("py-map/chunksize=1",
+                   Measure("jobd.Pool().map(identity, range(100000), chunksize=1)",
+                           best["jobd chunksize=1"], "s"),
+                   Measure("multiprocessing.Pool(cores).map(the same, chunksize=1)",
+                           best["multiprocessing chunksize=1"], "s"),
+                   ratio=best["multiprocessing chunksize=1"] / best["jobd chunksize=1"],
+                   target=3.0, others=others.share),
+            Result("py-map/default",
+                   Measure("jobd.Pool().map(identity, range(100000))",
+                           best["jobd chunksize=None"], "s"),
+                   Measure("multiprocessing.Pool(cores).map(the same)",
+                           best["multiprocessing chunksize=None"], "s"),
+                   ratio=best["multiprocessing chunksize=None"] / best["jobd chunksize=None"],
+                   target=1.0, others=others.share)]
+
+
+def bench_py_cpu(jobd, repeats):
+    with OthersMeter(jobd) as others:
+        best = python_bench(jobd, repeats, "cpu")
+    cores = best["cores"]
+    return [Result("py-cpu",
+                   Measure("jobd.Pool().map(busy, 64 items), pure-Python CPU work (~60 ms each)",
+                           best["jobd"], "s"),
+                   Measure("[busy(n) for n in items], serial", best["serial"], "s"),
+                   ratio=best["serial"] / best["jobd"], target=0.95 * cores, others=others.share)]
+
+
+def bench_py_first(jobd, repeats):
+    python_bench(jobd, 1, "first", "jobd")  # warms the interpreters: the point of the row
+    sides = {}
+    with OthersMeter(jobd) as others:
+        for run in range(repeats):
+            for side in ("jobd", "fork", "spawn", "forkserver"):
+                seconds = python_bench(jobd, 1, "first", side)[side]
+                sides[side] = min(sides.get(side, seconds), seconds)
+    ours = Measure("a new program: import jobd, jobd.Pool(), map(identity, ['x']), on warm "
+                   "interpreters", sides["jobd"], "s")
+    return [Result(f"py-first/{side}", ours,
+                   Measure(f"the same with multiprocessing.get_context('{side}').Pool(cores)",
+                           sides[side], "s"),
+                   ratio=sides[side] / sides["jobd"], target=target, others=others.share)
+            for side, target in (("fork", 10.0), ("spawn", 50.0), ("forkserver", 50.0))]
+
+
+def bench_py_arrays(jobd, repeats):
+    with OthersMeter(jobd) as others:
+        best = python_bench(jobd, repeats, "arrays")
+    return [Result("py-arrays",
+                   Measure("jobd.Pool().map(identity, 64 numpy arrays of 4 MiB)", best["jobd"], "s"),
+                   Measure("multiprocessing.Pool(cores).map(the same)", best["multiprocessing"], "s"),
+                   ratio=best["multiprocessing"] / best["jobd"], target=5.0, others=others.share)]
+
+
+def bench_py_submit(jobd, repeats):
+    with OthersMeter(jobd) as others:
+        best = python_bench(jobd, repeats, "submit")
+    return [Result("py-submit",
+                   Measure("jobd.Executor(): 10,000 submit(identity, i), then every result",
+                           best["jobd"], "s"),
+                   Measure("concurrent.futures.ProcessPoolExecutor(cores): the same",
+                           best["ProcessPoolExecutor"], "s"),
+                   ratio=best["ProcessPoolExecutor"] / best["jobd"], target=2.0,
+                   others=others.share)]
+
+
+def bench_py_urls(jobd, repeats):
+    with OthersMeter(jobd) as others:
+        best = python_bench(jobd, repeats, "urls")
+    return [Result("py-urls",
+                   Measure("jobd.Pool(pool='io').map(fetch, 32 URLs answering in 0.3 s), "
+                           "16 workers, warm", best["jobd"], "s"),
+                   Measure("multiprocessing.dummy.Pool(16).map(the same)",
+                           best["multiprocessing.dummy"], "s"),
+                   ratio=best["multiprocessing.dummy"] / best["jobd"], target=1.0,
+                   others=others.share,
+                   extras=[Measure("jobd's first map in a run (interpreters of a new sys.path "
+                                   "start)", best["jobd first"], "s"),
+                           Measure("serial", best["serial"], "s")])]
+
+
 BENCHMARKS = {"cpu": bench_cpu, "overhead": bench_overhead, "payload": bench_payload,
               "exec": bench_exec, "stream": bench_stream, "plugin": bench_plugin,
-              "warm": bench_warm}
+              "warm": bench_warm, "py-map": bench_py_map, "py-cpu": bench_py_cpu,
+              "py-first": bench_py_first, "py-arrays": bench_py_arrays,
+              "py-submit": bench_py_submit, "py-urls": bench_py_urls}
 
 
 def table(results, leftover, out):
