@@ -4,7 +4,8 @@
 // Client::MapPython with the GIL released, so that windows, shared-memory
 // payloads and resubmits have one implementation for C++, jobctl and Python.
 //
-//   job = Job(endpoint, interpreter=..., path=[...], callable=b"...", ...)
+//   connection = connect(endpoint)          # raises RuntimeError: no jobd, ...
+//   job = Job(connection=connection, interpreter=..., path=[...], callable=b"...", ...)
 //   job.put([[pickle, buffer, ...], ...])   # blocks while the input is full
 //   job.close()                             # no more items
 //   job.take(0.1)   # [(index, ok, bytearray), ...]; [] on timeout; None at the end
@@ -36,6 +37,23 @@ namespace {
 // and the C++ thread (besides the window that jobd holds).
 constexpr size_t kMaxQueuedItems = 4096;
 constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
+
+// A connection to jobd, used by one job at a time and kept for the next (a
+// connection costs a new socket and a round trip). `broken` once a job
+// ended in a way that may leave it unusable (jobd died, an error).
+struct Connection {
+  jobd::Client client;
+  bool broken = false;
+};
+
+std::shared_ptr<Connection> Connect(const std::string& endpoint) {
+  jobd::Result<jobd::Client> client = [&] {
+    py::gil_scoped_release release;
+    return jobd::Client::Connect(endpoint);
+  }();
+  if (!client.ok()) throw std::runtime_error(client.message());
+  return std::make_shared<Connection>(Connection{std::move(*client)});
+}
 
 // A bytes-like object's memory, held (and read without the GIL) until released
 // with the GIL.
@@ -85,10 +103,11 @@ class JobEnded : public std::runtime_error {
 
 class Job : public jobd::ItemSource {
  public:
-  Job(const std::string& endpoint, const std::string& interpreter, std::vector<std::string> path,
-      py::bytes callable, py::bytes initializer, uint32_t max_items, const std::string& pool,
-      uint32_t max_workers, uint32_t chunksize, bool ordered, std::optional<uint32_t> retries,
-      double timeout, double resubmit_wait) {
+  Job(std::shared_ptr<Connection> connection, const std::string& interpreter,
+      std::vector<std::string> path, py::bytes callable, py::bytes initializer,
+      uint32_t max_items, const std::string& pool, uint32_t max_workers, uint32_t chunksize,
+      bool ordered, std::optional<uint32_t> retries, double timeout, double resubmit_wait)
+      : connection_(std::move(connection)) {
     function_.pickled = true;
     function_.interpreter = interpreter;
     function_.path = std::move(path);
@@ -108,12 +127,6 @@ class Job : public jobd::ItemSource {
       std::lock_guard lock(mutex_);
       notices_.push_back(message);
     };
-    jobd::Result<jobd::Client> client = [&] {
-      py::gil_scoped_release release;
-      return jobd::Client::Connect(endpoint);
-    }();
-    if (!client.ok()) throw std::runtime_error(client.message());
-    client_.emplace(std::move(*client));
     thread_ = std::thread([this] { RunJob(); });
   }
 
@@ -260,7 +273,7 @@ class Job : public jobd::ItemSource {
 
  private:
   void RunJob() {
-    jobd::Result<jobd::JobSummary> summary = client_->MapPython(
+    jobd::Result<jobd::JobSummary> summary = connection_->client.MapPython(
         function_, *this, options_, [this](const jobd::ItemResult& result) -> jobd::Status {
           std::unique_lock lock(mutex_);
           room_.wait(lock, [&] {
@@ -277,8 +290,9 @@ class Job : public jobd::ItemSource {
     if (summary.ok()) {
       summary_ = *summary;
       job_ = summary->job;
-    } else if (!cancelled_) {
-      error_ = summary.message();
+    } else {
+      connection_->broken = true;
+      if (!cancelled_) error_ = summary.message();
     }
     done_ = true;
     results_ready_.notify_all();
@@ -296,7 +310,7 @@ class Job : public jobd::ItemSource {
 
   jobd::PythonFunction function_;
   jobd::MapOptions options_;
-  std::optional<jobd::Client> client_;
+  std::shared_ptr<Connection> connection_;
   std::thread thread_;
   Eventfd input_ready_, cancel_;
 
@@ -319,23 +333,17 @@ class Job : public jobd::ItemSource {
 PYBIND11_MODULE(_client, m) {
   m.doc() = "The jobd C++ client library, for the jobd package.";
   m.def("default_endpoint", &jobd::DefaultEndpoint);
-  // Raises RuntimeError with jobd's message if no jobd answers at `endpoint`.
-  m.def("check", [](const std::string& endpoint) {
-    jobd::Result<jobd::Client> client = [&] {
+  py::class_<Connection, std::shared_ptr<Connection>>(m, "Connection")
+      .def_property_readonly("broken", [](const Connection& c) { return c.broken; })
+      .def_property_readonly("daemon_pid", [](const Connection& c) { return c.client.daemon_pid(); });
+  // A connection to the jobd at `endpoint`; RuntimeError with jobd's message if none answers.
+  m.def("connect", &Connect, py::arg("endpoint"));
+  // How many workers pool `pool` (empty: the default pool) has; ValueError
+  // naming the pools if jobd has no such pool.
+  m.def("pool_workers", [](Connection& connection, const std::string& pool) {
+    jobd::Result<jobd::wire::StatusReport> report = [&] {
       py::gil_scoped_release release;
-      return jobd::Client::Connect(endpoint);
-    }();
-    if (!client.ok()) throw std::runtime_error(client.message());
-    return client->daemon_pid();
-  });
-  // How many workers pool `pool` (empty: the default pool) of the jobd at
-  // `endpoint` has; raises ValueError naming the pools if it has no such pool.
-  m.def("pool_workers", [](const std::string& endpoint, const std::string& pool) {
-    jobd::Result<jobd::wire::StatusReport> report = [&]() -> jobd::Result<jobd::wire::StatusReport> {
-      py::gil_scoped_release release;
-      jobd::Result<jobd::Client> client = jobd::Client::Connect(endpoint);
-      if (!client.ok()) return client.status();
-      return client->Status();
+      return connection.client.Status();
     }();
     if (!report.ok()) throw std::runtime_error(report.message());
     const std::string& name = pool.empty() ? report->default_pool() : pool;
@@ -349,10 +357,10 @@ PYBIND11_MODULE(_client, m) {
   });
   py::register_exception<JobEnded>(m, "JobEnded");
   py::class_<Job>(m, "Job")
-      .def(py::init<const std::string&, const std::string&, std::vector<std::string>, py::bytes,
-                    py::bytes, uint32_t, const std::string&, uint32_t, uint32_t, bool,
+      .def(py::init<std::shared_ptr<Connection>, const std::string&, std::vector<std::string>,
+                    py::bytes, py::bytes, uint32_t, const std::string&, uint32_t, uint32_t, bool,
                     std::optional<uint32_t>, double, double>(),
-           py::kw_only(), py::arg("endpoint"), py::arg("interpreter"), py::arg("path"),
+           py::kw_only(), py::arg("connection"), py::arg("interpreter"), py::arg("path"),
            py::arg("callable"), py::arg("initializer"), py::arg("max_items"), py::arg("pool"),
            py::arg("max_workers"), py::arg("chunksize"), py::arg("ordered"), py::arg("retries"),
            py::arg("timeout"), py::arg("resubmit_wait"))

@@ -66,13 +66,14 @@ def jobd_binary():
     return built if os.access(built, os.X_OK) else shutil.which("jobd")
 
 
-def pool_workers(socket, pool):
-    """(endpoint, workers): where a jobd answers and how many workers its pool
-    `pool` (empty: the default) has. Starts a jobd (once, saying so on stderr)
-    when none runs, unless JOBD_AUTOSTART=0."""
+def connect(socket, pool):
+    """(connection, workers): a connection to a jobd that answers, and how
+    many workers its pool `pool` (empty: the default) has. Starts a jobd
+    (once, saying so on stderr) when none runs, unless JOBD_AUTOSTART=0."""
     endpoint = endpoint_of(socket)
     try:
-        return endpoint, _client.pool_workers(endpoint, pool)
+        connection = _client.connect(endpoint)
+        return connection, _client.pool_workers(connection, pool)
     except RuntimeError as error:
         problem = str(error)
     if not problem.startswith(("no jobd is running", "no jobd answers")):
@@ -90,16 +91,16 @@ def pool_workers(socket, pool):
             command += ["--listen", endpoint]
         started = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         try:
-            pid = _client.check(endpoint)  # another program may have started it first
+            connection = _client.connect(endpoint)  # another program may have started it first
         except RuntimeError as error:
             raise JobdError(f"{problem}; starting one failed: {started.stderr.strip() or error}") \
                 from None
         if started.returncode == 0:
-            print(f"jobd: no jobd was running, so started one (pid {pid}) at {endpoint}; it stops "
-                  f"after {IDLE_EXIT} s without a job (JOBD_AUTOSTART=0 turns this off)",
-                  file=sys.stderr)
+            print(f"jobd: no jobd was running, so started one (pid {connection.daemon_pid}) at "
+                  f"{endpoint}; it stops after {IDLE_EXIT} s without a job (JOBD_AUTOSTART=0 "
+                  "turns this off)", file=sys.stderr)
     try:
-        return endpoint, _client.pool_workers(endpoint, pool)
+        return connection, _client.pool_workers(connection, pool)
     except RuntimeError as error:
         raise JobdError(str(error)) from None
 
@@ -195,8 +196,8 @@ class Run:
     `finish(error)` is called once at the end (error None when every item has
     its outcome)."""
 
-    def __init__(self, spec, function, ordered, chunksize, deliver, finish, items=None,
-                 chunk=1, star=False):
+    def __init__(self, spec, connection, function, ordered, chunksize, deliver, finish,
+                 items=None, chunk=1, star=False):
         self.deliver, self.finish = deliver, finish
         self.wake = None  # set by a target whose `deliver` may wait
         self.star = star  # each item is an arguments tuple (starmap)
@@ -209,7 +210,8 @@ class Run:
         if function is not None and not callable(function):
             raise TypeError(f"{function!r} is not callable")
         packed = b"" if function is None else dumps_whole(function, f"the function {function!r}")
-        self.job = _client.Job(callable=packed,
+        self.connection = connection  # this job's alone while it runs
+        self.job = _client.Job(connection=connection, callable=packed,
                                ordered=ordered, chunksize=chunksize or 0, **spec)
         self._threads = [threading.Thread(target=self._collect, daemon=True, name="jobd-results")]
         if items is not None:

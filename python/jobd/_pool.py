@@ -6,7 +6,7 @@ import sys
 import threading
 import types
 
-from . import _job
+from . import _client, _job
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
@@ -168,12 +168,12 @@ class _Calls:
     each item a (function, args, kwargs), numbered as called, resolved as they
     complete."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, connection):
         self.pending = {}
         self.lock = threading.Lock()
         self.count = 0
         self.ended = False
-        self.run = _job.Run(spec, None, ordered=False, chunksize=0,
+        self.run = _job.Run(spec, connection, None, ordered=False, chunksize=0,
                             deliver=self._deliver, finish=self._finish).start()
 
     def call(self, function, args, kwargs, resolve):
@@ -245,8 +245,10 @@ class Pool:
             token = os.urandom(16)  # this Pool's: its initializer runs once per interpreter
             initializing = _job.dumps_whole((token, initializer, tuple(initargs)),
                                             f"the initializer {initializer!r}")
-        endpoint, workers = _job.pool_workers(socket, pool or "")
-        self._spec = dict(endpoint=endpoint, interpreter=interpreter,
+        connection, workers = _job.connect(socket, pool or "")
+        self._endpoint = _job.endpoint_of(socket)
+        self._idle = [connection]  # connections no job uses now
+        self._spec = dict(interpreter=interpreter,
                           path=_job.caller_path(), initializer=initializing,
                           max_items=maxtasksperchild or 0, pool=pool or "",
                           max_workers=processes or 0, retries=retries,
@@ -286,7 +288,8 @@ class Pool:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
         with self._lock:
             self._check_running()
-            run = _job.Run(self._spec, function, ordered, 0, deliver=target._deliver,
+            run = _job.Run(self._spec, self._connection(), function, ordered, 0,
+                           deliver=target._deliver,
                            finish=lambda error: self._ended(run, target, error), items=items,
                            chunk=chunksize, star=star)
             target._run = run
@@ -296,10 +299,21 @@ class Pool:
         run.start()
         return target
 
+    def _connection(self):
+        """A connection for a new job (with the lock held): an idle one, or a new one."""
+        if self._idle:
+            return self._idle.pop()
+        try:
+            return _client.connect(self._endpoint)
+        except RuntimeError as error:
+            raise _job.JobdError(str(error)) from None
+
     def _ended(self, run, target, error):
-        target._finish(error)
         with self._lock:
             self._runs.discard(run)
+            if not run.connection.broken and self._state != TERMINATE:
+                self._idle.append(run.connection)
+        target._finish(error)
 
     def _map_async(self, function, iterable, chunksize, callback, error_callback, star, progress):
         self._check_running()
@@ -363,7 +377,7 @@ class Pool:
         with self._lock:
             self._check_running()
             if self._calls is None or self._calls.ended or self._calls.run.cancelled:
-                self._calls = _Calls(self._spec)
+                self._calls = _Calls(self._spec, self._connection())
                 self._runs.add(self._calls.run)
             calls = self._calls
         calls.call(func, args, kwds, resolve)

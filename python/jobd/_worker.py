@@ -118,6 +118,13 @@ class Modules:
         self.since = time.time_ns()
         return changed
 
+    def note_new(self):
+        """Notes the files of modules imported since the last look, as they are now."""
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if path and path not in self.seen:
+                self.seen[path] = self.stamp(path)
+
 
 def resolve(name):
     """The function `name` ("module:qualname") names, imported by reference."""
@@ -376,7 +383,7 @@ def serve():
                 apply_environment(frames[4 + paths:])
                 importlib.invalidate_caches()  # modules and folders made since the last job
                 job = Job(header, frames, initialized)
-                modules.changed()
+                modules.note_new()  # what loading the job's function imported
                 continue
             if job.max_items and items_run >= job.max_items:
                 send(out + [b"!stale\n"])  # maxtasksperchild: a fresh one takes it from here
