@@ -144,3 +144,23 @@ def test_autostart_when_no_jobd_runs(tmp_path):
     finally:
         subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket", env["JOBD_SOCKET"],
                         "shutdown"], capture_output=True)
+
+
+def test_idle_exit_stops_a_jobd_without_jobs(tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    endpoint = f"ipc://{runtime}/jobd.sock"
+    log = tmp_path / "jobd.log"
+    subprocess.run([os.path.join(BUILD, "bin", "jobd"), "--listen", endpoint, "--idle-exit",
+                    "1", "--detach", "--log-file", str(log), "--pid-file",
+                    str(tmp_path / "jobd.pid")], check=True, capture_output=True)
+    pid = int((tmp_path / "jobd.pid").read_text())
+    with jobd.Pool(socket=endpoint) as pool:  # a job resets the idle time
+        time.sleep(0.6)
+        assert pool.map(work.sleep, [0.8]) == [0.8]
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), "jobd still runs 10 s after its last job"
+    assert "no job for 1 s (idle_exit)" in log.read_text()
+    assert not os.path.exists(runtime / "jobd.sock")

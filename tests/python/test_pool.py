@@ -219,3 +219,37 @@ def test_caller_environment_and_directory(jobd_server, tmp_path, monkeypatch):
     with jobd.Pool() as p:
         assert p.map(work.environment, ["JOBD_TEST_VARIABLE"]) == ["from the caller"]
         assert p.map(work.cwd, [0]) == [str(tmp_path)]
+
+
+def test_progress_bar_on_a_terminal(jobd_server):
+    import os
+    import pty
+    import subprocess
+    import sys
+    from conftest import BUILD, HERE
+    source = ("import jobd, work\n"
+              "with jobd.Pool() as pool:\n"
+              "    assert pool.map(work.square, range(50), progress=True) == "
+              "[x * x for x in range(50)]\n"
+              "    assert list(pool.imap(work.square, range(7), progress=True)) == "
+              "[x * x for x in range(7)]\n")
+    env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "python") + os.pathsep + HERE)
+    controller, terminal = pty.openpty()
+    program = subprocess.Popen([sys.executable, "-c", source], env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the program ended: the terminal is gone
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert program.wait(30) == 0, shown.decode(errors="replace")
+    assert b"50/50" in shown and b"7/7" in shown, shown.decode(errors="replace")
+    # Not a terminal: no bar.
+    quiet = subprocess.run([sys.executable, "-c", source], env=env, capture_output=True)
+    assert quiet.returncode == 0 and quiet.stderr == b"", quiet.stderr
