@@ -26,4 +26,16 @@ if ! cmp -s "$work/got" "$work/want"; then
   cat "$work/want" >&2
   exit 1
 fi
-echo "install test: the installed jobd, jobctl and client library work together"
+
+# The Python package, where Debian's Python finds it under the prefix, on the
+# installed jobd (its workers find their loop under share/).
+python=$(sed -n 's/^Python3_EXECUTABLE:FILEPATH=//p' "$build/CMakeCache.txt")
+site=$(cd "$work/prefix" && ls -d lib/python3*/dist-packages)
+PYTHONPATH=$work/prefix/$site JOBD_AUTOSTART=0 "$python" -c '
+import jobd, sys
+assert jobd.__file__.startswith(sys.argv[1]), jobd.__file__
+with jobd.Pool() as pool:
+    assert pool.map(len, ["a", "bb"]) == [1, 2]
+    assert pool.map(lambda s: s.upper(), ["x"]) == ["X"]
+' "$work/prefix"
+echo "install test: the installed jobd, jobctl, client library and Python package work together"
