@@ -120,39 +120,52 @@ def bench_submit():
     return out
 
 
+SLOW_SERVER = """
+import http.server, sys, time
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(0.3)
+        body = b"x" * 1000
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer.request_queue_size = 128  # no connection waits to be accepted
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+server.daemon_threads = True
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
 def bench_urls():
-    import http.server
     import multiprocessing.dummy
-    import threading
+    import subprocess
 
     import jobd
 
-    class Slow(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            time.sleep(0.3)
-            body = b"x" * 1000
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    urls = [f"http://127.0.0.1:{server.server_port}/{i}" for i in range(32)]
-    out = {}
-    with jobd.Pool(pool="io") as pool:
-        out["jobd first"], result = timed(lambda: pool.map(pool_work.fetch, urls))
-        out["jobd"], result = timed(lambda: pool.map(pool_work.fetch, urls))
-    assert result == [1000] * 32
-    with multiprocessing.dummy.Pool(16) as threads:
-        out["multiprocessing.dummy"], result = timed(lambda: threads.map(pool_work.fetch, urls))
-    assert result == [1000] * 32
-    out["serial"], _ = timed(lambda: [pool_work.fetch(url) for url in urls])
-    server.shutdown()
+    # In a process of its own: its threads must not share a GIL with the
+    # thread pool measured.
+    server = subprocess.Popen([sys.executable, "-c", SLOW_SERVER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        port = int(server.stdout.readline())
+        urls = [f"http://127.0.0.1:{port}/{i}" for i in range(32)]
+        out = {}
+        with jobd.Pool(pool="io") as pool:
+            out["jobd first"], result = timed(lambda: pool.map(pool_work.fetch, urls))
+            out["jobd"], result = timed(lambda: pool.map(pool_work.fetch, urls))
+        assert result == [1000] * 32
+        with multiprocessing.dummy.Pool(16) as threads:
+            out["multiprocessing.dummy"], result = timed(lambda: threads.map(pool_work.fetch,
+                                                                             urls))
+        assert result == [1000] * 32
+        out["serial"], _ = timed(lambda: [pool_work.fetch(url) for url in urls])
+    finally:
+        server.kill()
+        server.wait()
     return out
 
 
