@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/paths.h"
+#include "common/payload.h"
 #include "worker/exec.h"
 
 namespace jobd {
@@ -29,6 +30,11 @@ constexpr size_t kMaxResult = size_t{1} << 30;
 // answers anything of a job), or it ran its Pool's maxtasksperchild items
 // (python/jobd/_worker.py). The items it has not answered go to a new one.
 constexpr std::string_view kReplaceInterpreter = "!stale\n";
+
+// Arguments from this size on reach a pickled job's interpreter as a
+// reference into their segment ("&<length> <segment> <offset>\n"), which it
+// maps, instead of through the pipe.
+constexpr size_t kReferFrom = 64 << 10;
 
 // Python interpreters always speak frames.
 bool Framed(const wire::Task& task) {
@@ -65,6 +71,27 @@ std::string PythonHeader(const wire::Python& python) {
   for (const std::string& entry : python.path()) frame(entry);
   for (const std::string& variable : python.environment()) frame(variable);
   return header;
+}
+
+// A result an interpreter left in a segment of its own, "<length> <segment>
+// <offset>" (python/jobd/_worker.py): copied into the task's output, and the
+// segment removed. Returns an error for a malformed reference.
+Status TakeSegmentResult(std::string_view reference, TaskOutput& output) {
+  const std::string line(reference);
+  char segment[129] = {};
+  unsigned long long length = 0, offset = 0;
+  int end = 0;
+  if (std::sscanf(line.c_str(), "%llu %128s %llu%n", &length, segment, &offset, &end) != 3 ||
+      static_cast<size_t>(end) != line.size() || !IsSegmentName(segment)) {
+    return Status::Error("a malformed result reference '" + line.substr(0, 80) + "'");
+  }
+  Result<Segment> opened = Segment::Open(segment);
+  RemoveSegment(segment);  // ours to remove, whatever it holds
+  if (!opened.ok()) return opened.status();
+  Result<std::string_view> bytes = opened->Slice(offset, length);
+  if (!bytes.ok()) return bytes.status();
+  output.Set(*bytes);
+  return {};
 }
 
 }  // namespace
@@ -273,9 +300,15 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
         header_job_ = task.job();
       }
       if (refused[next_write].empty()) {
-        const std::vector<std::string_view>& args = items[next_write].args;
+        const Item& item = items[next_write];
+        const std::vector<std::string_view>& args = item.args;
         if (framed && task.starmap()) pending += "*" + std::to_string(args.size()) + "\n";
         for (size_t a = 0; a < args.size(); ++a) {
+          if (task.python().pickled() && item.segment_start != nullptr && args[a].size() >= kReferFrom) {
+            pending += "&" + std::to_string(args[a].size()) + " " + item.segment + " " +
+                       std::to_string(args[a].data() - item.segment_start) + "\n";
+            continue;
+          }
           if (framed) {
             pending += std::to_string(args[a].size()) + "\n";
           } else if (a > 0) {
@@ -324,6 +357,23 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
                        kReplaceInterpreter) {
         replace = true;
         break;
+      }
+      // A large result the interpreter wrote into a segment of its own.
+      if (warm_ && received.size() > offset && received[offset] == '&') {
+        const size_t newline = received.find('\n', offset);
+        if (newline == std::string::npos) break;
+        Status taken = TakeSegmentResult(
+            std::string_view(received).substr(offset + 1, newline - offset - 1), output);
+        if (!taken.ok()) {
+          stderr_tail_ += "\n" + taken.message();
+          died = true;
+          break;
+        }
+        finish_item([] {});
+        offset = newline + 1;
+        answered = true;
+        silent_starts = 0;
+        continue;
       }
       Result<StreamResult> parsed =
           ParseStreamResult(std::string_view(received).substr(offset), framed);

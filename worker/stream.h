@@ -59,6 +59,11 @@ class Coprocess {
   struct Item {
     std::vector<std::string_view> args;
     std::string error;
+    // The shared-memory segment the args lie in, if any, and where its first
+    // byte is mapped: a pickled Python job's interpreter maps large args
+    // itself instead of reading them from the pipe.
+    std::string segment;
+    const char* segment_start = nullptr;
   };
   void Run(const wire::Task& task, const std::vector<Item>& items,
            uint32_t slot, TaskOutput& output, wire::TaskResult* result,

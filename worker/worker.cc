@@ -105,6 +105,10 @@ class TaskRunner {
                                    std::vector<std::string_view>{*item});
       if (args.ok()) {
         items[i].args = std::move(args).value();
+        if (!task.has_packed() && task.items(i).has_ref()) {  // a warm interpreter may map it too
+          items[i].segment = task.items(i).ref().segment();
+          items[i].segment_start = item->data() - task.items(i).ref().offset();
+        }
       } else {
         items[i].error = args.message();
       }

@@ -20,10 +20,14 @@ A pickled job (jobd.Pool) has items of a pickle and its out-of-band buffers
 (pickle protocol 5): the arguments tuple; a chunk, [star, items] (each item
 an argument, or its arguments tuple if star), answered with its results and
 {offset: exception text} of those that failed; or (function, args, kwargs)
-when the job has no function of its own. Its results are
-packed the same way (common/args.h:
-u32 count, then per part u32 length and bytes, little-endian), and an
-exception's message ends with the exception pickled, after EXCEPTION_MARK.
+when the job has no function of its own. Its results are packed the same
+way (common/args.h: u32 count, then per part u32 length and bytes,
+little-endian), and an exception's message ends with the exception pickled,
+after EXCEPTION_MARK. Large parts skip the pipe: an argument may come as
+"&<length> <segment> <offset>\n", a reference into the shared-memory segment
+that holds it (mapped here copy-on-write), and a large result goes into a new
+segment of this interpreter's, answered with "&<length> <segment> 0\n" (the
+worker copies it into the task's output and removes it).
 
 An interpreter that must be replaced answers "!stale\n" and exits: before a
 job whose modules changed on disk since it imported them (before answering
@@ -35,6 +39,7 @@ what was not answered, so that edited code is never served stale.
 import base64
 import importlib
 import itertools
+import mmap
 import os
 import pickle
 import struct
@@ -45,23 +50,29 @@ import traceback
 PROTOCOL = 2  # of the header (worker/stream.cc)
 ANSWER_DELAY = 0.002  # seconds an answer may wait for the next ones, to share a write
 EXCEPTION_MARK = "\njobd-pickled-exception:"  # then the exception, pickled, in base64
+SEGMENT_FROM = 64 << 10  # results this large go through shared memory, not the pipe
 
 
 def frame_at(buffer, start):
-    """Where the frame at `start` lies: (first byte, end), or None if it is
-    not all there."""
+    """Where the frame at `start` lies: ((first byte, end) or, for a reference
+    into a segment, (segment, offset, length), end), or None if it is not
+    all there."""
     newline = buffer.find(b"\n", start)
     if newline < 0:
         return None
+    if buffer[start:start + 1] == b"&":
+        length, segment, offset = buffer[start + 1:newline].split()
+        return (segment.decode(), int(offset), int(length)), newline + 1
     end = newline + 1 + int(buffer[start:newline])
-    return (newline + 1, end) if len(buffer) >= end else None
+    return ((newline + 1, end), end) if len(buffer) >= end else None
 
 
 def message_at(buffer, start):
     """The message at `start`: (header line or None, frames, end), or None if
     it is not all there. A header's frames are its fields, an item's its
-    arguments. Each frame is a copy of its own (writable: numpy arrays
-    unpickled on it are too), made once the message is whole."""
+    arguments. Each frame is a copy of its own, made once the message is
+    whole, or a copy-on-write mapping of its segment: writable either way (as
+    numpy arrays unpickled on it then are)."""
     newline = buffer.find(b"\n", start)
     if newline < 0:
         return None
@@ -75,12 +86,34 @@ def message_at(buffer, start):
         count, header, newline = 1, None, start - 1  # a bare frame
     spans, end = [], newline + 1
     for _ in range(count):
-        span = frame_at(buffer, end)
-        if span is None:
+        frame = frame_at(buffer, end)
+        if frame is None:
             return None
-        spans.append(span)
-        end = span[1]
-    return header, [buffer[a:b] for a, b in spans], end
+        spans.append(frame[0])
+        end = frame[1]
+    return header, [buffer[span[0]:span[1]] if len(span) == 2 else mapped(*span)
+                    for span in spans], end
+
+
+SEGMENTS = {}  # name -> mapping, of the current job's segments
+
+
+def mapped(segment, offset, length):
+    """Bytes of a shared-memory segment, mapped copy-on-write."""
+    region = SEGMENTS.get(segment)
+    if region is None:
+        if "/" in segment or not segment.startswith("jobd-"):
+            raise ValueError(f"not a jobd segment: {segment!r}")
+        fd = os.open(f"/dev/shm/{segment}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            region = mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE,
+                               prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        SEGMENTS[segment] = region
+    if offset + length > len(region):
+        raise ValueError(f"{segment}: {offset}+{length} is past its end ({len(region)})")
+    return memoryview(region)[offset:offset + length]
 
 
 class Modules:
@@ -194,7 +227,38 @@ def answer_pickled(out, value, chunk=False):
                             f"to return it: {error}")
         answer_exception(out, failure)
         return
-    answer(out, pack([data, *buffers]))
+    parts = [data, *buffers]
+    size = 4 + sum(4 + memoryview(part).nbytes for part in parts)
+    if size < SEGMENT_FROM or not answer_in_segment(out, parts, size):
+        answer(out, pack(parts))
+
+
+def answer_in_segment(out, parts, size):
+    """Answers with a reference to a new segment holding the packed parts (one
+    copy; the worker copies it into the task's output and removes it), or
+    returns False if no segment can be made (a full /dev/shm)."""
+    name = f"jobd-{os.getuid()}-{os.getpid()}-{os.urandom(8).hex()}"
+    fd = os.open(f"/dev/shm/{name}", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                 os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)  # ENOSPC now, not SIGBUS while writing
+        except OSError:
+            os.unlink(f"/dev/shm/{name}")
+            return False
+        with mmap.mmap(fd, size) as region:
+            struct.pack_into("<I", region, 0, len(parts))
+            at = 4
+            for part in parts:
+                view = memoryview(part).cast("B")
+                struct.pack_into("<I", region, at, view.nbytes)
+                region[at + 4:at + 4 + view.nbytes] = view
+                at += 4 + view.nbytes
+                view.release()
+    finally:
+        os.close(fd)
+    out.append(b"&%d %s 0\n" % (size, name.encode()))
+    return True
 
 
 def exception_text(error):
@@ -382,6 +446,7 @@ def serve():
                 os.chdir(frames[1])  # an earlier job may have left elsewhere
                 apply_environment(frames[4 + paths:])
                 importlib.invalidate_caches()  # modules and folders made since the last job
+                SEGMENTS.clear()  # the last job's: its mappings go with what uses them
                 job = Job(header, frames, initialized)
                 modules.note_new()  # what loading the job's function imported
                 continue

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -35,11 +36,22 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   return out;
 }
 
+// A path in the temporary directory that nothing uses yet: pids repeat, and a
+// directory an earlier test left there (perhaps another user's) must not be
+// taken for ours.
 std::string TempPath(const std::string& tag) {
   static int counter = 0;
-  return (std::filesystem::temp_directory_path() /
-          ("jobd-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter) + tag))
-      .string();
+  std::random_device random;
+  while (true) {
+    char suffix[16];
+    std::snprintf(suffix, sizeof suffix, "%08x", random());
+    const std::filesystem::path path =
+        std::filesystem::temp_directory_path() /
+        ("jobd-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter) + "-" +
+         suffix + tag);
+    std::error_code error;
+    if (!std::filesystem::exists(std::filesystem::symlink_status(path, error))) return path.string();
+  }
 }
 
 int DecodeWait(int status) {
@@ -75,7 +87,9 @@ std::string SharedBin(const std::string& program) {
       std::filesystem::copy_file(Bin(name), made + "/" + name);
       chmod((made + "/" + name).c_str(), 0755);
     }
-    std::atexit([] { std::filesystem::remove_all(dir); });
+    static std::string to_remove;  // constructed before `dir`, so destroyed after it
+    to_remove = made;
+    std::atexit([] { std::filesystem::remove_all(to_remove); });
     return made;
   }();
   return dir + "/" + program;

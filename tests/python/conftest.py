@@ -42,9 +42,10 @@ class Jobd:
         config = os.path.join(root, "jobd.yaml")
         with open(config, "w") as f:
             f.write(CONFIG)
+        # --idle-exit: a session killed before its teardown leaves no jobd behind for long.
         subprocess.run([os.path.join(BUILD, "bin", "jobd"), "--config", config, "--listen",
-                        self.endpoint, "--detach", "--log-file", self.log], check=True,
-                       stdout=subprocess.DEVNULL)
+                        self.endpoint, "--idle-exit", "300", "--detach", "--log-file", self.log],
+                       check=True, stdout=subprocess.DEVNULL)
 
     def jobctl(self, *args, **kwargs):
         return subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket", self.endpoint,

@@ -1,7 +1,8 @@
 """Large buffers: numpy arrays out of band, in shared memory, memory bounded."""
 
+import os
+
 import numpy
-import pytest
 
 import jobd
 import work
@@ -17,6 +18,8 @@ def test_arrays_round_trip_writable(jobd_server):
         assert all((s == a).all() and s.dtype == a.dtype for a, s in zip(arrays, same))
         data = bytearray(range(256)) * 40000
         assert pool.map(work.echo, [data, bytes(data)]) == [data, bytes(data)]
+    jobd_server.wait_idle()
+    assert not interpreter_segments()
 
 
 def test_a_gibibyte_of_arrays_with_the_client_memory_bounded(jobd_server):
@@ -41,3 +44,20 @@ def test_a_gibibyte_of_arrays_with_the_client_memory_bounded(jobd_server):
     assert count == 256
     assert peak_mib < 700, f"the client peaked at {peak_mib} MiB moving 1 GiB each way"
     jobd_server.wait_idle()
+    assert not interpreter_segments(), "interpreters left result segments behind"
+
+
+def interpreter_segments():
+    """Segments in /dev/shm made by a warm interpreter (results it hands over
+    through shared memory): none may remain once their tasks are done."""
+    left = []
+    for name in os.listdir("/dev/shm"):
+        parts = name.split("-")
+        if len(parts) == 4 and parts[0] == "jobd" and parts[1] == str(os.getuid()):
+            try:
+                with open(f"/proc/{parts[2]}/cmdline", "rb") as f:
+                    if b"jobd/_worker.py" in f.read():
+                        left.append(name)
+            except OSError:
+                pass
+    return left
