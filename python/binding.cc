@@ -69,10 +69,15 @@ struct Part {
 };
 using Item = std::vector<Part>;
 
+// Results from this size on become Python objects on the C++ thread (taking
+// the GIL briefly): one copy out of shared memory instead of two.
+constexpr size_t kObjectFrom = 64 << 10;
+
 struct Outcome {
   uint64_t index;
   bool ok;
-  std::string value;
+  std::string value;  // small ones
+  py::object object;  // large ones, a bytearray (destroyed only with the GIL)
 };
 
 class Eventfd {
@@ -204,7 +209,8 @@ class Job : public jobd::ItemSource {
     size_t i = 0;
     for (Outcome& outcome : taken) {
       // Writable, like what multiprocessing returns: arrays unpickled on it are too.
-      py::bytearray value(outcome.value.data(), outcome.value.size());
+      py::object value = outcome.object ? std::move(outcome.object)
+                                        : py::bytearray(outcome.value.data(), outcome.value.size());
       list[i++] = py::make_tuple(outcome.index, outcome.ok, std::move(value));
     }
     return list;
@@ -275,13 +281,28 @@ class Job : public jobd::ItemSource {
   void RunJob() {
     jobd::Result<jobd::JobSummary> summary = connection_->client.MapPython(
         function_, *this, options_, [this](const jobd::ItemResult& result) -> jobd::Status {
+          Outcome outcome{result.index, result.ok, {}, {}};
+          if (result.value.size() >= kObjectFrom) {
+            if (_Py_IsFinalizing()) return jobd::Status::Error("the interpreter is exiting");
+            py::gil_scoped_acquire gil;  // before the lock: Python threads take it holding the GIL
+            outcome.object = py::bytearray(result.value.data(), result.value.size());
+          } else {
+            outcome.value = std::string(result.value);
+          }
           std::unique_lock lock(mutex_);
           room_.wait(lock, [&] {
             return cancelled_ || results_.empty() ||
                    (results_.size() < kMaxQueuedItems && results_bytes_ < kMaxQueuedBytes);
           });
-          if (cancelled_) return jobd::Status::Error("cancelled");
-          results_.push_back({result.index, result.ok, std::string(result.value)});
+          if (cancelled_) {
+            lock.unlock();
+            if (outcome.object) {
+              py::gil_scoped_acquire gil;  // the object goes with the GIL
+              outcome.object = py::object();
+            }
+            return jobd::Status::Error("cancelled");
+          }
+          results_.push_back(std::move(outcome));
           results_bytes_ += result.value.size();
           results_ready_.notify_all();
           return {};
