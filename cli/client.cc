@@ -846,6 +846,7 @@ Result<JobSummary> Client::MapPython(const PythonFunction& function, ItemSource&
   python->set_callable(function.callable);
   python->set_initializer(function.initializer);
   python->set_max_items(function.max_items);
+  python->set_chunk(function.chunk);
   python->set_interpreter(function.interpreter.empty() ? FindProgram("python3") : function.interpreter);
   if (python->interpreter().empty()) {
     return jobd::Status::Error("cannot find python3 on PATH; install it (Debian: apt-get install "

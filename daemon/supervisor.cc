@@ -109,7 +109,8 @@ std::string CostKey(const wire::Submit& submit) {
   }
   if (submit.has_python()) {
     key += "\n" + submit.python().function() + "\n" +
-           std::to_string(std::hash<std::string>{}(submit.python().callable()));
+           std::to_string(std::hash<std::string>{}(submit.python().callable())) + "\n" +
+           std::to_string(submit.python().chunk());
   }
   return key;
 }

@@ -110,8 +110,9 @@ class Job : public jobd::ItemSource {
  public:
   Job(std::shared_ptr<Connection> connection, const std::string& interpreter,
       std::vector<std::string> path, py::bytes callable, py::bytes initializer,
-      uint32_t max_items, const std::string& pool, uint32_t max_workers, uint32_t chunksize,
-      bool ordered, std::optional<uint32_t> retries, double timeout, double resubmit_wait)
+      uint32_t max_items, uint32_t chunk, const std::string& pool, uint32_t max_workers,
+      uint32_t chunksize, bool ordered, std::optional<uint32_t> retries, double timeout,
+      double resubmit_wait)
       : connection_(std::move(connection)) {
     function_.pickled = true;
     function_.interpreter = interpreter;
@@ -119,6 +120,7 @@ class Job : public jobd::ItemSource {
     function_.callable = callable;
     function_.initializer = initializer;
     function_.max_items = max_items;
+    function_.chunk = chunk;
     options_.pool = pool;
     options_.max_workers = max_workers;
     options_.chunksize = chunksize;
@@ -379,10 +381,11 @@ PYBIND11_MODULE(_client, m) {
   py::register_exception<JobEnded>(m, "JobEnded");
   py::class_<Job>(m, "Job")
       .def(py::init<std::shared_ptr<Connection>, const std::string&, std::vector<std::string>,
-                    py::bytes, py::bytes, uint32_t, const std::string&, uint32_t, uint32_t, bool,
-                    std::optional<uint32_t>, double, double>(),
+                    py::bytes, py::bytes, uint32_t, uint32_t, const std::string&, uint32_t,
+                    uint32_t, bool, std::optional<uint32_t>, double, double>(),
            py::kw_only(), py::arg("connection"), py::arg("interpreter"), py::arg("path"),
-           py::arg("callable"), py::arg("initializer"), py::arg("max_items"), py::arg("pool"),
+           py::arg("callable"), py::arg("initializer"), py::arg("max_items"), py::arg("chunk"),
+           py::arg("pool"),
            py::arg("max_workers"), py::arg("chunksize"), py::arg("ordered"), py::arg("retries"),
            py::arg("timeout"), py::arg("resubmit_wait"))
       .def("put", &Job::Put, py::arg("items"))

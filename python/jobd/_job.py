@@ -211,7 +211,7 @@ class Run:
             raise TypeError(f"{function!r} is not callable")
         packed = b"" if function is None else dumps_whole(function, f"the function {function!r}")
         self.connection = connection  # this job's alone while it runs
-        self.job = _client.Job(connection=connection, callable=packed,
+        self.job = _client.Job(connection=connection, callable=packed, chunk=chunk,
                                ordered=ordered, chunksize=chunksize or 0, **spec)
         self._threads = [threading.Thread(target=self._collect, daemon=True, name="jobd-results")]
         if items is not None:

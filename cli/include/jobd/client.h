@@ -98,6 +98,7 @@ struct PythonFunction {
   std::string callable;
   std::string initializer;  // pickled (token, initializer, initargs)
   uint32_t max_items = 0;   // items an interpreter runs before it is replaced; 0: no limit
+  uint32_t chunk = 0;       // the caller's items in each item (multiprocessing's chunksize)
 };
 
 struct JobSummary {
