@@ -325,16 +325,18 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
       break;
     } else if (arg.size() > 1 && arg[0] == '-') {
       return Usage(kMapUsage, "unknown option '" + arg + "' (items that start with '-' go after --)");
-    } else if (function.empty() && !command) {
+    } else if (function.empty() && !command && !python) {
       function = arg;
     } else {
       items.push_back(arg);
     }
   }
   if (command && python) return Usage(kMapUsage, "--python and --exec or --stream exclude each other");
-  if ((command || python) && !function.empty()) {  // every argument is an item
-    items.insert(items.begin(), function);
-    function.clear();
+  if ((command || python) && !function.empty()) {
+    return Usage(kMapUsage, "'" + function + "' comes before " +
+                                (python ? "--python" : stream ? "--stream" : "--exec") +
+                                ", where a FUNCTION would: with a command or a Python function "
+                                "there is none; put items after it (or on stdin)");
   }
   if (function.empty() && !command && !python) {
     return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`), --exec 'COMMAND' or "

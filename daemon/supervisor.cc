@@ -98,6 +98,18 @@ std::string Encode(const google::protobuf::MessageLite& message) {
   return bytes;
 }
 
+// What a job runs, for people: its function, "exec CMD" or "stream CMD" (the
+// command's first word), "python MODULE:FUNCTION" or "python (jobd.Pool)".
+std::string JobLabel(const JobSpec& spec) {
+  if (spec.exec) {
+    return (spec.exec->mode() == wire::Exec::PER_ITEM ? "exec " : "stream ") + spec.exec->argv(0);
+  }
+  if (spec.python) {
+    return "python " + (spec.python->pickled() ? std::string("(jobd.Pool)") : spec.python->function());
+  }
+  return spec.function;
+}
+
 // What one job's items cost is learned under: its function, and for a
 // command or a Python function what it runs (items of `sleep 1` and of
 // `true` cost nothing alike). Calls of jobd.Pool.apply_async each carry
@@ -680,13 +692,8 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
                                            : std::min(spec.timeout_ms, submit.timeout_ms());
   }
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
-  JOBD_LOG(kInfo) << "job " << job.id << ": "
-                  << (job.spec.exec     ? "exec " + job.spec.exec->argv(0)
-                      : job.spec.python ? "python " + (job.spec.python->pickled()
-                                                           ? std::string("(jobd.Pool)")
-                                                           : job.spec.python->function())
-                                        : job.spec.function)
-                  << " on pool " << pool_name << " for pid " << job.spec.client_pid;
+  JOBD_LOG(kInfo) << "job " << job.id << ": " << JobLabel(job.spec) << " on pool " << pool_name
+                  << " for pid " << job.spec.client_pid;
   wire::Reply reply;
   reply.mutable_accepted()->set_job(job.id);
   reply.mutable_accepted()->set_pool(pool_name);
@@ -867,7 +874,7 @@ wire::StatusReport Supervisor::BuildStatus() const {
   for (const auto& [id, job] : scheduler_.jobs()) {
     wire::StatusReport::Job* out = report.add_jobs();
     out->set_id(id);
-    out->set_function(job.spec.function);
+    out->set_function(JobLabel(job.spec));
     out->set_pool(job.spec.pool);
     out->set_client_pid(static_cast<uint32_t>(job.spec.client_pid));
     out->set_received(job.received);

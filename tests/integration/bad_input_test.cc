@@ -87,6 +87,21 @@ TEST_F(BadInputTest, UsageErrorsExitTwoWithHelp) {
   EXPECT_TRUE(Has(help.out, "--unordered")) << help.out;
 }
 
+// A command or a Python function takes the place of the FUNCTION: a name
+// before it is not an item in disguise but a mistake.
+TEST_F(BadInputTest, AFunctionNameWithACommandIsAUsageError) {
+  for (const auto& [args, option] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"map", "upper", "--stream", "cat"}, "--stream"},
+           {{"map", "upper", "--exec", "echo {}", "a"}, "--exec"},
+           {{"map", "upper", "--python", "mod:f"}, "--python"}}) {
+    Command run = Jobctl(args);
+    EXPECT_EQ(run.status, 2) << run.err;
+    EXPECT_TRUE(Has(run.err, "'upper' comes before " + option)) << run.err;
+  }
+  // Items after the command are items.
+  EXPECT_EQ(Jobctl({"map", "--exec", "echo {}", "a", "b"}).out, "a\nb\n");
+}
+
 TEST_F(BadInputTest, NoDaemonSaysWhereItLookedAndHowToStartOne) {
   const std::string empty = dir_ + "/elsewhere";
   std::filesystem::create_directories(empty);

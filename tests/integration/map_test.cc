@@ -426,5 +426,22 @@ TEST_F(MapTest, StatusShowsARunningJob) {
   EXPECT_EQ(WEXITSTATUS(wait_status), 0);
 }
 
+// A job is shown as what it runs: a stream is not an "exec".
+TEST_F(MapTest, StatusNamesWhatAJobRuns) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  WriteFile(in, Lines(std::vector<std::string>(4, "x")));
+  const pid_t pid = Spawn({Bin("jobctl"), "map", "--stream", "sh -c 'sleep 3; cat'"}, in, out, Env());
+  pids_.insert(pid);
+  Command status;
+  for (int i = 0; i < 100; ++i) {
+    status = Jobctl({"status", "--json"});
+    if (status.out.find("\"function\": \"stream sh\"") != std::string::npos) break;
+    usleep(20000);
+  }
+  EXPECT_NE(status.out.find("\"function\": \"stream sh\""), std::string::npos) << status.out;
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+}
+
 }  // namespace
 }  // namespace jobd::testing
