@@ -811,6 +811,13 @@ class MapRun : public ItemSink {
 }  // namespace
 
 namespace {
+// The caller's environment, which its commands and Python functions run with.
+void AddEnvironment(google::protobuf::RepeatedPtrField<std::string>* out) {
+  for (char** variable = environ; *variable != nullptr; ++variable) {
+    if (**variable != '=' && std::strchr(*variable, '=') != nullptr) out->Add(*variable);
+  }
+}
+
 wire::Request SubmitRequest(const std::string& function) {
   wire::Request request = NewRequest();
   request.mutable_submit()->set_function(function);
@@ -834,6 +841,7 @@ Result<JobSummary> Client::MapCommand(const Command& command, ItemSource& items,
                  : command.mode == Command::Mode::kFrames ? wire::Exec::STREAM_FRAMES
                                                           : wire::Exec::PER_ITEM);
   exec->set_cwd(CurrentDirectory());
+  AddEnvironment(exec->mutable_environment());
   return Run(request, items, options, on_result);
 }
 
@@ -863,9 +871,7 @@ Result<JobSummary> Client::MapPython(const PythonFunction& function, ItemSource&
   } else {
     for (const std::string& entry : function.path) python->add_path(entry);
   }
-  for (char** variable = environ; *variable != nullptr; ++variable) {
-    if (**variable != '=' && std::strchr(*variable, '=') != nullptr) python->add_environment(*variable);
-  }
+  AddEnvironment(python->mutable_environment());
   return Run(request, items, options, on_result);
 }
 
@@ -984,6 +990,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
       if (jobd::Status s = DecodeReply(message.to_string_view(), &reply); !s.ok()) return s;
       if (reply.has_results() && reply.results().job() == job) {
         if (jobd::Status s = run.Take(*reply.mutable_results(), on_result); !s.ok()) return s;
+        if (options.after_results) options.after_results();
       } else if (reply.has_end() && reply.end().job() == job) {
         if (run.delivered() != run.sent()) {
           return jobd::Status::Error("job " + std::to_string(job) + " ended with " +

@@ -69,7 +69,8 @@ options:
                        {/.} basename without extension, {#} item number, {%}
                        worker slot. No {} at all: the item goes to stdin. The
                        item is one argument, never parsed by a shell; COMMAND
-                       runs in this directory; its stdout (less one trailing
+                       runs in this directory with this environment (PATH
+                       too); its stdout (less one trailing
                        newline) is the result, a non-zero exit the item's error
   --shell              with --exec or --stream: run COMMAND with /bin/sh -c
                        (pipes, redirections); items are quoted for the shell
@@ -440,6 +441,7 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
         shown.Update(done, failed);
         return {};
       };
+  options.after_results = [] { std::fflush(stdout); };  // a pipe gets each result as it comes
   jobd::PythonFunction python_function;
   if (python) python_function.function = *python;
   jobd::Result<jobd::JobSummary> summary =

@@ -73,6 +73,18 @@ Status ValidateItems(const wire::Items& items) {
 
 bool HasNul(const std::string& text) { return text.find('\0') != std::string::npos; }
 
+// A caller's environment, as NAME=VALUE entries.
+Status ValidateEnvironment(const google::protobuf::RepeatedPtrField<std::string>& environment,
+                           const std::string& whose) {
+  if (environment.size() > 65536) return Status::Error(whose + " environment is too long");
+  for (const std::string& variable : environment) {
+    if (HasNul(variable) || variable.find('=') == std::string::npos || variable[0] == '=') {
+      return Status::Error(whose + " environment holds NAME=VALUE entries");
+    }
+  }
+  return {};
+}
+
 Status ValidateExec(const wire::Exec& exec) {
   if (exec.argv_size() == 0 || exec.argv(0).empty()) return Status::Error("the command is empty");
   if (!wire::Exec::Mode_IsValid(exec.mode())) return Status::Error("unknown command mode");
@@ -86,7 +98,7 @@ Status ValidateExec(const wire::Exec& exec) {
   if (!exec.cwd().empty() && exec.cwd()[0] != '/') {
     return Status::Error("the command's directory must be an absolute path");
   }
-  return {};
+  return ValidateEnvironment(exec.environment(), "a command's");
 }
 
 Status ValidatePython(const wire::Python& python) {
@@ -105,18 +117,11 @@ Status ValidatePython(const wire::Python& python) {
     return Status::Error("a Python function is named MODULE:FUNCTION (e.g. mymodule:work), not '" +
                          function.substr(0, 80) + "'");
   }
-  if (python.path_size() > 4096 || python.environment_size() > 65536) {
-    return Status::Error("a Python job's path or environment is too long");
-  }
+  if (python.path_size() > 4096) return Status::Error("a Python job's path is too long");
   for (const std::string& entry : python.path()) {
     if (HasNul(entry)) return Status::Error("a Python path entry contains a NUL byte");
   }
-  for (const std::string& variable : python.environment()) {
-    if (HasNul(variable) || variable.find('=') == std::string::npos || variable[0] == '=') {
-      return Status::Error("a Python job's environment holds NAME=VALUE entries");
-    }
-  }
-  return {};
+  return ValidateEnvironment(python.environment(), "a Python job's");
 }
 
 Status ValidatePlugin(const std::string& path) {

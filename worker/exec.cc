@@ -28,18 +28,17 @@ constexpr size_t kStderrTail = 2048;
 // A command's result (stdout) may not exceed this.
 constexpr size_t kMaxOutput = size_t{1} << 30;
 
-// Where `name` (no '/') is found on PATH, remembered like a shell's hash
-// table: posix_spawnp tries one execve per PATH directory until one works, and
-// each failed try costs as much as a tenth of starting a small program. Empty
-// when PATH has no such program, or names directories relative to the
-// current one (then the answer would depend on the command's directory).
+// Where `name` (no '/') is found on `path` (a PATH), remembered like a
+// shell's hash table: posix_spawnp tries one execve per PATH directory until
+// one works, and each failed try costs as much as a tenth of starting a small
+// program. Empty when PATH has no such program, or names directories relative
+// to the current one (then the answer would depend on the command's directory).
 std::unordered_map<std::string, std::string> g_on_path;  // one thread per worker
 
-const std::string& FindOnPath(const std::string& name) {
-  auto [entry, inserted] = g_on_path.try_emplace(name);
+const std::string& FindOnPath(const std::string& name, const std::string& path) {
+  auto [entry, inserted] = g_on_path.try_emplace(path + '\0' + name);
   if (!inserted) return entry->second;
-  const char* path = std::getenv("PATH");
-  for (const std::string& dir : SplitPathList(path != nullptr ? path : "")) {
+  for (const std::string& dir : SplitPathList(path)) {
     if (dir.empty() || dir[0] != '/') break;
     const std::string candidate = dir + "/" + name;
     struct stat st{};
@@ -71,6 +70,18 @@ std::string_view WithoutExtension(std::string_view path) {
 }
 
 }  // namespace
+
+std::vector<std::string> CommandEnvironment(const wire::Exec& exec, std::vector<std::string> set) {
+  const size_t own = set.size();
+  for (const std::string& variable : exec.environment()) {
+    const std::string_view name = std::string_view(variable).substr(0, variable.find('=') + 1);
+    if (std::none_of(set.begin(), set.begin() + static_cast<long>(own),
+                     [&](const std::string& ours) { return ours.rfind(name, 0) == 0; })) {
+      set.push_back(variable);
+    }
+  }
+  return set;
+}
 
 std::string DescribeWait(int wait_status) {
   if (WIFSIGNALED(wait_status)) {
@@ -223,13 +234,22 @@ Result<pid_t> SpawnCommand(std::vector<std::string> argv, const std::string& cwd
   posix_spawnattr_setflags(&attributes,
                            POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid = 0;
+  // The command is looked for on its own PATH (the caller's, when it brings
+  // its environment): posix_spawnp would search the worker's.
+  std::string path;
+  if (const char* ours = std::getenv("PATH"); !replace_environment && ours != nullptr) path = ours;
+  for (const std::string& variable : environment) {
+    if (variable.rfind("PATH=", 0) == 0) path = variable.substr(5);
+  }
   const bool searched = argv[0].find('/') == std::string::npos;
-  const std::string program = searched ? FindOnPath(argv[0]) : "";
+  const std::string program = searched ? FindOnPath(argv[0], path) : "";
   int spawned = program.empty()
                     ? ENOENT
                     : posix_spawn(&pid, program.c_str(), &actions, &attributes, args.data(), env.data());
-  if (spawned != 0) {  // a path of its own, not on PATH, or moved since it was found
-    if (searched) g_on_path.erase(argv[0]);
+  // A path of its own, or moved since it was found (on our own PATH only:
+  // posix_spawnp searches the worker's).
+  if (spawned != 0 && (!searched || !replace_environment)) {
+    if (searched) g_on_path.erase(path + '\0' + argv[0]);
     spawned = posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), env.data());
   }
   posix_spawn_file_actions_destroy(&actions);
@@ -258,7 +278,8 @@ Result<std::string> RunCommand(const wire::Exec& exec, std::string_view item, ui
     return Status::Error(std::string("cannot make pipes for the command: ") + std::strerror(errno));
   }
   Result<pid_t> pid = SpawnCommand(argv, exec.cwd(), uses_item ? -1 : in.read, out.write,
-                                   err.write, {});
+                                   err.write, CommandEnvironment(exec, {}),
+                                   /*replace_environment=*/exec.environment_size() > 0);
   if (!pid.ok()) return pid.status();
   if (started) started(*pid);
   Pipe::Close(in.read);

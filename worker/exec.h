@@ -63,6 +63,11 @@ Result<pid_t> SpawnCommand(std::vector<std::string> argv, const std::string& cwd
                            int stdout_fd, int stderr_fd, const std::vector<std::string>& environment,
                            bool replace_environment = false);
 
+// The environment a command of `exec` runs with: `set`, then the caller's
+// variables that `set` does not name. Empty (with exec's own empty too): the
+// worker's, to which `set` is added.
+std::vector<std::string> CommandEnvironment(const wire::Exec& exec, std::vector<std::string> set);
+
 // "exited with status N" or "was killed by SIGX (signal N)".
 std::string DescribeWait(int wait_status);
 

@@ -162,8 +162,10 @@ Status Coprocess::Start(const wire::Task& task, uint32_t slot) {
     bool uses_item = false;
     const std::vector<std::string> argv = CommandLine(task.exec(), "", 0, slot, &uses_item);
     pid = SpawnCommand(argv, task.exec().cwd(), in.read, out.write, err.write,
-                       {std::string("JOBD_STREAM=") + (Framed(task) ? "frames" : "lines"),
-                        std::string("JOBD_STARMAP=") + (task.starmap() ? "1" : "0")});
+                       CommandEnvironment(task.exec(),
+                                          {std::string("JOBD_STREAM=") + (Framed(task) ? "frames" : "lines"),
+                                           std::string("JOBD_STARMAP=") + (task.starmap() ? "1" : "0")}),
+                       /*replace_environment=*/task.exec().environment_size() > 0);
   }
   if (!pid.ok()) return pid.status();
   pid_ = *pid;

@@ -3,7 +3,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <chrono>
 #include <climits>
+#include <cstdio>
+#include <filesystem>
 
 #include "daemon_fixture.h"
 #include "jobd.pb.h"
@@ -81,6 +86,46 @@ TEST_F(ExecTest, RunsInTheCallersDirectory) {
   Command run = Jobctl({"map", "--exec", "pwd", "x"});
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_EQ(run.out, std::string(cwd) + "\n");
+}
+
+// As with xargs: the caller's variables and PATH, not jobd's; a stream gets
+// JOBD_STREAM from jobd whatever the caller's says.
+TEST_F(ExecTest, CommandsRunWithTheCallersEnvironment) {
+  const std::string bin = dir_ + "/callers-bin";
+  std::filesystem::create_directories(bin);
+  WriteFile(bin + "/only-the-caller-has-this", "#!/bin/sh\necho \"found $1\"\n");
+  chmod((bin + "/only-the-caller-has-this").c_str(), 0755);
+  const std::vector<std::string> env{"XDG_RUNTIME_DIR=" + dir_, "JOBD_TEST_VARIABLE=from the caller",
+                                     "PATH=" + bin + ":/usr/bin:/bin", "JOBD_STREAM=bogus"};
+  Command exec = RunCommand({Bin("jobctl"), "map", "--shell", "--exec",
+                             "echo \"$JOBD_TEST_VARIABLE\"; only-the-caller-has-this {}", "x"},
+                            "", env);
+  EXPECT_EQ(exec.status, 0) << exec.err;
+  EXPECT_EQ(exec.out, "from the caller\nfound x\n");
+  Command stream = RunCommand({Bin("jobctl"), "map", "--stream",
+                               "sh -c 'while read l; do echo \"$JOBD_STREAM $JOBD_TEST_VARIABLE\"; done'",
+                               "x"},
+                              "", env);
+  EXPECT_EQ(stream.status, 0) << stream.err;
+  EXPECT_EQ(stream.out, "lines from the caller\n");
+}
+
+// Results go out as they arrive, also into a pipe (not when a buffer fills).
+TEST_F(ExecTest, EachResultReachesAPipeAsItArrives) {
+  const std::string command = "XDG_RUNTIME_DIR=" + dir_ + " " + Bin("jobctl") +
+                              " map --unordered --shell --exec 'sleep {}; echo {}' 0.1 3";
+  const auto start = std::chrono::steady_clock::now();
+  FILE* out = popen(command.c_str(), "r");
+  ASSERT_NE(out, nullptr);
+  char line[64] = {};
+  ASSERT_NE(fgets(line, sizeof line, out), nullptr);
+  const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(std::string(line), "0.1\n");
+  // Well before the 3 s item ends (the pipe's buffer would have held it until then).
+  EXPECT_LT(first, 2.0);
+  ASSERT_NE(fgets(line, sizeof line, out), nullptr);
+  EXPECT_EQ(std::string(line), "3\n");
+  EXPECT_EQ(pclose(out), 0);
 }
 
 TEST_F(ExecTest, FailuresAreTheItemsErrorsWithStderr) {

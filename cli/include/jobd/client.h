@@ -50,6 +50,10 @@ struct MapOptions {
   // Told what happens that the user may want to know (jobd died, the job was
   // resubmitted); may be empty.
   std::function<void(const std::string&)> on_notice;
+  // Called after each batch of results that arrived together went to the
+  // result callback (jobctl flushes its output there: results reach a pipe as
+  // they come, not when a buffer fills); may be empty.
+  std::function<void()> after_results;
   // A descriptor that becomes readable to cancel the job (an eventfd or a
   // pipe): Map then returns the error "cancelled". -1: none.
   int cancel_fd = -1;
