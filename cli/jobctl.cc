@@ -76,8 +76,9 @@ options:
                        (pipes, redirections); items are quoted for the shell
   --stream 'COMMAND'   each worker runs COMMAND once for the job and feeds it
                        items on stdin, one per line, reading one result line
-                       per item from its stdout (warm interpreters: see
-                       worker/stream/jobd_stream.py for Python)
+                       per item from its stdout; for Python, jobd_stream.py
+                       (share/jobd/stream/ when installed, worker/stream/ in
+                       the source tree) makes a function a stream
   --framed             with --stream: items and results are length-prefixed
                        frames ("<length>\n<bytes>"), for binary or multi-line items
   --python MODULE:FUNCTION
@@ -96,7 +97,9 @@ options:
   --json               print one JSON record per item:
                        {"index":N,"ok":true,"result":"..."} or
                        {"index":N,"ok":false,"error":"..."}
-  --pool NAME          run in pool NAME (default: jobd's default pool)
+  --pool NAME          run in pool NAME (default: jobd's default pool); for
+                       I/O-bound work (downloads, waiting on other programs)
+                       --pool io, which has many more workers than cores
   --chunksize N        items per task (default: adapted to the cost of an item)
   --workers N          use at most N of the pool's workers at once (default: all)
   --timeout SECONDS    stop an item that runs longer (its worker is replaced);

@@ -107,6 +107,9 @@ Result<StreamResult> ParseStreamResult(std::string_view buffer, bool framed) {
     parsed.complete = true;
     parsed.bytes = buffer.substr(0, newline);
     parsed.consumed = newline + 1;
+    // A line that starts with NAK (0x15) is the item's error, its message after it.
+    parsed.error = !parsed.bytes.empty() && parsed.bytes[0] == kLineError;
+    if (parsed.error) parsed.bytes.remove_prefix(1);
     return parsed;
   }
   std::string_view header = buffer.substr(0, newline);

@@ -17,6 +17,10 @@
 
 namespace jobd {
 
+// In the lines protocol, a result line that starts with this byte (NAK) is
+// the item's error, its message after it (worker/stream/jobd_stream.py).
+constexpr char kLineError = '\x15';
+
 // One result read from a coprocess: its bytes, and whether it marks an error.
 struct StreamResult {
   bool complete = false;  // false: `buffer` does not hold a whole result yet

@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "daemon_fixture.h"
 #include "jobd.pb.h"
 
@@ -126,6 +128,24 @@ TEST_F(StreamTest, LinesCannotCarryNewlines) {
   EXPECT_NE(run.err.find("item 1 failed: the item contains a newline, which the line protocol "
                          "cannot carry; use --framed"),
             std::string::npos) << run.err;
+}
+
+// An exception is the item's error, once: not a crash that restarts the
+// coprocess and runs the item again.
+TEST_F(StreamTest, AnExceptionInLinesModeFailsItsItemOnce) {
+  const std::string calls = dir_ + "/calls";
+  const std::string script =
+      Script("count", "open('" + calls + "', 'a').write(str(os.getpid()) + '\\n') and int(item)");
+  Command run = Jobctl({"map", "--workers", "1", "--stream", script}, "1\nx\n3\n");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "1\n3\n");
+  EXPECT_NE(run.err.find("item 1 failed: ValueError: invalid literal for int() with base 10: 'x'"),
+            std::string::npos) << run.err;
+  std::ifstream file(calls);
+  std::vector<std::string> pids;
+  for (std::string line; std::getline(file, line);) pids.push_back(line);
+  ASSERT_EQ(pids.size(), 3u) << "each item ran once";
+  EXPECT_TRUE(pids[0] == pids[1] && pids[1] == pids[2]) << "one coprocess throughout";
 }
 
 TEST_F(StreamTest, ACoprocessThatCannotStartFailsItsItems) {

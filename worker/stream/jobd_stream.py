@@ -11,15 +11,16 @@ core) and feeds it items; serve() reads them, calls the function and writes
 one result per item, in order, many at a time. The function takes and returns
 str (bytes with binary=True). The protocol, for other languages, is in
 $JOBD_STREAM mode:
-  lines:  an item is a line of stdin; write its result as a line of stdout.
+  lines:  an item is a line of stdin; write its result as a line of stdout,
+          or b"\x15<message>" (the NAK byte first) if the item failed.
   frames: an item is b"<length>\\n" followed by that many bytes; answer
           b"<length>\\n<bytes>", or b"-<length>\\n<message>" if the item failed.
 For `jobctl starmap` ($JOBD_STARMAP=1) an item has several arguments, and the
 function is called with all of them: in lines mode they are the tab-separated
 fields of the line; in frames mode an item is b"*<count>\n" followed by one
 frame per argument.
-In lines mode an exception ends the process (jobd retries the item, then
-reports it failed with the traceback); in frames mode it fails that item only.
+An exception fails that item only, once, with its message; only a dying
+process is a crash (jobd then retries the item it was on).
 """
 
 import os
@@ -69,28 +70,27 @@ def _lines(block, function, starmap, binary, out):
     """Answers every line of `block` (whole lines, its last newline cut off).
 
     The block is decoded and its results encoded at once, not line by line:
-    for a cheap function that is most of the cost. When the function raises,
-    the results before it still go out."""
+    for a cheap function that is most of the cost."""
     text = block if binary else block.decode("utf-8", "surrogateescape")
     newline, tab = (b"\n", b"\t") if binary else ("\n", "\t")
     results = []
     append = results.append
-    try:
-        if starmap:
-            for line in text.split(newline):
-                append(function(*line.split(tab)))
+    for line in text.split(newline):
+        try:
+            result = function(*line.split(tab)) if starmap else function(line)
+        except Exception as error:  # the item's error, on one line
+            message = " ".join(traceback.format_exception_only(type(error), error)[-1].split())
+            result = (b"\x15" + message.encode("utf-8", "replace")) if binary else "\x15" + message
         else:
-            for line in text.split(newline):
-                append(function(line))
-    finally:
-        if results:
-            joined = newline.join(results if binary else map(str, results))
             if not binary:
-                joined = joined.encode("utf-8", "surrogateescape")
-            if joined.count(b"\n") != len(results) - 1:
-                raise ValueError("a result contains a newline, which the line protocol "
-                                 "cannot carry; use jobctl's --framed")
-            out.append(joined + b"\n")
+                result = str(result)
+            if (b"\n" if binary else "\n") in result:
+                message = ("a result contains a newline, which the line protocol cannot "
+                           "carry; use jobctl's --framed")
+                result = (b"\x15" + message.encode()) if binary else "\x15" + message
+        append(result)
+    joined = newline.join(results)
+    out.append((joined if binary else joined.encode("utf-8", "surrogateescape")) + b"\n")
 
 
 def _frame(buffered, start):
