@@ -27,6 +27,19 @@ if ! cmp -s "$work/got" "$work/want"; then
   exit 1
 fi
 
+# The stream helper, where jobctl map --help says it is.
+cat > "$work/upper.py" <<EOF
+import sys
+sys.path.insert(0, "$work/prefix/share/jobd/stream")
+import jobd_stream
+jobd_stream.serve(str.upper)
+EOF
+got=$(printf 'a\nb\n' | "$work/prefix/bin/jobctl" map --stream "python3 $work/upper.py")
+if [ "$got" != "$(printf 'A\nB')" ]; then
+  echo "install test: the installed stream helper answered '$got' instead of A, B" >&2
+  exit 1
+fi
+
 # The Python package, where Debian's Python finds it under the prefix, on the
 # installed jobd (its workers find their loop under share/).
 python=$(sed -n 's/^Python3_EXECUTABLE:FILEPATH=//p' "$build/CMakeCache.txt")
