@@ -56,10 +56,15 @@ std::string_view Basename(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
+// POSIX dirname, as GNU parallel's {//} and dirname(1): "a/b/" is in "a",
+// "dir//x" in "dir", "trailing/" in ".".
 std::string_view Dirname(std::string_view path) {
-  const size_t slash = path.rfind('/');
+  const size_t last = path.find_last_not_of('/');
+  if (last == std::string_view::npos) return path.empty() ? "." : "/";  // "" or only slashes
+  const size_t slash = path.rfind('/', last);
   if (slash == std::string_view::npos) return ".";
-  return slash == 0 ? std::string_view("/") : path.substr(0, slash);
+  const size_t end = path.find_last_not_of('/', slash);
+  return end == std::string_view::npos ? std::string_view("/") : path.substr(0, end + 1);
 }
 
 std::string_view WithoutExtension(std::string_view path) {

@@ -128,6 +128,22 @@ TEST_F(ExecTest, EachResultReachesAPipeAsItArrives) {
   EXPECT_EQ(pclose(out), 0);
 }
 
+// Every replacement string as GNU parallel (apt-get install parallel) makes
+// it, on items with odd paths: what users of {} {.} {/} {//} {/.} {#} expect.
+TEST_F(ExecTest, ReplacementStringsAreGnuParallels) {
+  const std::string items =
+      "trailing/\na/b/\ndir//x.e\nplain\nx.tar.gz\n/abs/p.q\n/\n//\n.hidden\na/.b\ndir/\n"
+      "./x.y\n../up/f\na.b/c\nsp ace/f.e\n..\n.\na..b\n/x/.\nd.d/e.e/\nno_ext.\n";
+  const std::string corpus = dir_ + "/corpus";
+  WriteFile(corpus, items);
+  Command ours = Jobctl({"map", "--exec", "echo {}|{.}|{/}|{//}|{/.}|{#}"}, items);
+  ASSERT_EQ(ours.status, 0) << ours.err;
+  Command theirs = RunCommand({"/usr/bin/parallel", "-k", "--will-cite", "echo", "{}\\|{.}\\|{/}\\|{//}\\|{/.}\\|{#}",
+                               "::::", corpus});
+  ASSERT_EQ(theirs.status, 0) << "GNU parallel (apt-get install parallel): " << theirs.err;
+  EXPECT_EQ(ours.out, theirs.out);
+}
+
 TEST_F(ExecTest, FailuresAreTheItemsErrorsWithStderr) {
   Command run = Jobctl({"map", "--shell", "--exec", "[ {} = bad ] && { echo no >&2; exit 3; }; echo ok",
                         "good", "bad", "good"});

@@ -26,6 +26,12 @@ TEST(ExecTest, ReplacementStringsFollowGnuParallel) {
   EXPECT_EQ(Expand("{/.}", "/a/b/c.tar.gz"), "c.tar");
   EXPECT_EQ(Expand("{//}", "file"), ".");
   EXPECT_EQ(Expand("{//}", "/file"), "/");
+  // As dirname(1) and GNU parallel: trailing and repeated slashes do not count.
+  EXPECT_EQ(Expand("{//}", "trailing/"), ".");
+  EXPECT_EQ(Expand("{//}", "a/b/"), "a");
+  EXPECT_EQ(Expand("{//}", "dir//x.e"), "dir");
+  EXPECT_EQ(Expand("{//}", "//x"), "/");
+  EXPECT_EQ(Expand("{//}", "///"), "/");
   EXPECT_EQ(Expand("{.}", "dir.d/file"), "dir.d/file");
   EXPECT_EQ(Expand("{#}/{%}", "x"), "7/2");
   EXPECT_EQ(Expand("pre{}post-{/}", "a/b"), "prea/bpost-b");
