@@ -1026,7 +1026,7 @@ Result<std::vector<std::string>> Client::Map(const std::string& function,
         if (result.ok) {
           results[result.index] = std::string(result.value);
         } else if (first_error.empty()) {
-          first_error = "item " + std::to_string(result.index) + ": " + std::string(result.value);
+          first_error = "item " + std::to_string(result.index + 1) + ": " + std::string(result.value);
         }
         return {};
       });

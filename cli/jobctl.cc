@@ -96,7 +96,11 @@ options:
   --unordered          print results as they complete, not in input order
   --json               print one JSON record per item:
                        {"index":N,"ok":true,"result":"..."} or
-                       {"index":N,"ok":false,"error":"..."}
+                       {"index":N,"ok":false,"error":"..."}; index counts
+                       from 0; a failed item keeps its line
+  --failed-as TEXT     print TEXT on stdout for a failed item (its error still
+                       goes to stderr): one output line per input line, so
+                       `paste` and line numbers stay aligned
   --pool NAME          run in pool NAME (default: jobd's default pool); for
                        I/O-bound work (downloads, waiting on other programs)
                        --pool io, which has many more workers than cores
@@ -241,6 +245,7 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
   std::optional<std::string> python;  // MODULE:FUNCTION
   std::vector<std::string> zip, constants;  // starmap
   std::optional<std::string> command;
+  std::optional<std::string> failed_as;  // printed for a failed item
   bool progress = isatty(STDERR_FILENO);
   std::string function;
   std::vector<std::string> items;
@@ -286,6 +291,10 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
       constants.push_back(*constant);
     } else if (arg == "--unordered") {
       options.ordered = false;
+    } else if (arg == "--failed-as") {
+      const std::string* text = value();
+      if (text == nullptr) return Usage(kMapUsage, "--failed-as needs a TEXT (it may be empty)");
+      failed_as = *text;
     } else if (arg == "--json") {
       json = true;
     } else if (arg == "--progress") {
@@ -430,11 +439,14 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
         } else if (result.ok) {
           line.assign(result.value);
           line.push_back('\n');
+        } else if (failed_as) {
+          line = *failed_as + "\n";
         }
         if (!result.ok) {
           ++failed;
+          // Counted as people count lines: the first item is item 1 (--json's index is 0).
           std::fprintf(stderr, "%sjobctl: item %llu failed: %.*s\n", progress ? "\r\033[K" : "",
-                       static_cast<unsigned long long>(result.index),
+                       static_cast<unsigned long long>(result.index + 1),
                        static_cast<int>(result.value.size()), result.value.data());
         }
         if (!line.empty() && std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) {

@@ -83,7 +83,7 @@ Status Scheduler::CheckSegments(const Job& job, const wire::Items& items) const 
     const bool announced_here =
         std::find(items.segments().begin(), items.segments().end(), name) != items.segments().end();
     if (!announced_here && owner(name) != job.id) {
-      return Status::Error("item " + std::to_string(items.first_index() + i) + " of job " +
+      return Status::Error("item " + std::to_string(items.first_index() + i + 1) + " of job " +
                            std::to_string(job.id) + " refers to shared-memory segment " + name +
                            ", which its client did not create and announce for this job (in "
                            "Items.segments); a job may read only its own segments");

@@ -27,7 +27,7 @@ TEST_F(CrashTest, AnItemThatKillsWorkersFailsAloneNamingTheSignal) {
     Command run = Jobctl({"map", "--chunksize", chunksize, "crash", "ok1", "boom", "ok2", "ok3"});
     EXPECT_EQ(run.status, 1) << run.err;
     EXPECT_EQ(run.out, "ok1\nok2\nok3\n") << "chunksize " << chunksize;
-    EXPECT_NE(run.err.find("item 1 failed: the worker was killed by SIGABRT (signal 6) while "
+    EXPECT_NE(run.err.find("item 2 failed: the worker was killed by SIGABRT (signal 6) while "
                            "running this item, 3 times; giving up (retries: 2)"),
               std::string::npos)
         << run.err;
@@ -76,7 +76,7 @@ TEST_F(CrashTest, AJobsTimeoutStopsItsSlowItemAlone) {
                         "10", "5000", "20"});
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "10\n20\n");
-  EXPECT_NE(run.err.find("item 1 failed: timed out after 0.3 s while running this item, 1 time; "
+  EXPECT_NE(run.err.find("item 2 failed: timed out after 0.3 s while running this item, 1 time; "
                          "giving up (retries: 0)"),
             std::string::npos) << run.err;
 }
@@ -94,7 +94,7 @@ TEST_F(TimeoutTest, ThePoolsTimeoutIsRetriedThenFailsAndJobsCannotRaiseIt) {
                         "10", "5000", "20"});
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "10\n20\n");
-  EXPECT_NE(run.err.find("item 1 failed: timed out after 0.4 s while running this item, 2 times; "
+  EXPECT_NE(run.err.find("item 2 failed: timed out after 0.4 s while running this item, 2 times; "
                          "giving up (retries: 1)"),
             std::string::npos) << run.err;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
@@ -142,7 +142,7 @@ TEST_F(MemoryLimitTest, AnItemOverTheLimitFailsAloneWithOutOfMemory) {
   Command run = Jobctl({"map", "identity", "--files", dir_ + "/big", dir_ + "/small"});
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "small\n");
-  EXPECT_NE(run.err.find("item 0 failed: out of memory"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("item 1 failed: out of memory"), std::string::npos) << run.err;
   // Commands inherit the limit.
   Command command = Jobctl({"map", "--exec", "python3 -c 'bytearray(400 * 2**20)'", "x"});
   EXPECT_EQ(command.status, 1);

@@ -149,7 +149,7 @@ TEST_F(ExecTest, FailuresAreTheItemsErrorsWithStderr) {
                         "good", "bad", "good"});
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "ok\nok\n");
-  EXPECT_NE(run.err.find("item 1 failed: command '[ \"$1\" = bad ] && { echo no >&2; exit 3; }; "
+  EXPECT_NE(run.err.find("item 2 failed: command '[ \"$1\" = bad ] && { echo no >&2; exit 3; }; "
                          "echo ok' exited with status 3: no"),
             std::string::npos) << run.err;
   Command killed = Jobctl({"map", "--exec", "sh -c 'kill -9 $$'", "x"});

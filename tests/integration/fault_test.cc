@@ -188,7 +188,7 @@ TEST_F(FaultTest, ResubmitKeepsResultsThatWaitedTheirTurn) {
   const std::string err = ReadFile(out + ".err");
   EXPECT_EQ(WEXITSTATUS(status), 1) << err;
   EXPECT_EQ(ReadFile(out), "1500\n10\n") << err;
-  EXPECT_NE(err.find("item 1 failed: cannot read " + dir_ + "/missing"), std::string::npos) << err;
+  EXPECT_NE(err.find("item 2 failed: cannot read " + dir_ + "/missing"), std::string::npos) << err;
 }
 
 TEST_F(FaultTest, ResubmitGivesUpWhenNoDaemonComesBack) {

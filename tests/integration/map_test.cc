@@ -79,7 +79,7 @@ TEST_F(MapTest, ClientLibraryMapsInOrder) {
 
   Result<std::vector<std::string>> failed = client.Map("fail", {"a"});
   ASSERT_FALSE(failed.ok());
-  EXPECT_NE(failed.message().find("item 0: fail: this function always fails"), std::string::npos);
+  EXPECT_NE(failed.message().find("item 1: fail: this function always fails"), std::string::npos);
 }
 
 // Endless-looking input: counts what was read, so tests can check the window.
@@ -192,9 +192,19 @@ TEST_F(MapTest, FailedItemsGoToStderrWithTheirIndexAndExitOne) {
   Command run = Jobctl({"map", "primes", "5", "five", "7"});
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "3\n4\n");
-  EXPECT_NE(run.err.find("item 1 failed: primes: expected a whole number, got 'five'"),
+  EXPECT_NE(run.err.find("item 2 failed: primes: expected a whole number, got 'five'"),
             std::string::npos) << run.err;
   EXPECT_NE(run.err.find("1 of 3 items failed"), std::string::npos) << run.err;
+}
+
+// With --failed-as, stdout keeps one line per input line.
+TEST_F(MapTest, FailedAsKeepsTheOutputAlignedWithTheInput) {
+  Command run = Jobctl({"map", "--failed-as", "NA", "primes"}, "5\nfive\n7\n");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_EQ(run.out, "3\nNA\n4\n");
+  EXPECT_NE(run.err.find("item 2 failed: primes: expected a whole number, got 'five'"),
+            std::string::npos) << run.err;
+  EXPECT_EQ(Jobctl({"map", "--failed-as", "", "primes", "five", "5"}).out, "\n3\n");
 }
 
 TEST_F(MapTest, LargeStdinStreamsThroughWindows) {
@@ -243,9 +253,9 @@ TEST_F(MapTest, FilesThatCannotBeReadFailAloneLikeSha256sum) {
   Command run = Jobctl({"map", "sha256", "--files", dir_ + "/a", "/nonexistent", dir_, dir_ + "/b"});
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, Lines({Sha256Hex("a"), Sha256Hex("b")}));
-  EXPECT_NE(run.err.find("item 1 failed: cannot read /nonexistent: No such file or directory"),
+  EXPECT_NE(run.err.find("item 2 failed: cannot read /nonexistent: No such file or directory"),
             std::string::npos) << run.err;
-  EXPECT_NE(run.err.find("item 2 failed: cannot read " + dir_ + ": it is a directory"),
+  EXPECT_NE(run.err.find("item 3 failed: cannot read " + dir_ + ": it is a directory"),
             std::string::npos) << run.err;
   EXPECT_NE(run.err.find("2 of 4 items failed"), std::string::npos) << run.err;
 

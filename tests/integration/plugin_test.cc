@@ -35,7 +35,7 @@ TEST_F(PluginTest, LargeResultsAreWrittenInPlaceIntoSharedMemory) {
   EXPECT_TRUE(run.out == expected + "\n") << "size " << run.out.size();
   Command refused = Jobctl({"map", "--plugin", Lib("jobd_text"), "repeat", "no colon"});
   EXPECT_EQ(refused.status, 1);
-  EXPECT_NE(refused.err.find("item 0 failed: repeat: expected N:TEXT"), std::string::npos);
+  EXPECT_NE(refused.err.find("item 1 failed: repeat: expected N:TEXT"), std::string::npos);
 }
 
 TEST_F(PluginTest, ASegfaultingPluginCostsARetryNotTheJob) {
@@ -43,7 +43,7 @@ TEST_F(PluginTest, ASegfaultingPluginCostsARetryNotTheJob) {
                         "boom", "ok2"});
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "ok1\nok2\n");
-  EXPECT_NE(run.err.find("item 1 failed: the worker was killed by SIGSEGV (signal 11) while "
+  EXPECT_NE(run.err.find("item 2 failed: the worker was killed by SIGSEGV (signal 11) while "
                          "running this item, 3 times"),
             std::string::npos) << run.err;
 }
@@ -60,7 +60,7 @@ TEST_F(PluginTest, BrokenPluginsAreNamedWithTheReason) {
   for (const auto& c : cases) {
     Command run = Jobctl({"map", "--plugin", c.plugin, "nope", "x"});
     EXPECT_EQ(run.status, 1) << c.plugin;
-    EXPECT_NE(run.err.find("item 0 failed: "), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find("item 1 failed: "), std::string::npos) << run.err;
     EXPECT_NE(run.err.find(c.error), std::string::npos) << run.err;
   }
   Command missing = Jobctl({"map", "--plugin", "/no/such/plugin.so", "f", "x"});

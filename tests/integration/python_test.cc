@@ -53,7 +53,7 @@ TEST_F(PythonTest, MapsAPythonFunctionAndFailsOnlyTheItemsThatRaise) {
   Command run = Python({"map", "--python", "work:square"}, "1\n2\nthree\n4\n");
   EXPECT_EQ(run.status, 1) << run.err;
   EXPECT_EQ(run.out, "1\n4\n16\n");
-  EXPECT_TRUE(Has(run.err, "item 2 failed: ValueError: invalid literal for int() with base 10: "
+  EXPECT_TRUE(Has(run.err, "item 3 failed: ValueError: invalid literal for int() with base 10: "
                            "'three' (at " + dir_ + "/modules/work.py:2 in square)"))
       << run.err;
   // Arguments given on the command line are items too.
@@ -129,8 +129,8 @@ TEST_F(PythonTest, FunctionsCannotDisturbTheProtocol) {
   Command run = Python({"map", "--python", "rude:f", "a", "exit", "odd", "b\nc"});
   EXPECT_EQ(run.status, 1) << run.err;
   EXPECT_EQ(run.out, "a\nb\nc\n");
-  EXPECT_TRUE(Has(run.err, "item 1 failed: SystemExit: 75")) << run.err;
-  EXPECT_TRUE(Has(run.err, "item 2 failed: ValueError: \\ud800")) << run.err;
+  EXPECT_TRUE(Has(run.err, "item 2 failed: SystemExit: 75")) << run.err;
+  EXPECT_TRUE(Has(run.err, "item 3 failed: ValueError: \\ud800")) << run.err;
   // Starmap items of zero arguments (from the client library) keep the count.
   WriteModule("count", "def n(*args):\n    return len(args)\n");
   Result<Client> client = Client::Connect(endpoint_);
@@ -167,7 +167,7 @@ TEST_F(PythonTest, AnItemPastItsTimeoutIsStopped) {
   Command run = Python({"map", "--timeout", "1", "--retries", "0", "--python", "slow:f", "a", "slow", "b"});
   EXPECT_EQ(run.status, 1) << run.err;
   EXPECT_EQ(run.out, "a\nb\n");
-  EXPECT_TRUE(Has(run.err, "item 1 failed: timed out after 1 s")) << run.err;
+  EXPECT_TRUE(Has(run.err, "item 2 failed: timed out after 1 s")) << run.err;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
 }
 
@@ -177,14 +177,14 @@ TEST_F(PythonTest, AnItemThatKillsItsInterpreterIsRetriedThenFailsAlone) {
   Command run = Python({"map", "--python", "fatal:f"}, "a\ndie\nb\n");
   EXPECT_EQ(run.status, 1) << run.err;
   EXPECT_EQ(run.out, "A\nB\n");
-  EXPECT_TRUE(Has(run.err, "item 1 failed: the Python interpreter")) << run.err;
+  EXPECT_TRUE(Has(run.err, "item 2 failed: the Python interpreter")) << run.err;
   EXPECT_TRUE(Has(run.err, "3 times; giving up (retries: 2)")) << run.err;
 }
 
 TEST_F(PythonTest, ModulesThatCannotLoadAndBadNamesGetClearErrors) {
   Command missing = Python({"map", "--python", "nowhere:f", "x", "y"});
   EXPECT_EQ(missing.status, 1);
-  EXPECT_TRUE(Has(missing.err, "item 0 failed: cannot load nowhere:f: ModuleNotFoundError: No "
+  EXPECT_TRUE(Has(missing.err, "item 1 failed: cannot load nowhere:f: ModuleNotFoundError: No "
                                "module named 'nowhere'"))
       << missing.err;
   WriteModule("work", "value = 3\n");

@@ -69,7 +69,7 @@ TEST_F(StreamTest, ACoprocessThatDiesIsRestartedAndItsItemRetriedThenFailed) {
   Command run = Jobctl({"map", "--chunksize", "5", "--stream", script}, "a\nb\ndie\nc\nd\n");
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "a\nb\nc\nd\n");
-  EXPECT_NE(run.err.find("item 2 failed: the stream coprocess exited with status 3 while on this "
+  EXPECT_NE(run.err.find("item 3 failed: the stream coprocess exited with status 3 while on this "
                          "item, 3 times; giving up (retries: 2)"),
             std::string::npos) << run.err;
 }
@@ -82,7 +82,7 @@ TEST_F(StreamTest, OnlyTheItemThatKillsThePipelinedCoprocessFails) {
                        "a\nb\nc\nd\nboom\ne\nf\n");
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "a\nb\nc\nd\ne\nf\n");
-  EXPECT_NE(run.err.find("item 4 failed: the stream coprocess was killed by SIGSEGV"),
+  EXPECT_NE(run.err.find("item 5 failed: the stream coprocess was killed by SIGSEGV"),
             std::string::npos) << run.err;
   EXPECT_NE(run.err.find("1 of 7 items failed"), std::string::npos) << run.err;
 }
@@ -125,7 +125,7 @@ TEST_F(StreamTest, LinesCannotCarryNewlines) {
                        std::string("ok\0two\nlines\0", 13));
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "ok\n");
-  EXPECT_NE(run.err.find("item 1 failed: the item contains a newline, which the line protocol "
+  EXPECT_NE(run.err.find("item 2 failed: the item contains a newline, which the line protocol "
                          "cannot carry; use --framed"),
             std::string::npos) << run.err;
 }
@@ -139,7 +139,7 @@ TEST_F(StreamTest, AnExceptionInLinesModeFailsItsItemOnce) {
   Command run = Jobctl({"map", "--workers", "1", "--stream", script}, "1\nx\n3\n");
   EXPECT_EQ(run.status, 1);
   EXPECT_EQ(run.out, "1\n3\n");
-  EXPECT_NE(run.err.find("item 1 failed: ValueError: invalid literal for int() with base 10: 'x'"),
+  EXPECT_NE(run.err.find("item 2 failed: ValueError: invalid literal for int() with base 10: 'x'"),
             std::string::npos) << run.err;
   std::ifstream file(calls);
   std::vector<std::string> pids;

@@ -343,7 +343,7 @@ TEST_F(SchedulerTest, AJobUsesOnlySegmentsItsOwnClientMadeAndAnnounced) {
   Job& thief = job_of(bob);
   wire::Items unannounced = window(thief, {}, alices);
   Status s = scheduler_.AddItems(thief, unannounced);
-  EXPECT_NE(s.message().find("item 0 of job 2 refers to shared-memory segment " + alices +
+  EXPECT_NE(s.message().find("item 1 of job 2 refers to shared-memory segment " + alices +
                              ", which its client did not create and announce for this job"),
             std::string::npos) << s.message();
   wire::Items claimed = window(thief, {alices}, alices);
