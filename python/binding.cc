@@ -142,8 +142,10 @@ class Job : public jobd::ItemSource {
     Join();
   }
 
-  // Adds items (each a list of bytes-like parts); waits while the input is full.
-  void Put(const py::list& items) {
+  // Adds items (each a list of bytes-like parts); waits while the input is
+  // full, if `block` (a signal, as Ctrl-C, interrupts the wait). Returns the
+  // position in the job's input of the first.
+  uint64_t Put(const py::list& items, bool block) {
     std::vector<Item> batch;
     batch.reserve(items.size());
     size_t bytes = 0;
@@ -157,24 +159,34 @@ class Job : public jobd::ItemSource {
       }
       batch.push_back(std::move(parts));
     }
-    {
-      py::gil_scoped_release release;
-      std::unique_lock lock(mutex_);
-      if (closed_) throw std::runtime_error("the job's input is closed");
-      room_.wait(lock, [&] {
-        return done_ || cancelled_ || input_.empty() ||
-               (input_.size() < kMaxQueuedItems && input_bytes_ < kMaxQueuedBytes);
-      });
-      if (!done_ && !cancelled_) {
-        for (Item& item : batch) input_.push_back(std::move(item));
-        input_bytes_ += bytes;
-        input_ready_.Signal();
-        batch.clear();
+    uint64_t first = 0;
+    auto room = [&] {
+      return !block || done_ || cancelled_ || input_.empty() ||
+             (input_.size() < kMaxQueuedItems && input_bytes_ < kMaxQueuedBytes);
+    };
+    while (true) {
+      {
+        py::gil_scoped_release release;
+        std::unique_lock lock(mutex_);
+        if (closed_) throw std::runtime_error("the job's input is closed");
+        if (room_.wait_for(lock, std::chrono::milliseconds(100), room)) {
+          if (!done_ && !cancelled_) {
+            first = put_;
+            put_ += batch.size();
+            for (Item& item : batch) input_.push_back(std::move(item));
+            input_bytes_ += bytes;
+            input_ready_.Signal();
+            batch.clear();
+          }
+          break;
+        }
       }
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C while waiting
     }
     ReleaseSent();
     // An ended job takes nothing more (the batch is released here, with the GIL).
     if (!batch.empty()) throw JobEnded("the job has ended");
+    return first;
   }
 
   // No more items.
@@ -341,6 +353,7 @@ class Job : public jobd::ItemSource {
   std::condition_variable room_, results_ready_;
   std::deque<Item> input_;
   size_t input_bytes_ = 0;
+  uint64_t put_ = 0;  // items put so far: the next one's position
   std::vector<Item> sent_;
   std::deque<Outcome> results_;
   size_t results_bytes_ = 0;
@@ -388,7 +401,7 @@ PYBIND11_MODULE(_client, m) {
            py::arg("pool"),
            py::arg("max_workers"), py::arg("chunksize"), py::arg("ordered"), py::arg("retries"),
            py::arg("timeout"), py::arg("resubmit_wait"))
-      .def("put", &Job::Put, py::arg("items"))
+      .def("put", &Job::Put, py::arg("items"), py::arg("block") = true)
       .def("close", &Job::Close)
       .def("take", &Job::Take, py::arg("timeout"))
       .def("cancel", &Job::Cancel)

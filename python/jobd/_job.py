@@ -1,6 +1,7 @@
 """One jobd job of a pickled Python function, and what it needs: finding (or
 starting) jobd, pickling items, unpickling results and errors."""
 
+import atexit
 import binascii
 import itertools
 import os
@@ -8,6 +9,7 @@ import pickle
 import struct
 import sys
 import threading
+import weakref
 
 from . import _client
 
@@ -186,6 +188,30 @@ def caller_path():
 
 # ---------------------------------------------------------------- one job
 
+_live = weakref.WeakSet()  # Runs not ended yet
+_collecting = threading.local()  # `active` in a Run's collector thread (where callbacks run)
+
+
+@atexit.register
+def _end_runs():
+    """At exit, the jobs still running are cancelled and their threads ended
+    before the interpreter goes: a thread left waiting in the binding could
+    not take the interpreter back as it shuts down."""
+    runs = list(_live)
+    for run in runs:
+        run.cancel()
+    for run in runs:
+        run.job.join()
+        for thread in run._threads:
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(5)
+
+
+def in_collector():
+    """Whether this thread delivers some job's results (runs its callbacks)."""
+    return getattr(_collecting, "active", False)
+
+
 class Run:
     """One job: once started, a thread feeds it `items` (each the arguments
     tuple, or (function, args, kwargs) when `function` is None; or the caller
@@ -220,13 +246,20 @@ class Run:
 
     def start(self):
         """Starts feeding and collecting (once the caller knows this Run)."""
+        _live.add(self)
         for thread in self._threads:
             thread.start()
         return self
 
-    def put(self, index, call):
-        """One item, from the caller (apply_async, submit): numbered by the caller."""
-        self.job.put([dumps(call, f"the arguments of call {index + 1}")])
+    def put_call(self, call):
+        """One item from the caller (apply_async, submit); returns its position
+        in the job's input. From a callback (a collector thread) it never
+        waits for room: that thread's results are what would make room."""
+        return self.job.put([dumps(call, "the arguments of the call")], block=not in_collector())
+
+    def collects_here(self):
+        """Whether the current thread is this Run's collector."""
+        return threading.current_thread() is self._threads[0]
 
     def close(self):
         self.job.close()
@@ -306,19 +339,26 @@ class Run:
         return first, [None] * size, dict.fromkeys(range(size), value)
 
     def _collect(self):
+        _collecting.active = True
         try:
-            while (outcomes := self.job.take(0.5)) is not None:
+            while True:
+                try:
+                    outcomes = self.job.take(0.5)
+                except RuntimeError as error:  # the job's own error
+                    if not self.cancelled and self.error is None:
+                        self.error = JobdError(str(error))
+                    break
+                if outcomes is None:
+                    break
                 for outcome in outcomes:
                     self.deliver(*self._outcomes(*outcome), len(outcome[2]))
-        except RuntimeError as error:
-            if not self.cancelled and self.error is None:
-                self.error = JobdError(str(error))
-        except BaseException as error:  # from `deliver`
+        except BaseException as error:  # from `deliver`: a callback's, say
             self.error = self.error or error
             self.job.cancel()
         finally:
             self.job.join()
             if self.error is None and self.cancelled:
                 self.error = JobdError("the job was cancelled")
+            _live.discard(self)
             self.finish(self.error)
             self._done.set()

@@ -110,6 +110,9 @@ class IMapIterator:
         self._cond = threading.Condition()
         self._outcomes = collections.deque()  # (ok, value, pickled size)
         self._bytes = 0
+        # Once its Pool is closed, results are kept however many: join() and
+        # shutdown() wait for the job to end, not for its reader.
+        self._unbounded = False
         self._ended, self._error = False, None
         self._progress = progress
         self._run = None
@@ -141,8 +144,9 @@ class IMapIterator:
     def _deliver(self, first, results, failures, size):
         with self._cond:
             # A caller that takes results slowly holds the job back: memory stays bounded.
-            self._cond.wait_for(lambda: not self._outcomes or self._run.cancelled or (
-                len(self._outcomes) < RESULTS_AHEAD and self._bytes < RESULTS_AHEAD_BYTES))
+            self._cond.wait_for(lambda: not self._outcomes or self._run.cancelled or self._unbounded
+                                or (len(self._outcomes) < RESULTS_AHEAD
+                                    and self._bytes < RESULTS_AHEAD_BYTES))
             share = size // len(results)
             self._outcomes.extend((offset not in failures, failures.get(offset, result), share)
                                   for offset, result in enumerate(results))
@@ -158,40 +162,44 @@ class IMapIterator:
             self._ended, self._error = True, error
             self._cond.notify_all()
 
-    def _wake(self):
+    def _wake(self, unbounded=False):
         with self._cond:
+            self._unbounded |= unbounded
             self._cond.notify_all()
 
 
 class _Calls:
     """The job that runs a Pool's apply_async calls (and an Executor's submits):
-    each item a (function, args, kwargs), numbered as called, resolved as they
-    complete."""
+    each item a (function, args, kwargs), resolved as they complete. An item is
+    known by its position in the job's input, which the binding tells as it
+    takes it (calls from several threads take positions in the order they get
+    there); an outcome that comes before its caller has noted it waits."""
 
     def __init__(self, spec, connection):
-        self.pending = {}
+        self.pending = {}  # position -> resolve
+        self.early = {}    # position -> outcome, come before its resolve was noted
         self.lock = threading.Lock()
-        self.count = 0
         self.ended = False
         self.run = _job.Run(spec, connection, None, ordered=False, chunksize=0,
                             deliver=self._deliver, finish=self._finish).start()
 
     def call(self, function, args, kwargs, resolve):
+        position = self.run.put_call((function, tuple(args), dict(kwargs)))
         with self.lock:
-            index = self.count
-            self.count += 1
-            self.pending[index] = resolve
-        try:
-            self.run.put(index, (function, tuple(args), dict(kwargs)))
-        except BaseException:
-            with self.lock:
-                del self.pending[index]
-            raise
+            outcome = self.early.pop(position, None)
+            if outcome is None:
+                self.pending[position] = resolve
+        if outcome is not None:
+            resolve(*outcome)
 
-    def _deliver(self, index, results, failures, size):
+    def _deliver(self, position, results, failures, size):
+        outcome = (not failures, failures[0] if failures else results[0])
         with self.lock:
-            resolve = self.pending.pop(index)
-        resolve(not failures, failures[0] if failures else results[0])
+            resolve = self.pending.pop(position, None)
+            if resolve is None:
+                self.early[position] = outcome
+                return
+        resolve(*outcome)
 
     def _finish(self, error):
         with self.lock:
@@ -390,6 +398,10 @@ class Pool:
                 self._state = CLOSE
             if self._calls is not None:
                 self._calls.run.close()
+            runs = list(self._runs)
+        for run in runs:
+            if run.wake is not None:
+                run.wake(unbounded=True)
 
     def terminate(self):
         """Stops at once: every job of this Pool is cancelled in jobd."""
@@ -399,7 +411,8 @@ class Pool:
         for run in runs:
             run.cancel()
         for run in runs:
-            run.wait()
+            if not run.collects_here():  # a callback that terminates: its own job ends after it
+                run.wait()
 
     def join(self):
         """Waits for every job of this Pool to end; after close() or terminate()."""
@@ -408,6 +421,7 @@ class Pool:
         while True:
             with self._lock:
                 runs = list(self._runs)
+            runs = [run for run in runs if not run.collects_here()]
             if not runs:
                 return
             for run in runs:

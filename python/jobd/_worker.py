@@ -44,6 +44,7 @@ import os
 import pickle
 import struct
 import sys
+import threading
 import time
 import traceback
 
@@ -102,6 +103,7 @@ def mapped(segment, offset, length):
     """Bytes of a shared-memory segment, mapped copy-on-write."""
     region = SEGMENTS.get(segment)
     if region is None:
+        SEGMENTS.clear()  # items come segment after segment: the last one is enough
         if "/" in segment or not segment.startswith("jobd-"):
             raise ValueError(f"not a jobd segment: {segment!r}")
         fd = os.open(f"/dev/shm/{segment}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -238,8 +240,11 @@ def answer_in_segment(out, parts, size):
     copy; the worker copies it into the task's output and removes it), or
     returns False if no segment can be made (a full /dev/shm)."""
     name = f"jobd-{os.getuid()}-{os.getpid()}-{os.urandom(8).hex()}"
-    fd = os.open(f"/dev/shm/{name}", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
-                 os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(f"/dev/shm/{name}", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                     os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
     try:
         try:
             os.posix_fallocate(fd, 0, size)  # ENOSPC now, not SIGBUS while writing
@@ -283,20 +288,24 @@ def answer_exception(out, error):
 
 def run_chunk(function, star, chunk):
     """A chunk's outcomes: its results in order (None where one failed), and
-    {offset: exception_text(error)} for those that failed."""
-    try:  # the common case at the speed of map()
-        return (list(itertools.starmap(function, chunk)) if star else
-                list(map(function, chunk))), {}
-    except BaseException:
-        pass  # again, one at a time
+    {offset: exception_text(error)} for those that failed. Each item runs
+    once: after a failure the loop goes on from the next one."""
     results, failures = [], {}
-    for offset, item in enumerate(chunk):
+    items = enumerate(chunk)
+    append = results.append
+    while True:
+        offset = len(results)
         try:
-            results.append(function(*item) if star else function(item))
+            if star:
+                for offset, args in items:
+                    append(function(*args))
+            else:
+                for offset, item in items:
+                    append(function(item))
+            return results, failures
         except BaseException as error:
-            results.append(None)
+            append(None)
             failures[offset] = exception_text(error)
-    return results, failures
 
 
 def unpicklable_results(chunk_outcome):
@@ -356,8 +365,8 @@ class Job:
             if initializer:
                 token, function, args = pickle.loads(initializer)
                 if token not in initialized:
-                    initialized.add(token)  # once, even if it fails: as multiprocessing's
                     function(*args)
+                    initialized.add(token)  # once it ran: a failing one fails each job
         except BaseException as error:  # an import that fails fails every item
             self.failure = error if self.pickled else \
                 RuntimeError(f"cannot load {name}: {describe(error)}")
@@ -394,6 +403,50 @@ class Job:
             answer(out, str(result).encode(errors="surrogateescape"))
 
 
+class Answers:
+    """Answers on their way to the worker: what is ready goes out in one
+    write, per item reads and writes costing more than a small function; but
+    none waits more than ANSWER_DELAY, also while the next item runs long (a
+    thread sends it then), so that jobd sees each item end as it ends: its
+    timeout, and which item a crash is charged to, follow the answers."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.pending = []
+        self.since = 0.0  # when the oldest pending answer came
+        self.lock = threading.Condition()
+        threading.Thread(target=self._send_late, daemon=True).start()
+
+    def append(self, data):
+        with self.lock:
+            if not self.pending:
+                self.since = time.monotonic()
+                self.lock.notify()
+            self.pending.append(data)
+
+    def flush(self):
+        with self.lock:
+            self._send()
+
+    def _send(self):
+        data = memoryview(b"".join(self.pending))  # slices of it copy nothing
+        self.pending.clear()
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def _send_late(self):
+        with self.lock:
+            while True:
+                if not self.pending:
+                    self.lock.wait()
+                    continue
+                late = self.since + ANSWER_DELAY - time.monotonic()
+                if late > 0:
+                    self.lock.wait(late)
+                elif self.pending:
+                    self._send()
+
+
 def serve():
     # The protocol on descriptors of our own (not inherited by what a
     # function starts); stdin is /dev/null, stdout goes to stderr.
@@ -414,31 +467,27 @@ def serve():
     initialized = set()  # the tokens of the Pools whose initializer ran here
     items_run = 0
     buffer = bytearray()
+    out = Answers(protocol_out)
 
-    def send(out):
-        data = memoryview(b"".join(out))  # slices of it copy nothing
-        while data:
-            data = data[os.write(protocol_out, data):]
+    def replace_me():
+        """Says this interpreter must be replaced, and exits."""
+        out.append(b"!stale\n")
+        out.flush()
+        os._exit(0)
 
-    # What has arrived is answered in one write, per item reads and writes
-    # costing more than a small function; but no answer waits more than a
-    # moment for the others, so that jobd sees each slow item end (its
-    # timeout, and which item a crash is charged to, follow the answers).
     while True:
         chunk = os.read(protocol_in, 1 << 16)
         if not chunk:
             return
         buffer += chunk
-        out, start = [], 0
-        sent = time.monotonic()
+        start = 0
         while (message := message_at(buffer, start)) is not None:
             header, frames, start = message
             if header is not None:
                 paths = int(header[1:].split()[1])
                 frames = [bytes(f) for f in frames]
                 if not first_job and modules.changed():
-                    send(out + [b"!stale\n"])
-                    os._exit(0)
+                    replace_me()
                 if first_job:
                     # Fixed for this interpreter: a worker keeps one per path.
                     sys.path[0:0] = [os.fsdecode(p) for p in frames[4:4 + paths]]
@@ -451,15 +500,11 @@ def serve():
                 modules.note_new()  # what loading the job's function imported
                 continue
             if job.max_items and items_run >= job.max_items:
-                send(out + [b"!stale\n"])  # maxtasksperchild: a fresh one takes it from here
-                os._exit(0)
+                replace_me()  # maxtasksperchild: a fresh one takes it from here
             items_run += 1
             job.run(out, frames)
-            if time.monotonic() - sent > ANSWER_DELAY:
-                send(out)
-                out, sent = [], time.monotonic()
         del buffer[:start]
-        send(out)
+        out.flush()
 
 
 if __name__ == "__main__":

@@ -164,3 +164,18 @@ def test_idle_exit_stops_a_jobd_without_jobs(tmp_path):
     assert not os.path.exists(f"/proc/{pid}"), "jobd still runs 10 s after its last job"
     assert "no job for 1 s (idle_exit)" in log.read_text()
     assert not os.path.exists(runtime / "jobd.sock")
+
+
+def test_exiting_with_a_job_running_ends_it_cleanly(jobd_server):
+    for _ in range(3):
+        program = run_program("""
+            import jobd, work
+            pool = jobd.Pool()
+            pending = pool.map_async(work.sleep, [0.2] * 200, chunksize=1)
+            it = pool.imap(work.square, range(100000))
+            next(it)
+            """)
+        out, err = program.communicate(timeout=60)
+        assert program.returncode == 0, err
+        assert "terminate called" not in err
+    jobd_server.wait_idle()

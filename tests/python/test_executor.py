@@ -1,6 +1,7 @@
 """jobd.Executor against concurrent.futures' interface."""
 
 import concurrent.futures
+import threading
 import time
 
 import pytest
@@ -84,3 +85,27 @@ def test_many_submits_travel_together_in_one_job(jobd_server):
         assert [f.result(30) for f in futures] == [i * i for i in range(5000)]
     # One job streams every call: submit() only queues (the benchmark measures the speed).
     assert jobs_started() - before == 1
+
+
+def test_submitting_from_callbacks_neither_deadlocks_nor_mixes_results(jobd_server):
+    executor = jobd.Executor()
+    done = threading.Event()
+    finished = []
+
+    def again(future):
+        if future.result() % 2 == 0:
+            executor.submit(work.square, 1).add_done_callback(count)
+        count(future)
+
+    def count(_):
+        finished.append(1)
+        if len(finished) == 30000:
+            done.set()
+
+    futures = [executor.submit(work.square, i) for i in range(20000)]
+    for future in futures:
+        future.add_done_callback(again)
+    assert done.wait(120), f"{len(finished)} of 30000 calls finished"
+    # Submits from two threads at once: each future got its own call's result.
+    assert all(future.result() == i * i for i, future in enumerate(futures))
+    executor.shutdown()

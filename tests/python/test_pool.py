@@ -1,5 +1,6 @@
 """jobd.Pool against multiprocessing.Pool's interface and results."""
 
+import functools
 import itertools
 import multiprocessing
 import threading
@@ -253,3 +254,41 @@ def test_progress_bar_on_a_terminal(jobd_server):
     # Not a terminal: no bar.
     quiet = subprocess.run([sys.executable, "-c", source], env=env, capture_output=True)
     assert quiet.returncode == 0 and quiet.stderr == b"", quiet.stderr
+
+
+def test_a_failing_item_in_a_chunk_does_not_run_the_others_again(jobd_server, tmp_path):
+    log = tmp_path / "calls"
+    with jobd.Pool() as p:
+        results = p.imap(functools.partial(work.logged, str(log)), range(10), chunksize=10)
+        got = []
+        for _ in range(10):
+            try:
+                got.append(next(results))
+            except ValueError:
+                got.append("failed")
+    assert got == [0, 1, 2, 3, 4, "failed", 6, 7, 8, 9]
+    assert sorted(int(x) for x in log.read_text().split()) == list(range(10)), "each item once"
+
+
+def test_a_failing_initializer_fails_every_job_of_its_pool(jobd_server):
+    with jobd.Pool(processes=1, initializer=work.failing_init) as p:
+        for _ in range(3):
+            with pytest.raises(RuntimeError, match="the initializer fails"):
+                p.map(work.square, [1, 2], chunksize=1)
+
+
+def test_terminate_from_a_callback_returns(jobd_server):
+    p = jobd.Pool()
+    done = threading.Event()
+    p.apply_async(work.square, (2,), callback=lambda _: (p.terminate(), done.set()))
+    assert done.wait(10), "terminate() in a callback did not return"
+    p.join()
+
+
+def test_join_after_close_does_not_wait_for_an_unread_imap(jobd_server):
+    p = jobd.Pool()
+    results = p.imap(work.square, range(20000))
+    assert next(results) == 0
+    p.close()
+    p.join()  # returns once the job ended, however little of it was read
+    assert sum(1 for _ in results) == 19999

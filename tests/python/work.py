@@ -94,3 +94,16 @@ def identity_array(array):
 def double_array(array):
     array *= 2  # arrays arrive writable, as with multiprocessing
     return array
+
+
+def logged(path, x):
+    """Notes each call (to count how often an item ran), fails on 5."""
+    with open(path, "a") as f:
+        f.write(f"{x}\n")
+    if x == 5:
+        raise ValueError("five")
+    return x
+
+
+def failing_init():
+    raise RuntimeError("the initializer fails")
