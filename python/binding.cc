@@ -239,10 +239,12 @@ class Job : public jobd::ItemSource {
   }
 
   // Waits for the C++ thread (after the end of the job, or Cancel).
+  // Several Python threads may call it at once (a job's collector, exit).
   void Join() {
-    if (thread_.joinable()) {
+    {
       py::gil_scoped_release release;
-      thread_.join();
+      std::lock_guard join(join_mutex_);
+      if (thread_.joinable()) thread_.join();
     }
     ReleaseSent();
     std::lock_guard lock(mutex_);
@@ -347,6 +349,7 @@ class Job : public jobd::ItemSource {
   jobd::MapOptions options_;
   std::shared_ptr<Connection> connection_;
   std::thread thread_;
+  std::mutex join_mutex_;
   Eventfd input_ready_, cancel_;
 
   mutable std::mutex mutex_;
