@@ -11,7 +11,9 @@ from ._pool import Pool
 class Executor(concurrent.futures.Executor):
     """concurrent.futures.ProcessPoolExecutor's interface, on jobd's warm
     workers: submit() returns real Futures (as_completed and wait work), and
-    many submits travel together, not one round trip each.
+    many submits travel together, not one round trip each. A Future stays
+    pending until its result comes (jobd does not say when a call starts):
+    cancel() then succeeds and its result is dropped, but the call may run.
 
     max_workers: use at most this many of the jobd pool's workers.
     pool, socket, initializer, initargs, max_tasks_per_child: as for jobd.Pool.
