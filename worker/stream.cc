@@ -94,6 +94,14 @@ Status TakeSegmentResult(std::string_view reference, TaskOutput& output) {
   return {};
 }
 
+// Removes what a warm interpreter that is gone left in shared memory: the
+// result segments of a task cancelled before the worker read them.
+void RemoveSegmentsOf(pid_t interpreter) {
+  for (const std::string& name : ListSegments()) {
+    if (SegmentCreator(name) == interpreter) RemoveSegment(name);
+  }
+}
+
 }  // namespace
 
 Result<StreamResult> ParseStreamResult(std::string_view buffer, bool framed) {
@@ -210,6 +218,7 @@ std::string Coprocess::Reap() {
   }
   DrainStderr();
   Pipe::Close(err_);
+  if (warm_) RemoveSegmentsOf(pid_);
   pid_ = -1;
   if (stderr_tail_.size() > kStderrTail) stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
   while (!stderr_tail_.empty() && stderr_tail_.back() == '\n') stderr_tail_.pop_back();
@@ -234,6 +243,7 @@ void Coprocess::Stop() {
   }
   Pipe::Close(out_);
   Pipe::Close(err_);
+  if (warm_) RemoveSegmentsOf(pid_);
   pid_ = -1;
 }
 

@@ -1,6 +1,7 @@
 """Large buffers: numpy arrays out of band, in shared memory, memory bounded."""
 
 import os
+import time
 
 import numpy
 
@@ -61,3 +62,18 @@ def interpreter_segments():
             except OSError:
                 pass
     return left
+
+
+def test_a_cancelled_job_leaves_no_result_segment(jobd_server):
+    daemon = str(jobd_server.status()["pid"])
+    before = set(os.listdir("/dev/shm"))
+    for _ in range(5):
+        with jobd.Pool() as pool:
+            results = pool.imap(work.echo, [bytes(200_000)] * 64, chunksize=1)
+            next(results)
+        # Leaving the with block terminates: the job is cancelled mid-way.
+    jobd_server.wait_idle()
+    time.sleep(0.5)  # the workers stop their interpreters as the job goes
+    left = [name for name in set(os.listdir("/dev/shm")) - before
+            if name.startswith(f"jobd-{os.getuid()}-") and name.split("-")[2] != daemon]
+    assert not left, f"segments left behind: {left}"
