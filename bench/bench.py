@@ -550,89 +550,75 @@ def python_bench(jobd, repeats, case, *args):
     return best
 
 
+def py_row(name, best, ours, ours_label, theirs, theirs_label, target, others, extras=()):
+    """A py-* row: side `ours` of `best` against side `theirs`."""
+    return Result(name, Measure(ours_label, best[ours], "s"),
+                  Measure(theirs_label, best[theirs], "s"), ratio=best[theirs] / best[ours],
+                  target=target, others=others.share, extras=list(extras))
+
+
 def bench_py_map(jobd, repeats):
     with OthersMeter(jobd) as others:
         best = python_bench(jobd, repeats, "map")
-    return [Result("py-map/chunksize=1",
-                   Measure("jobd.Pool().map(identity, range(100000), chunksize=1)",
-                           best["jobd chunksize=1"], "s"),
-                   Measure("multiprocessing.Pool(cores).map(the same, chunksize=1)",
-                           best["multiprocessing chunksize=1"], "s"),
-                   ratio=best["multiprocessing chunksize=1"] / best["jobd chunksize=1"],
-                   target=3.0, others=others.share),
-            Result("py-map/default",
-                   Measure("jobd.Pool().map(identity, range(100000))",
-                           best["jobd chunksize=None"], "s"),
-                   Measure("multiprocessing.Pool(cores).map(the same)",
-                           best["multiprocessing chunksize=None"], "s"),
-                   ratio=best["multiprocessing chunksize=None"] / best["jobd chunksize=None"],
-                   target=1.0, others=others.share)]
+    return [py_row("py-map/chunksize=1", best, "jobd chunksize=1",
+                   "jobd.Pool().map(identity, range(100000), chunksize=1)",
+                   "multiprocessing chunksize=1",
+                   "multiprocessing.Pool(cores).map(the same, chunksize=1)", 3.0, others),
+            py_row("py-map/default", best, "jobd chunksize=None",
+                   "jobd.Pool().map(identity, range(100000))", "multiprocessing chunksize=None",
+                   "multiprocessing.Pool(cores).map(the same)", 1.0, others)]
 
 
 def bench_py_cpu(jobd, repeats):
     with OthersMeter(jobd) as others:
         best = python_bench(jobd, repeats, "cpu")
-    cores = best["cores"]
-    return [Result("py-cpu",
-                   Measure("jobd.Pool().map(busy, 64 items), pure-Python CPU work (~60 ms each)",
-                           best["jobd"], "s"),
-                   Measure("[busy(n) for n in items], serial", best["serial"], "s"),
-                   ratio=best["serial"] / best["jobd"], target=0.95 * cores, others=others.share)]
+    return [py_row("py-cpu", best, "jobd",
+                   "jobd.Pool().map(busy, 64 items), pure-Python CPU work (~60 ms each)",
+                   "serial", "[busy(n) for n in items], serial", 0.95 * best["cores"], others)]
 
 
 def bench_py_first(jobd, repeats):
     python_bench(jobd, 1, "first", "jobd")  # warms the interpreters: the point of the row
-    sides = {}
+    best = {}
     with OthersMeter(jobd) as others:
         for run in range(repeats):
             for side in ("jobd", "fork", "spawn", "forkserver"):
                 for name, seconds in python_bench(jobd, 1, "first", side).items():
-                    sides[name] = min(sides.get(name, seconds), seconds)
-    ours = Measure("a new program, after its imports: jobd.Pool(), map(identity, ['x']), "
-                   "on warm interpreters", sides["jobd"], "s")
-    return [Result(f"py-first/{side}", ours,
-                   Measure(f"the same with multiprocessing.get_context('{side}').Pool(cores)",
-                           sides[side], "s"),
-                   ratio=sides[side] / sides["jobd"], target=target, others=others.share,
-                   extras=[Measure("import jobd", sides["import jobd"], "s"),
-                           Measure(f"import multiprocessing", sides[f"import {side}"], "s")])
+                    best[name] = min(best.get(name, seconds), seconds)
+    return [py_row(f"py-first/{side}", best, "jobd",
+                   "a new program, after its imports: jobd.Pool(), map(identity, ['x']), "
+                   "on warm interpreters", side,
+                   f"the same with multiprocessing.get_context('{side}').Pool(cores)", target,
+                   others, extras=[Measure("import jobd", best["import jobd"], "s"),
+                                   Measure("import multiprocessing", best[f"import {side}"], "s")])
             for side, target in (("fork", 10.0), ("spawn", 50.0), ("forkserver", 50.0))]
 
 
 def bench_py_arrays(jobd, repeats):
     with OthersMeter(jobd) as others:
         best = python_bench(jobd, repeats, "arrays")
-    return [Result("py-arrays",
-                   Measure("jobd.Pool().map(identity, 64 numpy arrays of 4 MiB)", best["jobd"], "s"),
-                   Measure("multiprocessing.Pool(cores).map(the same)", best["multiprocessing"], "s"),
-                   ratio=best["multiprocessing"] / best["jobd"], target=5.0, others=others.share)]
+    return [py_row("py-arrays", best, "jobd", "jobd.Pool().map(identity, 64 numpy arrays of 4 MiB)",
+                   "multiprocessing", "multiprocessing.Pool(cores).map(the same)", 5.0, others)]
 
 
 def bench_py_submit(jobd, repeats):
     with OthersMeter(jobd) as others:
         best = python_bench(jobd, repeats, "submit")
-    return [Result("py-submit",
-                   Measure("jobd.Executor(): 10,000 submit(identity, i), then every result",
-                           best["jobd"], "s"),
-                   Measure("concurrent.futures.ProcessPoolExecutor(cores): the same",
-                           best["ProcessPoolExecutor"], "s"),
-                   ratio=best["ProcessPoolExecutor"] / best["jobd"], target=2.0,
-                   others=others.share)]
+    return [py_row("py-submit", best, "jobd",
+                   "jobd.Executor(): 10,000 submit(identity, i), then every result",
+                   "ProcessPoolExecutor", "concurrent.futures.ProcessPoolExecutor(cores): the same",
+                   2.0, others)]
 
 
 def bench_py_urls(jobd, repeats):
     with OthersMeter(jobd) as others:
         best = python_bench(jobd, repeats, "urls")
-    return [Result("py-urls",
-                   Measure("jobd.Pool(pool='io').map(fetch, 32 URLs answering in 0.3 s), "
-                           "16 workers, warm", best["jobd"], "s"),
-                   Measure("multiprocessing.dummy.Pool(16).map(the same)",
-                           best["multiprocessing.dummy"], "s"),
-                   ratio=best["multiprocessing.dummy"] / best["jobd"], target=1.0,
-                   others=others.share,
-                   extras=[Measure("jobd's first map in a run (interpreters of a new sys.path "
-                                   "start)", best["jobd first"], "s"),
-                           Measure("serial", best["serial"], "s")])]
+    return [py_row("py-urls", best, "jobd",
+                   "jobd.Pool(pool='io').map(fetch, 32 URLs answering in 0.3 s), 16 workers, warm",
+                   "multiprocessing.dummy", "multiprocessing.dummy.Pool(16).map(the same)", 1.0,
+                   others, extras=[Measure("jobd's first map in a run (interpreters of a new "
+                                           "sys.path start)", best["jobd first"], "s"),
+                                   Measure("serial", best["serial"], "s")])]
 
 
 BENCHMARKS = {"cpu": bench_cpu, "overhead": bench_overhead, "payload": bench_payload,

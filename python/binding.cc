@@ -111,8 +111,7 @@ class Job : public jobd::ItemSource {
   Job(std::shared_ptr<Connection> connection, const std::string& interpreter,
       std::vector<std::string> path, py::bytes callable, py::bytes initializer,
       uint32_t max_items, uint32_t chunk, const std::string& pool, uint32_t max_workers,
-      uint32_t chunksize, bool ordered, std::optional<uint32_t> retries, double timeout,
-      double resubmit_wait)
+      uint32_t chunksize, bool ordered, std::optional<uint32_t> retries, double timeout)
       : connection_(std::move(connection)) {
     function_.pickled = true;
     function_.interpreter = interpreter;
@@ -128,12 +127,7 @@ class Job : public jobd::ItemSource {
     options_.starmap = true;
     options_.retries = retries;
     options_.timeout_seconds = timeout;
-    options_.resubmit_wait_seconds = resubmit_wait;
     options_.cancel_fd = cancel_.fd();
-    options_.on_notice = [this](const std::string& message) {
-      std::lock_guard lock(mutex_);
-      notices_.push_back(message);
-    };
     thread_ = std::thread([this] { RunJob(); });
   }
 
@@ -251,16 +245,6 @@ class Job : public jobd::ItemSource {
     input_.clear();
   }
 
-  uint64_t job() const { return job_; }
-  py::tuple Summary() const {
-    std::lock_guard lock(mutex_);
-    return py::make_tuple(summary_.succeeded, summary_.failed, summary_.retried, summary_.resubmits);
-  }
-  std::vector<std::string> TakeNotices() {
-    std::lock_guard lock(mutex_);
-    return std::exchange(notices_, {});
-  }
-
   // ItemSource, on the C++ thread.
   int fd() const override { return input_ready_.fd(); }
   bool Buffered() const override {
@@ -324,10 +308,7 @@ class Job : public jobd::ItemSource {
           return {};
         });
     std::lock_guard lock(mutex_);
-    if (summary.ok()) {
-      summary_ = *summary;
-      job_ = summary->job;
-    } else {
+    if (!summary.ok()) {
       connection_->broken = true;
       if (!cancelled_) error_ = summary.message();
     }
@@ -360,11 +341,8 @@ class Job : public jobd::ItemSource {
   std::vector<Item> sent_;
   std::deque<Outcome> results_;
   size_t results_bytes_ = 0;
-  std::vector<std::string> notices_;
   bool closed_ = false, cancelled_ = false, done_ = false;
   std::string error_;
-  jobd::JobSummary summary_;
-  uint64_t job_ = 0;
 };
 
 }  // namespace
@@ -398,17 +376,15 @@ PYBIND11_MODULE(_client, m) {
   py::class_<Job>(m, "Job")
       .def(py::init<std::shared_ptr<Connection>, const std::string&, std::vector<std::string>,
                     py::bytes, py::bytes, uint32_t, uint32_t, const std::string&, uint32_t,
-                    uint32_t, bool, std::optional<uint32_t>, double, double>(),
+                    uint32_t, bool, std::optional<uint32_t>, double>(),
            py::kw_only(), py::arg("connection"), py::arg("interpreter"), py::arg("path"),
            py::arg("callable"), py::arg("initializer"), py::arg("max_items"), py::arg("chunk"),
            py::arg("pool"),
            py::arg("max_workers"), py::arg("chunksize"), py::arg("ordered"), py::arg("retries"),
-           py::arg("timeout"), py::arg("resubmit_wait"))
+           py::arg("timeout"))
       .def("put", &Job::Put, py::arg("items"), py::arg("block") = true)
       .def("close", &Job::Close)
       .def("take", &Job::Take, py::arg("timeout"))
       .def("cancel", &Job::Cancel)
-      .def("join", &Job::Join)
-      .def("notices", &Job::TakeNotices)
-      .def_property_readonly("summary", &Job::Summary);
+      .def("join", &Job::Join);
 }

@@ -260,7 +260,7 @@ class Pool:
                           path=_job.caller_path(), initializer=initializing,
                           max_items=maxtasksperchild or 0, pool=pool or "",
                           max_workers=processes or 0, retries=retries,
-                          timeout=float(timeout or 0), resubmit_wait=0.0)
+                          timeout=float(timeout or 0))
         self._processes = min(processes or workers, workers) or 1
         self._state = RUN
         self._lock = threading.Lock()
