@@ -231,6 +231,7 @@ Result<bool> FileSource::Read(ItemSink& sink, size_t max) {
 struct Client::Impl {
   std::string endpoint;
   uint32_t daemon_pid = 0;
+  wire::Pong pong_;  // the last answer to a ping
   zmq::context_t context{1};
   zmq::socket_t socket;
 
@@ -283,6 +284,7 @@ struct Client::Impl {
                                  " s: a jobd that died?); start one with `jobd --detach`");
     }
     daemon_pid = pong->pong().pid();
+    pong_ = std::move(*pong->mutable_pong());
     return {};
   }
 
@@ -357,6 +359,21 @@ Client::~Client() = default;
 
 const std::string& Client::endpoint() const { return impl_->endpoint; }
 uint32_t Client::daemon_pid() const { return impl_->daemon_pid; }
+
+Result<uint32_t> Client::PoolWorkers(const std::string& pool) const {
+  const wire::Pong& pong = impl_->pong_;
+  const std::string& name = pool.empty() ? pong.default_pool() : pool;
+  if (auto found = pong.pool_workers().find(name); found != pong.pool_workers().end()) {
+    return found->second;
+  }
+  std::vector<std::string> names;
+  for (const auto& [candidate, workers] : pong.pool_workers()) names.push_back(candidate);
+  std::sort(names.begin(), names.end());
+  std::string list;
+  for (const std::string& candidate : names) list += (list.empty() ? "" : ", ") + candidate;
+  return jobd::Status::Error("jobd has no pool '" + name + "' (its pools: " + list +
+                             "); name one of them, or add it to jobd's config");
+}
 void Client::Interrupt() { g_interrupted = true; }
 
 Result<Client> Client::Connect(const std::string& endpoint) {
@@ -473,6 +490,24 @@ class MapRun : public ItemSink {
 
   // Reads up to a window's worth of items and sends them.
   Status SendItems(ItemSource& source) {
+    if (Status s = ReadBatch(source); !s.ok()) return s;
+    Send(batch_);
+    ClearBatch();
+    return {};
+  }
+
+  // The first batch, for the Submit to carry (before the job has a number).
+  Status TakeFirstBatch(ItemSource& source, wire::Items* into) {
+    if (Status s = ReadBatch(source); !s.ok()) return s;
+    into->Swap(&batch_);
+    ClearBatch();
+    return {};
+  }
+
+  void SetJob(uint64_t job) { job_ = job; }
+
+  // Reads up to a window's worth of items into the batch.
+  Status ReadBatch(ItemSource& source) {
     const size_t room = options_.window - (sent_ - delivered_);
     Result<bool> more = source.Read(*this, std::min(room, kMaxBatchItems));
     if (!more.ok()) return more.status();
@@ -494,10 +529,12 @@ class MapRun : public ItemSink {
         }
       }
     }
-    Send(batch_);
+    return {};
+  }
+
+  void ClearBatch() {
     batch_.Clear();
     batch_bytes_ = 0;
-    return {};
   }
 
   // jobd died and job `job` replaces this one: sends it every item that has
@@ -896,11 +933,16 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
     free(path);
   }
   g_interrupted = false;
+  MapRun run(impl_->socket, 0, options);
+  // The items at hand go with the Submit: jobd starts on them a round trip sooner.
+  if (items.fd() < 0 || items.Buffered()) {
+    if (jobd::Status s = run.TakeFirstBatch(items, submit->mutable_items()); !s.ok()) return s;
+  }
   Result<wire::Reply> accepted = impl_->Call(request, wire::Reply::kAccepted);
+  submit->clear_items();  // a resubmit sends what has no result instead
   if (!accepted.ok()) return accepted.status();
   uint64_t job = accepted->accepted().job();
-
-  MapRun run(impl_->socket, job, options);
+  run.SetJob(job);
   // However Map ends (results all in, an error, an exception from on_result),
   // jobd hears that the job is released: cancelled if it was still running.
   struct ReleaseOnExit {
@@ -913,6 +955,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
     }
   } release_on_exit{*impl_, job};
 
+  if (jobd::Status s = run.TakeLocal(on_result); !s.ok()) return s;
   JobSummary summary;
   summary.job = job;
   auto notice = [&](const std::string& message) {

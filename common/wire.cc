@@ -217,7 +217,7 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
         return Status::Error("chunksize " + std::to_string(submit.chunksize()) +
                              " is too large (at most " + std::to_string(kMaxItemsPerMessage) + ")");
       }
-      return {};
+      return submit.has_items() ? ValidateItems(submit.items()) : Status{};
     }
     case wire::Request::kItems:
       return ValidateItems(out->items());

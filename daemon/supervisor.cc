@@ -560,6 +560,13 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
     case wire::Request::kPing:
       reply.mutable_pong()->set_pid(static_cast<uint32_t>(getpid()));
       reply.mutable_pong()->set_version(JOBD_VERSION);
+      reply.mutable_pong()->set_default_pool(config_.default_pool);
+      for (const auto& [name, pool] : pools_) {
+        if (pool.removed) continue;
+        (*reply.mutable_pong()->mutable_pool_workers())[name] = static_cast<uint32_t>(
+            std::count_if(pool.workers.begin(), pool.workers.end(),
+                          [](const auto& w) { return w->fate == Fate::kServe; }));
+      }
       Reply(client, reply);
       return;
     case wire::Request::kStatus:
@@ -698,6 +705,10 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   reply.mutable_accepted()->set_job(job.id);
   reply.mutable_accepted()->set_pool(pool_name);
   Reply(client, reply);
+  if (submit.has_items()) {
+    submit.mutable_items()->set_job(job.id);
+    if (Status s = scheduler_.AddItems(job, *submit.mutable_items()); !s.ok()) EndJob(job.id, s.message());
+  }
 }
 
 void Supervisor::Dispatch() {

@@ -128,7 +128,6 @@ class Job : public jobd::ItemSource {
     options_.retries = retries;
     options_.timeout_seconds = timeout;
     options_.cancel_fd = cancel_.fd();
-    thread_ = std::thread([this] { RunJob(); });
   }
 
   ~Job() override {
@@ -137,9 +136,11 @@ class Job : public jobd::ItemSource {
   }
 
   // Adds items (each a list of bytes-like parts); waits while the input is
-  // full, if `block` (a signal, as Ctrl-C, interrupts the wait). Returns the
-  // position in the job's input of the first.
-  uint64_t Put(const py::list& items, bool block) {
+  // full, if `block` (a signal, as Ctrl-C, interrupts the wait); `last`: no
+  // more items after these. Returns the position in the job's input of the
+  // first. The job starts at the first put (or close, or take): what the
+  // first put brings travels with the job's submission.
+  uint64_t Put(const py::list& items, bool block, bool last) {
     std::vector<Item> batch;
     batch.reserve(items.size());
     size_t bytes = 0;
@@ -169,6 +170,7 @@ class Job : public jobd::ItemSource {
             put_ += batch.size();
             for (Item& item : batch) input_.push_back(std::move(item));
             input_bytes_ += bytes;
+            closed_ = last;
             input_ready_.Signal();
             batch.clear();
           }
@@ -177,6 +179,7 @@ class Job : public jobd::ItemSource {
       }
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C while waiting
     }
+    Start();
     ReleaseSent();
     // An ended job takes nothing more (the batch is released here, with the GIL).
     if (!batch.empty()) throw JobEnded("the job has ended");
@@ -185,15 +188,19 @@ class Job : public jobd::ItemSource {
 
   // No more items.
   void Close() {
-    std::lock_guard lock(mutex_);
-    closed_ = true;
-    input_ready_.Signal();
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+      input_ready_.Signal();
+    }
+    Start();
   }
 
   // Results that have arrived, waiting up to `timeout` seconds for the first;
   // None once the job has ended and everything was taken. The job's error is
   // raised once its results are taken.
   py::object Take(double timeout) {
+    Start();
     std::deque<Outcome> taken;
     bool ended = false;
     std::string error;
@@ -237,6 +244,10 @@ class Job : public jobd::ItemSource {
   void Join() {
     {
       py::gil_scoped_release release;
+      {
+        std::lock_guard start(start_mutex_);
+        started_ = true;  // not started by now: never (thread_ stays as it is from here)
+      }
       std::lock_guard join(join_mutex_);
       if (thread_.joinable()) thread_.join();
     }
@@ -317,6 +328,19 @@ class Job : public jobd::ItemSource {
     room_.notify_all();
   }
 
+  // Starts the C++ thread running the job, once.
+  void Start() {
+    std::lock_guard start(start_mutex_);
+    if (std::exchange(started_, true)) return;
+    std::lock_guard lock(mutex_);
+    if (cancelled_) {  // cancelled before it started: it never reaches jobd
+      done_ = true;
+      results_ready_.notify_all();
+      return;
+    }
+    thread_ = std::thread([this] { RunJob(); });
+  }
+
   // Releases (with the GIL) the memory of items the C++ thread has copied.
   void ReleaseSent() {
     std::vector<Item> sent;
@@ -330,7 +354,8 @@ class Job : public jobd::ItemSource {
   jobd::MapOptions options_;
   std::shared_ptr<Connection> connection_;
   std::thread thread_;
-  std::mutex join_mutex_;
+  std::mutex start_mutex_, join_mutex_;  // start_mutex_ guards thread_ until started_
+  bool started_ = false;
   Eventfd input_ready_, cancel_;
 
   mutable std::mutex mutex_;
@@ -355,22 +380,12 @@ PYBIND11_MODULE(_client, m) {
       .def_property_readonly("daemon_pid", [](const Connection& c) { return c.client.daemon_pid(); });
   // A connection to the jobd at `endpoint`; RuntimeError with jobd's message if none answers.
   m.def("connect", &Connect, py::arg("endpoint"));
-  // How many workers pool `pool` (empty: the default pool) has; ValueError
-  // naming the pools if jobd has no such pool.
-  m.def("pool_workers", [](Connection& connection, const std::string& pool) {
-    jobd::Result<jobd::wire::StatusReport> report = [&] {
-      py::gil_scoped_release release;
-      return connection.client.Status();
-    }();
-    if (!report.ok()) throw std::runtime_error(report.message());
-    const std::string& name = pool.empty() ? report->default_pool() : pool;
-    std::string names;
-    for (const jobd::wire::StatusReport::Pool& candidate : report->pools()) {
-      if (candidate.name() == name) return candidate.workers_size();
-      names += (names.empty() ? "" : ", ") + candidate.name();
-    }
-    throw py::value_error("jobd has no pool '" + name + "' (its pools: " + names +
-                          "); name one of them, or add it to jobd's config");
+  // How many workers pool `pool` (empty: the default pool) had when the
+  // connection was made; ValueError naming the pools if jobd has no such pool.
+  m.def("pool_workers", [](const Connection& connection, const std::string& pool) {
+    jobd::Result<uint32_t> workers = connection.client.PoolWorkers(pool);
+    if (!workers.ok()) throw py::value_error(workers.message());
+    return *workers;
   });
   py::register_exception<JobEnded>(m, "JobEnded");
   py::class_<Job>(m, "Job")
@@ -382,7 +397,7 @@ PYBIND11_MODULE(_client, m) {
            py::arg("pool"),
            py::arg("max_workers"), py::arg("chunksize"), py::arg("ordered"), py::arg("retries"),
            py::arg("timeout"))
-      .def("put", &Job::Put, py::arg("items"), py::arg("block") = true)
+      .def("put", &Job::Put, py::arg("items"), py::arg("block") = true, py::arg("last") = false)
       .def("close", &Job::Close)
       .def("take", &Job::Take, py::arg("timeout"))
       .def("cancel", &Job::Cancel)

@@ -239,14 +239,22 @@ class Run:
         self.connection = connection  # this job's alone while it runs
         self.job = _client.Job(connection=connection, callable=packed, chunk=chunk,
                                ordered=ordered, chunksize=chunksize or 0, **spec)
+        self._items = items
         self._threads = [threading.Thread(target=self._collect, daemon=True, name="jobd-results")]
-        if items is not None:
-            self._threads.append(threading.Thread(target=self._feed, args=(items,), daemon=True,
-                                                  name="jobd-items"))
 
     def start(self):
-        """Starts feeding and collecting (once the caller knows this Run)."""
+        """Starts the job (once the caller knows this Run). Items at hand (a
+        list, tuple or range) are put from here up to a batch, so that they
+        travel with the job's submission; a thread puts the rest, another
+        hands the outcomes out."""
         _live.add(self)
+        if self._items is not None:
+            parts, lazy = self._parts(self._items)
+            if lazy or self._guarded(self._put_first, parts):
+                self._threads.append(threading.Thread(
+                    target=self._guarded, args=(self._put_rest, parts, lazy), daemon=True,
+                    name="jobd-items"))
+            self._items = None
         for thread in self._threads:
             thread.start()
         return self
@@ -273,40 +281,48 @@ class Run:
     def wait(self, timeout=None):
         return self._done.wait(timeout)
 
-    def _feed(self, items):
+    def _parts(self, items):
+        """(each jobd item's parts, lazily; whether `items` itself is lazy)."""
+        if self.chunk == 1:
+            star = self.star
+            return ((dumps(tuple(args) if star else (args,), f"the arguments of item {n}")
+                     for n, args in enumerate(items, 1)),
+                    not isinstance(items, (list, tuple, range)))
+        if isinstance(items, (list, tuple, range)):  # slices: no loop per item
+            self.count = len(items)
+            return ((self._dumps_chunk(items[start:start + self.chunk], start)
+                     for start in range(0, len(items), self.chunk)), False)
+        iterator = iter(items)
+        chunks = iter(lambda: list(itertools.islice(iterator, self.chunk)), [])
+        return (self._dumps_chunk(chunk, n * self.chunk) for n, chunk in enumerate(chunks)), True
+
+    def _guarded(self, put, *args):
+        """put(*args), where an error of the input (or of pickling it) ends the job."""
         try:
-            if self.chunk == 1:
-                star = self.star
-                self._put((dumps(tuple(args) if star else (args,), f"the arguments of item {n}")
-                           for n, args in enumerate(items, 1)),
-                          lazy=not isinstance(items, (list, tuple, range)))
-            elif isinstance(items, (list, tuple, range)):  # slices: no loop per item
-                self.count = len(items)
-                self._put((self._dumps_chunk(items[start:start + self.chunk], start)
-                           for start in range(0, len(items), self.chunk)), lazy=False)
-            else:
-                iterator = iter(items)
-                chunks = iter(lambda: list(itertools.islice(iterator, self.chunk)), [])
-                self._put((self._dumps_chunk(chunk, n * self.chunk)
-                           for n, chunk in enumerate(chunks)), lazy=True)
-            self.job.close()
+            return put(*args)
         except _client.JobEnded:
             pass  # cancelled, or failed: the collector tells why
-        except BaseException as error:  # the input's own error (or pickling's) ends the job
+        except BaseException as error:
             self.error = self.error or error
             self.job.cancel()
 
-    def _put(self, items, lazy):
-        """Hands `items` (each an item's parts) to the job: one at a time if
-        they come lazily (each may wait on its source), else in batches."""
+    def _put_first(self, parts):
+        """Puts the first batch of a sized input; returns whether more follow."""
+        size = max(1, PUT_BATCH // self.chunk)
+        count = -(-len(self._items) // self.chunk)  # jobd items
+        self.job.put(list(itertools.islice(parts, size)), last=count <= size)
+        return count > size
+
+    def _put_rest(self, parts, lazy):
+        """Hands `parts` (each an item's) to the job: one at a time if they
+        come lazily (each may wait on its source), else in batches."""
         batch = []
-        for parts in items:
-            batch.append(parts)
+        for item in parts:
+            batch.append(item)
             if lazy or len(batch) * self.chunk >= PUT_BATCH:
                 self.job.put(batch)
                 batch = []
-        if batch:
-            self.job.put(batch)
+        self.job.put(batch, last=True)
 
     def _dumps_chunk(self, chunk, first):
         """A chunk's parts: [star, its items], pickled together."""

@@ -118,13 +118,97 @@ def mapped(segment, offset, length):
     return memoryview(region)[offset:offset + length]
 
 
-class Modules:
-    """The files of the modules this interpreter imported, to tell when one
-    has changed since."""
+# File systems where inotify sees every change to a file (elsewhere, as on NFS,
+# a change made by another host goes unseen: such files are checked with stat).
+LOCAL_FILE_SYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs", "f2fs",
+                      "squashfs", "ramfs", "vfat", "exfat", "ntfs3", "jfs", "bcachefs"}
+
+
+class Watches:
+    """inotify watches on the folders of module files: a job's check is then
+    one read of the events, not a stat of every module."""
+
+    IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+    IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
+    IN_DELETE_SELF, IN_MOVE_SELF, IN_Q_OVERFLOW, IN_IGNORED = 0x400, 0x800, 0x4000, 0x8000
+    MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE
+            | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF)
+    LOST = IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF  # anything may have changed
 
     def __init__(self):
-        self.seen = {}  # path -> (inode, size, mtime) when first seen
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.add = libc.inotify_add_watch
+        self.add.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+        self.folders = {}  # folder -> watch descriptor
+        self.names = {}    # watch descriptor -> names of module files in its folder
+        self.mounts = sorted(self.local_mounts(), key=len, reverse=True)
+
+    @staticmethod
+    def local_mounts():
+        """The mount points of local file systems (bytes)."""
+        with open("/proc/self/mountinfo", "rb") as mountinfo:
+            for line in mountinfo:
+                fields = line.split()
+                separator = fields.index(b"-")
+                if fields[separator + 1].decode() in LOCAL_FILE_SYSTEMS:
+                    yield fields[4].replace(b"\\040", b" ")
+
+    def local(self, folder):
+        """Whether `folder` lies on a local file system (its longest mount point's)."""
+        for mount in self.mounts:
+            if folder == mount or folder.startswith(mount.rstrip(b"/") + b"/"):
+                return True
+        return False  # the longest match was not local, or none is known
+
+    def watch(self, path):
+        """Watches the file at `path` (its folder, resolved); False if it cannot."""
+        folder, name = os.path.split(os.path.realpath(os.fsencode(path)))
+        descriptor = self.folders.get(folder)
+        if descriptor is None:
+            if not self.local(folder):
+                return False
+            descriptor = self.add(self.fd, folder, self.MASK)
+            if descriptor < 0:  # the watch limit, a folder we may not read
+                return False
+            self.folders[folder] = descriptor
+        self.names.setdefault(descriptor, set()).add(name)
+        return True
+
+    def changed(self):
+        """Whether a watched file changed since the last call (events read)."""
+        changed = False
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return changed
+            at = 0
+            while at < len(data):
+                descriptor, mask, _, length = struct.unpack_from("iIII", data, at)
+                name = data[at + 16:at + 16 + length].rstrip(b"\0")
+                at += 16 + length
+                changed |= bool(mask & self.LOST) or name in self.names.get(descriptor, ())
+
+
+class Modules:
+    """The files of the modules this interpreter imported, to tell when one
+    has changed since: watched (Watches) where inotify can, else checked with
+    stat at each look."""
+
+    def __init__(self):
+        self.known = set()  # the module files seen
+        self.stamps = {}    # path -> (inode, size, mtime) of those checked with stat
+        self.modules = 0    # len(sys.modules) at the last look
+        self.changes = False  # seen, not yet reported
         self.since = time.time_ns()  # the last check: modules imported after it are newer
+        try:
+            self.watches = Watches()
+        except (OSError, AttributeError, ImportError):  # no inotify: stat every file
+            self.watches = None
 
     @staticmethod
     def stamp(path):
@@ -136,29 +220,38 @@ class Modules:
 
     def changed(self):
         """Whether a module's file changed since it was imported; notes new ones."""
-        changed = False
-        for module in list(sys.modules.values()):
-            path = getattr(module, "__file__", None)
-            if not path:
-                continue
-            stamp = self.stamp(path)
-            known = self.seen.get(path)
-            if known is None:
-                # Imported since the last check: a file newer than that check
-                # may have changed after its import.
-                changed |= stamp is not None and stamp[2] > self.since
-                self.seen[path] = stamp
-            elif stamp != known:
-                changed = True
+        self._note(check=True)
+        changed = self.changes
+        for path, stamp in self.stamps.items():
+            changed = changed or self.stamp(path) != stamp
+        self.changes = False
         self.since = time.time_ns()
         return changed
 
     def note_new(self):
         """Notes the files of modules imported since the last look, as they are now."""
+        self._note(check=False)
+
+    def _note(self, check):
+        """Reads what the watches saw, then notes the modules imported since
+        the last look; if `check`, a file newer than that look may have
+        changed after its import, which counts as a change."""
+        if self.watches is not None and self.watches.changed():
+            self.changes = True
+        if len(sys.modules) == self.modules:
+            return  # nothing new (a module replaced in sys.modules by another is missed)
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
-            if path and path not in self.seen:
-                self.seen[path] = self.stamp(path)
+            if not path or path in self.known:
+                continue
+            self.known.add(path)
+            watched = self.watches is not None and self.watches.watch(path)
+            stamp = self.stamp(path)  # after the watch: a change in between is seen
+            if check and stamp is not None and stamp[2] > self.since:
+                self.changes = True
+            if not watched:
+                self.stamps[path] = stamp
+        self.modules = len(sys.modules)
 
 
 def resolve(name):

@@ -204,6 +204,19 @@ TEST_F(BadInputTest, GarbageTruncatedAndOversizedMessagesLeaveTheDaemonServing) 
   raw.Send(Encode(forged));
   EXPECT_TRUE(Has(raw.Error(), "not a jobd segment of this user"));
 
+  // The first items may travel with the Submit; they are checked as Items are.
+  wire::Request forged_first = submit;
+  forged_first.mutable_submit()->mutable_items()->add_items()->mutable_ref()->set_segment(
+      "../../etc/passwd");
+  raw.Send(Encode(forged_first));
+  EXPECT_TRUE(Has(raw.Error(), "not a jobd segment of this user"));
+  wire::Request out_of_sequence = submit;
+  out_of_sequence.mutable_submit()->mutable_items()->set_first_index(5);
+  out_of_sequence.mutable_submit()->mutable_items()->add_items()->set_data("x");
+  raw.Send(Encode(out_of_sequence));
+  EXPECT_EQ(raw.Error(), "(not an error)");  // accepted, then ended:
+  EXPECT_TRUE(Has(raw.Error(), "items out of sequence"));
+
   // Over the size limit: refused by the socket before parsing, no reply.
   RawClient huge(endpoint_);
   huge.Send(std::string(static_cast<size_t>(kMaxMessageBytes) + 1, 'x'));

@@ -226,6 +226,9 @@ class Client {
   const std::string& endpoint() const;
   // The daemon's pid.
   uint32_t daemon_pid() const;
+  // How many workers pool `pool` (empty: the default pool) had when this
+  // client connected; the error names the pools there are.
+  Result<uint32_t> PoolWorkers(const std::string& pool) const;
 
   Result<wire::StatusReport> Status();
   Result<wire::FunctionList> Functions();
