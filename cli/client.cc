@@ -778,6 +778,7 @@ class MapRun : public ItemSink {
     item.ok = outcome.has_value() && value.ok();
     item.value = outcome.has_error() ? std::string_view(outcome.error())
                                      : value.ok() ? *value : std::string_view(value.message());
+    if (item.ok && outcome.value().has_ref()) item.segment = &outcome.value().ref();
     Status s = DeliverItem(item, on_result);
     DropOutputRef(result);
     return s;

@@ -14,7 +14,9 @@
 // once, into the message or the shared-memory segment that carries it.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -70,14 +72,48 @@ struct Part {
 using Item = std::vector<Part>;
 
 // Results from this size on become Python objects on the C++ thread (taking
-// the GIL briefly): one copy out of shared memory instead of two.
+// the GIL briefly): a mapping of their shared memory, or one copy of them.
 constexpr size_t kObjectFrom = 64 << 10;
+
+// A result's bytes in shared memory, mapped copy-on-write: the caller's
+// objects (numpy arrays unpickled on it) use the memory the worker wrote,
+// without a copy, and may write to it. The segment's name may go (the client
+// library removes it once the result is delivered); the mapping stays until
+// the last object using it is gone.
+class SharedBytes {
+ public:
+  static std::unique_ptr<SharedBytes> Map(const jobd::wire::SegmentRef& ref) {
+    const int fd = shm_open(("/" + ref.segment()).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0) return nullptr;
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t start = ref.offset() / page * page;
+    const size_t size = static_cast<size_t>(ref.offset() - start + ref.length());
+    void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(start));
+    close(fd);
+    if (base == MAP_FAILED) return nullptr;
+    return std::unique_ptr<SharedBytes>(new SharedBytes(
+        static_cast<char*>(base), size, static_cast<size_t>(ref.offset() - start)));
+  }
+  ~SharedBytes() { munmap(base_, size_); }
+  SharedBytes(const SharedBytes&) = delete;
+  SharedBytes& operator=(const SharedBytes&) = delete;
+
+  py::buffer_info Buffer() {
+    return py::buffer_info(base_ + skip_, static_cast<py::ssize_t>(size_ - skip_), false);
+  }
+
+ private:
+  SharedBytes(char* base, size_t size, size_t skip) : base_(base), size_(size), skip_(skip) {}
+  char* base_;
+  size_t size_;
+  size_t skip_;  // bytes mapped before the result's (a mapping starts at a page)
+};
 
 struct Outcome {
   uint64_t index;
   bool ok;
   std::string value;  // small ones
-  py::object object;  // large ones, a bytearray (destroyed only with the GIL)
+  py::object object;  // large ones, a memoryview or bytearray (destroyed only with the GIL)
 };
 
 class Eventfd {
@@ -295,8 +331,14 @@ class Job : public jobd::ItemSource {
           Outcome outcome{result.index, result.ok, {}, {}};
           if (result.value.size() >= kObjectFrom) {
             if (_Py_IsFinalizing()) return jobd::Status::Error("the interpreter is exiting");
+            std::unique_ptr<SharedBytes> shared =
+                result.segment != nullptr ? SharedBytes::Map(*result.segment) : nullptr;
             py::gil_scoped_acquire gil;  // before the lock: Python threads take it holding the GIL
-            outcome.object = py::bytearray(result.value.data(), result.value.size());
+            if (shared) {
+              outcome.object = py::memoryview(py::cast(std::move(shared)));
+            } else {
+              outcome.object = py::bytearray(result.value.data(), result.value.size());
+            }
           } else {
             outcome.value = std::string(result.value);
           }
@@ -375,6 +417,8 @@ class Job : public jobd::ItemSource {
 PYBIND11_MODULE(_client, m) {
   m.doc() = "The jobd C++ client library, for the jobd package.";
   m.def("default_endpoint", &jobd::DefaultEndpoint);
+  py::class_<SharedBytes>(m, "SharedBytes", py::buffer_protocol())
+      .def_buffer(&SharedBytes::Buffer);
   py::class_<Connection, std::shared_ptr<Connection>>(m, "Connection")
       .def_property_readonly("broken", [](const Connection& c) { return c.broken; })
       .def_property_readonly("daemon_pid", [](const Connection& c) { return c.client.daemon_pid(); });

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 
@@ -103,6 +105,39 @@ void TaskOutput::Set(std::string_view bytes) {
     if (!bytes.empty()) std::memcpy(space, bytes.data(), bytes.size());
     Commit(bytes.size());
   }
+}
+
+Status TaskOutput::Adopt(const std::string& segment, uint64_t offset, uint64_t length) {
+  if (fd_ < 0 && state_ == State::kEmpty) {
+    const std::string from = "/dev/shm/" + segment, to = "/dev/shm/" + name_;
+    if (renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) {
+      fd_ = open(to.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+      struct stat st{};
+      if (fd_ < 0 || fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode) ||
+          length > static_cast<uint64_t>(st.st_size) ||
+          offset > static_cast<uint64_t>(st.st_size) - length) {
+        Finish();
+        RemoveSegment(name_);
+        return Status::Error("the result segment " + segment + " does not hold " +
+                             std::to_string(length) + " bytes at " + std::to_string(offset));
+      }
+      wire::SegmentRef* ref = outcome_.mutable_value()->mutable_ref();
+      ref->set_segment(name_);
+      ref->set_offset(offset);
+      ref->set_length(length);
+      used_ = offset + length;
+      committed_ = length;
+      state_ = State::kDone;
+      return {};
+    }
+  }
+  Result<Segment> opened = Segment::Open(segment);
+  RemoveSegment(segment);  // ours to remove, whatever it holds
+  if (!opened.ok()) return opened.status();
+  Result<std::string_view> bytes = opened->Slice(offset, length);
+  if (!bytes.ok()) return bytes.status();
+  Set(*bytes);
+  return {};
 }
 
 void TaskOutput::TakeOutcome(wire::TaskResult* result) {

@@ -31,6 +31,10 @@ class TaskOutput {
   void Fail(std::string message);
   // Reserve, copy, Commit.
   void Set(std::string_view bytes);
+  // The item's result is [offset, offset + length) of segment `segment`, which
+  // the function's own process wrote: renamed to be this task's segment (no
+  // copy) while the task has none yet, else copied. `segment` is gone after.
+  Status Adopt(const std::string& segment, uint64_t offset, uint64_t length);
   // Ends the current item, adding its outcome to `result` (an error if the
   // function left no result): packed with the others while every outcome of
   // the task is an inline value, one by one from the first that is not.

@@ -74,8 +74,8 @@ std::string PythonHeader(const wire::Python& python) {
 }
 
 // A result an interpreter left in a segment of its own, "<length> <segment>
-// <offset>" (python/jobd/_worker.py): copied into the task's output, and the
-// segment removed. Returns an error for a malformed reference.
+// <offset>" (python/jobd/_worker.py): it becomes the task's output segment
+// (TaskOutput::Adopt). Returns an error for a malformed reference.
 Status TakeSegmentResult(std::string_view reference, TaskOutput& output) {
   const std::string line(reference);
   char segment[129] = {};
@@ -85,13 +85,7 @@ Status TakeSegmentResult(std::string_view reference, TaskOutput& output) {
       static_cast<size_t>(end) != line.size() || !IsSegmentName(segment)) {
     return Status::Error("a malformed result reference '" + line.substr(0, 80) + "'");
   }
-  Result<Segment> opened = Segment::Open(segment);
-  RemoveSegment(segment);  // ours to remove, whatever it holds
-  if (!opened.ok()) return opened.status();
-  Result<std::string_view> bytes = opened->Slice(offset, length);
-  if (!bytes.ok()) return bytes.status();
-  output.Set(*bytes);
-  return {};
+  return output.Adopt(segment, offset, length);
 }
 
 // Removes what a warm interpreter that is gone left in shared memory: the

@@ -27,7 +27,8 @@ after EXCEPTION_MARK. Large parts skip the pipe: an argument may come as
 "&<length> <segment> <offset>\n", a reference into the shared-memory segment
 that holds it (mapped here copy-on-write), and a large result goes into a new
 segment of this interpreter's, answered with "&<length> <segment> 0\n" (the
-worker copies it into the task's output and removes it).
+worker makes it the task's output segment, or copies it into the one the task
+has, and removes it).
 
 An interpreter that must be replaced answers "!stale\n" and exits: before a
 job whose modules changed on disk since it imported them (before answering
@@ -330,7 +331,7 @@ def answer_pickled(out, value, chunk=False):
 
 def answer_in_segment(out, parts, size):
     """Answers with a reference to a new segment holding the packed parts (one
-    copy; the worker copies it into the task's output and removes it), or
+    copy; the worker hands the segment on as the task's output), or
     returns False if no segment can be made (a full /dev/shm)."""
     name = f"jobd-{os.getuid()}-{os.getpid()}-{os.urandom(8).hex()}"
     try:

@@ -10,11 +10,23 @@ import work
 from test_errors import run_program
 
 
+def memory_of(array):
+    """The object that holds an array's memory."""
+    while isinstance(array, numpy.ndarray):
+        array = array.base
+    return array.obj if isinstance(array, memoryview) else array
+
+
 def test_arrays_round_trip_writable(jobd_server):
     arrays = [numpy.full((256, 1024), i, dtype=numpy.float64) for i in range(8)]
     with jobd.Pool() as pool:
         doubled = pool.map(work.double_array, arrays, chunksize=1)
         assert all((d == 2 * a).all() and d.flags.writeable for a, d in zip(arrays, doubled))
+        # Not copied out of shared memory: mapped copy-on-write, so a write
+        # to one result changes nothing else.
+        assert all(type(memory_of(d)).__name__ == "SharedBytes" for d in doubled)
+        doubled[0][:] = -1
+        assert all((d == 2 * a).all() for a, d in zip(arrays[1:], doubled[1:]))
         same = pool.map(work.identity_array, arrays)  # in chunks
         assert all((s == a).all() and s.dtype == a.dtype for a, s in zip(arrays, same))
         data = bytearray(range(256)) * 40000

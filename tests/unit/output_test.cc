@@ -57,6 +57,55 @@ TEST(OutputTest, SmallResultsInlineLargeOnesInPlaceInTheSegment) {
   RemoveSegment(name);
 }
 
+// A segment as a warm interpreter leaves a result: `bytes` after `offset`.
+std::string InterpreterSegment(const std::string& bytes, size_t offset) {
+  const std::string name = NewSegmentName();
+  Result<Segment> made = Segment::Create(name, offset + bytes.size());
+  EXPECT_TRUE(made.ok() && made->Allocate(0, offset + bytes.size()).ok());
+  std::memcpy(made->data() + offset, bytes.data(), bytes.size());
+  return name;
+}
+
+bool SegmentExists(const std::string& name) { return Segment::Open(name).ok(); }
+
+TEST(OutputTest, AnAdoptedSegmentBecomesTheTasksOwnThenLaterResultsAreCopiedAfterIt) {
+  const std::string name = NewSegmentName();
+  TaskOutput output(name);
+  const std::string first(100000, 'f'), second(90000, 's');
+  const std::string first_segment = InterpreterSegment(first, 16);
+  ASSERT_TRUE(output.Adopt(first_segment, 16, first.size()).ok());
+  const wire::Outcome adopted = Take(output);
+  const std::string second_segment = InterpreterSegment(second, 0);
+  ASSERT_TRUE(output.Adopt(second_segment, 0, second.size()).ok());
+  const wire::Outcome copied = Take(output);
+  output.Set(std::string(kInlineLimit + 1, 'c'));
+  const wire::Outcome written = Take(output);
+  output.Finish();
+
+  EXPECT_FALSE(SegmentExists(first_segment)) << "renamed";
+  EXPECT_FALSE(SegmentExists(second_segment)) << "removed once copied";
+  EXPECT_EQ(adopted.value().ref().segment(), name);
+  EXPECT_EQ(adopted.value().ref().offset(), 16u);
+  EXPECT_EQ(copied.value().ref().offset(), 16u + first.size());
+  EXPECT_EQ(written.value().ref().offset(), 16u + first.size() + second.size());
+  SegmentReader reader;
+  EXPECT_EQ(*reader.Read(adopted.value()), first);
+  EXPECT_EQ(*reader.Read(copied.value()), second);
+  EXPECT_EQ(*reader.Read(written.value()), std::string(kInlineLimit + 1, 'c'));
+  RemoveSegment(name);
+}
+
+TEST(OutputTest, AdoptingASegmentTooShortForTheResultFailsAndLeavesNothing) {
+  const std::string name = NewSegmentName();
+  TaskOutput output(name);
+  const std::string short_segment = InterpreterSegment(std::string(1000, 'x'), 0);
+  EXPECT_FALSE(output.Adopt(short_segment, 0, 5000).ok());
+  EXPECT_FALSE(output.Adopt("jobd-0-1-0000000000000000", 0, 10).ok()) << "no such segment";
+  output.Finish();
+  EXPECT_FALSE(SegmentExists(short_segment));
+  EXPECT_FALSE(SegmentExists(name));
+}
+
 TEST(OutputTest, GrowsPastItsFirstMappingAndLeavesNoSegmentWhenUnused) {
   const std::string name = NewSegmentName();
   {

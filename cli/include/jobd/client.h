@@ -25,6 +25,7 @@ namespace wire {
 class StatusReport;
 class FunctionList;
 class Request;
+class SegmentRef;
 }  // namespace wire
 
 struct MapOptions {
@@ -64,6 +65,9 @@ struct ItemResult {
   uint64_t index = 0;      // position in the input, from 0
   bool ok = false;
   std::string_view value;  // the result if ok, else the error; valid during the call only
+  // Where `value` lies when it is in shared memory (a caller may map it
+  // itself, instead of copying it, during the call); else null.
+  const wire::SegmentRef* segment = nullptr;
 };
 
 // A command run once per item instead of a function, like xargs or GNU
