@@ -174,8 +174,8 @@ class Job : public jobd::ItemSource {
   // Adds items (each a list of bytes-like parts); waits while the input is
   // full, if `block` (a signal, as Ctrl-C, interrupts the wait); `last`: no
   // more items after these. Returns the position in the job's input of the
-  // first. The job starts at the first put (or close, or take): what the
-  // first put brings travels with the job's submission.
+  // first. The job starts at the first put (or close): what the first put
+  // brings travels with the job's submission.
   uint64_t Put(const py::list& items, bool block, bool last) {
     std::vector<Item> batch;
     batch.reserve(items.size());
@@ -236,7 +236,6 @@ class Job : public jobd::ItemSource {
   // None once the job has ended and everything was taken. The job's error is
   // raised once its results are taken.
   py::object Take(double timeout) {
-    Start();
     std::deque<Outcome> taken;
     bool ended = false;
     std::string error;
@@ -267,12 +266,16 @@ class Job : public jobd::ItemSource {
     return list;
   }
 
-  // Ends the job in jobd now; what is queued is dropped.
+  // Ends the job in jobd now; what is queued is dropped. A job not started
+  // yet never reaches jobd.
   void Cancel() {
     cancel_.Signal();
-    std::lock_guard lock(mutex_);
-    cancelled_ = true;
-    room_.notify_all();
+    {
+      std::lock_guard lock(mutex_);
+      cancelled_ = true;
+      room_.notify_all();
+    }
+    Start();
   }
 
   // Waits for the C++ thread (after the end of the job, or Cancel).

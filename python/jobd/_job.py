@@ -15,6 +15,11 @@ from . import _client
 
 EXCEPTION_MARK = "\njobd-pickled-exception:"  # as in _worker.py
 PUT_BATCH = 512  # items pickled and handed over at once, when the input is not lazy
+# The first batch (which travels with the job's submission) holds at least
+# so many jobd items (chunks), so that every worker gets one at once, unless
+# its pickles reach FIRST_BATCH_BYTES first.
+FIRST_BATCH_CHUNKS = 64
+FIRST_BATCH_BYTES = 4 << 20
 IDLE_EXIT = 600  # seconds a jobd started by jobd.Pool lives without a job
 
 
@@ -248,15 +253,15 @@ class Run:
         travel with the job's submission; a thread puts the rest, another
         hands the outcomes out."""
         _live.add(self)
+        self._threads[0].start()  # first: a thread starts late on a busy machine
         if self._items is not None:
             parts, lazy = self._parts(self._items)
             if lazy or self._guarded(self._put_first, parts):
-                self._threads.append(threading.Thread(
-                    target=self._guarded, args=(self._put_rest, parts, lazy), daemon=True,
-                    name="jobd-items"))
+                feeder = threading.Thread(target=self._guarded, args=(self._put_rest, parts, lazy),
+                                          daemon=True, name="jobd-items")
+                self._threads.append(feeder)
+                feeder.start()
             self._items = None
-        for thread in self._threads:
-            thread.start()
         return self
 
     def put_call(self, call):
@@ -307,11 +312,26 @@ class Run:
             self.job.cancel()
 
     def _put_first(self, parts):
-        """Puts the first batch of a sized input; returns whether more follow."""
-        size = max(1, PUT_BATCH // self.chunk)
+        """Puts the first batch of a sized input, its first item at once (the
+        job starts on it while the others are pickled); returns whether more
+        follow."""
         count = -(-len(self._items) // self.chunk)  # jobd items
-        self.job.put(list(itertools.islice(parts, size)), last=count <= size)
-        return count > size
+        batch, size, put = [], 0, 0
+        for item in parts:
+            batch.append(item)
+            size += sum(memoryview(part).nbytes for part in item)
+            if put == 0 or size >= FIRST_BATCH_BYTES or (
+                    put + len(batch) >= FIRST_BATCH_CHUNKS
+                    and (put + len(batch)) * self.chunk >= PUT_BATCH):
+                put += len(batch)
+                self.job.put(batch, last=put == count)
+                batch = []
+                if put > 1:
+                    break
+        if batch:
+            put += len(batch)
+            self.job.put(batch, last=put == count)
+        return put < count
 
     def _put_rest(self, parts, lazy):
         """Hands `parts` (each an item's) to the job: one at a time if they

@@ -383,23 +383,17 @@ def answer_exception(out, error):
 def run_chunk(function, star, chunk):
     """A chunk's outcomes: its results in order (None where one failed), and
     {offset: exception_text(error)} for those that failed. Each item runs
-    once: after a failure the loop goes on from the next one."""
+    once: list.extend keeps what the map gave before a failure, and the map
+    goes on from the next item (the loop runs in C, as multiprocessing's)."""
     results, failures = [], {}
-    items = enumerate(chunk)
-    append = results.append
+    items = iter(chunk)
     while True:
-        offset = len(results)
         try:
-            if star:
-                for offset, args in items:
-                    append(function(*args))
-            else:
-                for offset, item in items:
-                    append(function(item))
+            results.extend(itertools.starmap(function, items) if star else map(function, items))
             return results, failures
         except BaseException as error:
-            append(None)
-            failures[offset] = exception_text(error)
+            failures[len(results)] = exception_text(error)
+            results.append(None)
 
 
 def unpicklable_results(chunk_outcome):
