@@ -21,6 +21,7 @@
 #include "common/paths.h"
 #include "common/payload.h"
 #include "common/trusted_dir.h"
+#include "common/cluster_file.h"
 #include "common/wire.h"
 #include "jobd.pb.h"
 
@@ -42,6 +43,9 @@ constexpr size_t kMaxInflightBytes = 16 << 20;
 // every worker busy, never the whole input (one item is always allowed).
 constexpr size_t kMaxInflightSharedBytes = 256 << 20;
 constexpr size_t kMaxBatchItems = 4096;
+// The largest item sent to a jobd on another host: it travels inline, in a
+// message within jobd's limit.
+constexpr size_t kMaxRemoteItemBytes = static_cast<size_t>(kMaxMessageBytes) - (1 << 20);
 constexpr auto kReplyTimeout = std::chrono::seconds(10);
 // While a job runs and nothing arrives for this long, check the daemon lives.
 constexpr auto kDaemonCheckInterval = std::chrono::seconds(2);
@@ -232,34 +236,28 @@ struct Client::Impl {
   std::string endpoint;
   uint32_t daemon_pid = 0;
   wire::Pong pong_;  // the last answer to a ping
+  bool remote = false;       // on another host, reached with the cluster file's keys
+  ClusterFile cluster;
+  std::string cluster_path;
   zmq::context_t context{1};
   zmq::socket_t socket;
 
   // A fresh connection to the endpoint, checked with a ping; the error says
   // what is wrong and how to start jobd.
   jobd::Status Open(std::chrono::milliseconds timeout) {
-    Result<std::string> path = IpcPath(endpoint);
-    if (!path.ok()) return path.status();
-    // The socket's directory must be one only we (or root) can change, as
-    // jobd requires: otherwise another user could have put a jobd of theirs
-    // there, to read our items and answer with results of their choosing.
-    const std::filesystem::path socket_path(*path);
-    bool missing = false;
-    Result<TrustedDir> dir = OpenTrustedDir(socket_path.parent_path().string(), DirUse::kPrivate,
-                                            /*create=*/false, &missing);
-    struct stat st{};
-    if (dir.ok() && fstatat(dir->fd.get(), socket_path.filename().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      missing = true;
-    }
-    if (missing) {
-      return jobd::Status::Error("no jobd is running at " + endpoint + " (" +
-                                 (dir.ok() ? *path : dir.message()) +
-                                 (dir.ok() ? " does not exist" : "") +
-                                 "); start one with `jobd --detach` (or `jobd` in another "
-                                 "terminal), or point at another with --socket");
-    }
-    if (!dir.ok()) {
-      return jobd::Status::Error("refusing to use " + endpoint + ": " + dir.message());
+    std::string no_answer;  // why no ping may be answered
+    if (remote) {
+      no_answer = "no jobd answers at " + endpoint + " (from cluster file " + cluster_path +
+                  ") within " + std::to_string(timeout.count() / 1000) + " s: its head is not " +
+                  "running there, or the file's keys are not its current ones (a head writes " +
+                  "new keys each time it starts)";
+    } else {
+      Result<std::string> path = IpcPath(endpoint);
+      if (!path.ok()) return path.status();
+      if (jobd::Status s = CheckSocket(*path); !s.ok()) return s;
+      no_answer = "no jobd answers at " + endpoint + " (the socket " + *path +
+                  " exists but nobody replied within " + std::to_string(timeout.count() / 1000) +
+                  " s: a jobd that died?); start one with `jobd --detach`";
     }
     // A connection to a jobd that died: what it still queued goes nowhere.
     if (socket) socket.set(zmq::sockopt::linger, 0);
@@ -270,6 +268,11 @@ struct Client::Impl {
     socket.set(zmq::sockopt::linger, 1000);
     socket.set(zmq::sockopt::rcvhwm, 0);
     socket.set(zmq::sockopt::sndhwm, 0);
+    if (remote) {  // CurveZMQ, with the cluster file's keys
+      socket.set(zmq::sockopt::curve_serverkey, cluster.server_public);
+      socket.set(zmq::sockopt::curve_publickey, cluster.client_public);
+      socket.set(zmq::sockopt::curve_secretkey, cluster.client_secret);
+    }
     socket.connect(endpoint);
     wire::Request ping;
     ping.set_version(wire::VERSION_CURRENT);
@@ -277,14 +280,35 @@ struct Client::Impl {
     Send(ping);
     Result<wire::Reply> pong = Receive(timeout);
     if (pong.ok() && pong->has_error()) return jobd::Status::Error(pong->error().message());
-    if (!pong.ok() || !pong->has_pong()) {
-      return jobd::Status::Error("no jobd answers at " + endpoint + " (the socket " + *path +
-                                 " exists but nobody replied within " +
-                                 std::to_string(timeout.count() / 1000) +
-                                 " s: a jobd that died?); start one with `jobd --detach`");
-    }
+    if (!pong.ok() || !pong->has_pong()) return jobd::Status::Error(no_answer);
     daemon_pid = pong->pong().pid();
     pong_ = std::move(*pong->mutable_pong());
+    return {};
+  }
+
+  // The local socket at `path` is there, in a directory only we (or root) may change.
+  jobd::Status CheckSocket(const std::string& path) {
+    // The socket's directory must be one only we (or root) can change, as
+    // jobd requires: otherwise another user could have put a jobd of theirs
+    // there, to read our items and answer with results of their choosing.
+    const std::filesystem::path socket_path(path);
+    bool missing = false;
+    Result<TrustedDir> dir = OpenTrustedDir(socket_path.parent_path().string(), DirUse::kPrivate,
+                                            /*create=*/false, &missing);
+    struct stat st{};
+    if (dir.ok() && fstatat(dir->fd.get(), socket_path.filename().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      missing = true;
+    }
+    if (missing) {
+      return jobd::Status::Error("no jobd is running at " + endpoint + " (" +
+                                 (dir.ok() ? path : dir.message()) +
+                                 (dir.ok() ? " does not exist" : "") +
+                                 "); start one with `jobd --detach` (or `jobd` in another "
+                                 "terminal), or point at another with --socket");
+    }
+    if (!dir.ok()) {
+      return jobd::Status::Error("refusing to use " + endpoint + ": " + dir.message());
+    }
     return {};
   }
 
@@ -376,6 +400,18 @@ Result<uint32_t> Client::PoolWorkers(const std::string& pool) const {
 }
 void Client::Interrupt() { g_interrupted = true; }
 
+Result<Client> Client::ConnectCluster(const std::string& cluster_file) {
+  Result<ClusterFile> cluster = ClusterFile::Read(cluster_file);
+  if (!cluster.ok()) return cluster.status();
+  auto impl = std::make_unique<Impl>();
+  impl->remote = true;
+  impl->endpoint = cluster->endpoint;
+  impl->cluster = std::move(*cluster);
+  impl->cluster_path = cluster_file;
+  if (jobd::Status s = impl->Open(std::chrono::seconds(5)); !s.ok()) return s;
+  return Client(std::move(impl));
+}
+
 Result<Client> Client::Connect(const std::string& endpoint) {
   auto impl = std::make_unique<Impl>();
   impl->endpoint = endpoint.empty() ? DefaultEndpoint() : endpoint;
@@ -423,8 +459,9 @@ namespace {
 // shared-memory segments removed as soon as nothing refers to them.
 class MapRun : public ItemSink {
  public:
-  MapRun(zmq::socket_t& socket, uint64_t job, const MapOptions& options)
-      : socket_(socket), job_(job), options_(options),
+  // `remote`: jobd is on another host, so every item travels inline.
+  MapRun(zmq::socket_t& socket, uint64_t job, const MapOptions& options, bool remote)
+      : socket_(socket), job_(job), options_(options), writer_(16 << 20, !remote),
         keep_items_(options.resubmit_wait_seconds > 0) {}
 
   ~MapRun() override {
@@ -435,6 +472,7 @@ class MapRun : public ItemSink {
 
   Status Add(std::string_view bytes) override {
     if (options_.starmap) return AddArgs({bytes});
+    if (Status s = CheckSize(bytes.size()); !s.ok()) return s;
     if (char* space = PackedSpace(bytes.size())) {
       if (!bytes.empty()) std::memcpy(space, bytes.data(), bytes.size());
       return {};
@@ -448,6 +486,7 @@ class MapRun : public ItemSink {
   Status AddArgs(const std::vector<std::string_view>& args) override {
     if (!options_.starmap) return Status::Error("AddArgs needs MapOptions::starmap");
     const size_t size = PackedSize(args);
+    if (Status s = CheckSize(size); !s.ok()) return s;
     if (char* space = PackedSpace(size)) {
       PackArgs(args, space);
       return {};
@@ -693,6 +732,10 @@ class MapRun : public ItemSink {
       return error;
     }
     const size_t size = static_cast<size_t>(st.st_size);
+    if (Status s = CheckSize(size); !s.ok()) {
+      close(fd);
+      return s.message();
+    }
     Result<char*> space = writer_.Reserve(size, payload);
     size_t done = 0;
     while (space.ok() && done <= size) {
@@ -720,8 +763,16 @@ class MapRun : public ItemSink {
   // Room for an item of `size` bytes at the end of the batch's Packed, or null
   // if it goes one by one: it is too large to be inline, or the batch already
   // holds items in shared memory.
+  // An item must fit in one message when it travels inline to another host.
+  Status CheckSize(size_t size) const {
+    if (writer_.inline_limit() <= kInlineLimit || size <= kMaxRemoteItemBytes) return {};
+    return Status::Error("an item of " + std::to_string(size) + " bytes is more than a jobd on "
+                         "another host takes (" + std::to_string(kMaxRemoteItemBytes >> 20) +
+                         " MiB); split it, or run the map on the head's host");
+  }
+
   char* PackedSpace(size_t size) {
-    if (size > kInlineLimit || batch_.items_size() > 0) return nullptr;
+    if (size > writer_.inline_limit() || batch_.items_size() > 0) return nullptr;
     ++sent_;
     ++job_sent_;
     wire::Packed& packed = *batch_.mutable_packed();
@@ -934,7 +985,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
     free(path);
   }
   g_interrupted = false;
-  MapRun run(impl_->socket, 0, options);
+  MapRun run(impl_->socket, 0, options, impl_->remote);
   // The items at hand go with the Submit: jobd starts on them a round trip sooner.
   if (items.fd() < 0 || items.Buffered()) {
     if (jobd::Status s = run.TakeFirstBatch(items, submit->mutable_items()); !s.ok()) return s;
@@ -962,7 +1013,10 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   auto notice = [&](const std::string& message) {
     if (options.on_notice) options.on_notice(message);
   };
-  auto daemon_died = [&] { return ProcessExited(static_cast<pid_t>(impl_->daemon_pid)); };
+  // (A head on another host has no pid here: its loss is not detected yet.)
+  auto daemon_died = [&] {
+    return !impl_->remote && ProcessExited(static_cast<pid_t>(impl_->daemon_pid));
+  };
   // jobd died: gives up, or waits for one to serve again and resubmits what
   // has no result yet as a new job.
   auto resubmit = [&]() -> jobd::Status {

@@ -17,6 +17,16 @@
 
 namespace {
 
+// Which jobd to reach: a local socket, or a head by its cluster file.
+struct Target {
+  std::string socket;        // empty: the default endpoint
+  std::string cluster_file;  // set: reach that cluster's head over TCP
+  jobd::Result<jobd::Client> Connect() const {
+    return cluster_file.empty() ? jobd::Client::Connect(socket)
+                                : jobd::Client::ConnectCluster(cluster_file);
+  }
+};
+
 // Exit statuses, documented in --help.
 enum Exit : int {
   kOk = 0,
@@ -27,7 +37,7 @@ enum Exit : int {
   kInterrupted = 130,
 };
 
-constexpr const char* kHelp = R"(usage: jobctl [--socket ENDPOINT] COMMAND [ARGS...]
+constexpr const char* kHelp = R"(usage: jobctl [--socket ENDPOINT | --cluster-file FILE] COMMAND [ARGS...]
 
 Runs functions over many items on jobd's warm worker processes, one per core.
 
@@ -43,6 +53,8 @@ commands:
 
 --socket ENDPOINT   jobd's endpoint (default ipc://$XDG_RUNTIME_DIR/jobd/jobd.sock,
                     or $JOBD_SOCKET)
+--cluster-file FILE reach the jobd that wrote FILE (jobd --cluster-file) over TCP,
+                    from any host that can read FILE (or $JOBD_CLUSTER_FILE)
 
 examples:
   jobctl map sha256 --files *.iso          # like sha256sum, on every core
@@ -238,7 +250,7 @@ int ConnectFailed(const jobd::Status& status) {
   return kNoDaemon;
 }
 
-int Map(const std::string& socket, std::vector<std::string> args, bool starmap) {
+int Map(const Target& target, std::vector<std::string> args, bool starmap) {
   jobd::MapOptions options;
   bool null_separated = false, files = false, json = false, shell = false;
   bool stream = false, framed = false;
@@ -369,7 +381,7 @@ int Map(const std::string& socket, std::vector<std::string> args, bool starmap) 
     if (!words.ok()) return Usage(kMapUsage, "--exec: " + words.message());
     exec.argv = std::move(words).value();
   }
-  jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+  jobd::Result<jobd::Client> client = target.Connect();
   if (!client.ok()) return ConnectFailed(client.status());
 
   // Files named on stdin: read the names first (a file list is small).
@@ -527,8 +539,8 @@ int Show(const jobd::Result<Report>& report, bool json, Print print) {
 }
 
 // status, functions, ping, shutdown: one request each.
-int Query(const std::string& socket, const std::string& command, bool json) {
-  jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+int Query(const Target& target, const std::string& command, bool json) {
+  jobd::Result<jobd::Client> client = target.Connect();
   if (!client.ok()) return ConnectFailed(client.status());
   const std::string& endpoint = client->endpoint();
   const unsigned pid = client->daemon_pid();
@@ -553,8 +565,9 @@ int Query(const std::string& socket, const std::string& command, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string socket;
-  if (const char* env = std::getenv("JOBD_SOCKET")) socket = env;
+  Target target;
+  if (const char* env = std::getenv("JOBD_SOCKET")) target.socket = env;
+  if (const char* env = std::getenv("JOBD_CLUSTER_FILE")) target.cluster_file = env;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; ++i) {
     const std::string arg = argv[i];
@@ -562,7 +575,10 @@ int main(int argc, char** argv) {
       std::fputs(kHelp, stdout);
       return kOk;
     } else if (arg == "--socket" && i + 1 < argc) {
-      socket = argv[++i];
+      target.socket = argv[++i];
+      target.cluster_file.clear();
+    } else if (arg == "--cluster-file" && i + 1 < argc) {
+      target.cluster_file = argv[++i];
     } else {
       return Usage(kHelp, "unknown option '" + arg + "'");
     }
@@ -576,10 +592,10 @@ int main(int argc, char** argv) {
     return Usage(kHelp, command + " takes no arguments but --json");
   }
   try {
-    if (command == "map" || command == "starmap") return Map(socket, args, command == "starmap");
+    if (command == "map" || command == "starmap") return Map(target, args, command == "starmap");
     if (command == "status" || command == "functions" || command == "ping" ||
         command == "shutdown") {
-      return Query(socket, command, json);
+      return Query(target, command, json);
     }
     if (command == "cancel") {
       char* end = nullptr;
@@ -587,7 +603,7 @@ int main(int argc, char** argv) {
       if (args.size() != 1 || *end != '\0' || job == 0) {
         return Usage(kHelp, "cancel needs one JOB number (see `jobctl status`)");
       }
-      jobd::Result<jobd::Client> client = jobd::Client::Connect(socket);
+      jobd::Result<jobd::Client> client = target.Connect();
       if (!client.ok()) return ConnectFailed(client.status());
       jobd::Result<uint64_t> done = client->Cancel(job);
       if (!done.ok()) {

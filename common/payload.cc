@@ -180,7 +180,7 @@ Result<std::string_view> SegmentReader::Read(const wire::Payload& payload) {
 // ------------------------------------------------------------ PayloadWriter
 
 Result<char*> PayloadWriter::Reserve(size_t size, wire::Payload* out) {
-  if (size <= kInlineLimit) {
+  if (size <= inline_limit_) {
     std::string* data = out->mutable_data();
     data->resize(size);
     return data->data();

@@ -97,8 +97,13 @@ class SegmentReader {
 // Fills one segment at a time: Seal() starts a new one.
 class PayloadWriter {
  public:
-  // Only the bytes reserved for payloads are allocated, whatever the segment size.
-  explicit PayloadWriter(size_t segment_size = 16 << 20) : segment_size_(segment_size) {}
+  // Only the bytes reserved for payloads are allocated, whatever the segment
+  // size. Without `shared`, every payload is inline: its reader is on another
+  // host (a TCP peer).
+  explicit PayloadWriter(size_t segment_size = 16 << 20, bool shared = true)
+      : segment_size_(segment_size), inline_limit_(shared ? kInlineLimit : SIZE_MAX) {}
+  // Payloads up to this size are inline.
+  size_t inline_limit() const { return inline_limit_; }
   // Reserves `size` bytes for one payload and points `out` at them. Large
   // payloads get shared memory; the caller fills the returned span. Small
   // ones get out->data.
@@ -111,6 +116,7 @@ class PayloadWriter {
 
  private:
   size_t segment_size_;
+  size_t inline_limit_;
   std::unique_ptr<Segment> current_;
   size_t used_ = 0;
   std::vector<std::string> new_segments_;

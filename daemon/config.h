@@ -39,6 +39,10 @@ struct PoolConfig {
 
 struct Config {
   std::string listen;  // ipc:// endpoint, environment variables expanded
+  // Clients on other hosts: a tcp:// endpoint, and the cluster file written
+  // there with the keys they need (both from the command line; "": none).
+  std::string cluster_listen;
+  std::string cluster_file;
   LogLevel log_level = LogLevel::kInfo;
   std::string default_pool;
   // After SIGTERM or `jobctl shutdown`, running jobs have this long to finish.

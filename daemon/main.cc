@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/log.h"
+#include "common/cluster_file.h"
 #include "common/paths.h"
 #include "common/trusted_dir.h"
 #include "daemon/config.h"
@@ -19,6 +20,7 @@
 namespace {
 
 constexpr const char* kUsage = R"(usage: jobd [--config FILE] [--listen ENDPOINT] [--idle-exit SECONDS]
+            [--cluster-file FILE --listen tcp://HOST:PORT]
             [--detach [--pid-file FILE] [--log-file FILE]]
        jobd --check-config [--config FILE]
        jobd --print-default-config
@@ -29,7 +31,14 @@ submitted with `jobctl map` on them.
   --config FILE         pools and settings (YAML); without it, the embedded
                         default (print it with --print-default-config)
   --listen ENDPOINT     where clients connect (ipc://ABSOLUTE-PATH), instead
-                        of the config's `listen:`
+                        of the config's `listen:`; or, with --cluster-file,
+                        tcp://HOST:PORT where clients on other hosts connect
+                        (as well as on the local socket; port 0: any free one)
+  --cluster-file FILE   write FILE (mode 0600; on a shared file system for
+                        other hosts) with the endpoint and the CurveZMQ keys
+                        that clients need: `jobctl --cluster-file FILE ...`.
+                        Every TCP connection is encrypted and authenticated;
+                        a peer without the file's key is refused
   --idle-exit SECONDS   stop after SECONDS without a job (0: never), instead
                         of the config's `idle_exit:` (jobd.Pool starts jobd
                         with --idle-exit 600 when none is running)
@@ -97,7 +106,7 @@ void RemoveIfSame(const jobd::TrustedDir& dir, const std::string& name, int fd) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, pid_file, log_file, listen, idle_exit;
+  std::string config_path, pid_file, log_file, listen, idle_exit, cluster_file, cluster_listen;
   bool detach = false, check_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -122,10 +131,18 @@ int main(int argc, char** argv) {
     } else if (arg == "--log-file") {
       if (!value(&log_file)) return Usage("--log-file needs a FILE");
     } else if (arg == "--listen") {
-      if (!value(&listen)) return Usage("--listen needs an ENDPOINT (ipc:///absolute/path)");
-      if (jobd::Result<std::string> path = jobd::IpcPath(listen); !path.ok()) {
-        return Usage("--listen " + listen + ": " + path.message());
+      std::string endpoint;
+      if (!value(&endpoint)) return Usage("--listen needs an ENDPOINT (ipc:///absolute/path)");
+      if (jobd::IsTcpEndpoint(endpoint)) {
+        cluster_listen = endpoint;
+      } else if (jobd::Result<std::string> path = jobd::IpcPath(endpoint); !path.ok()) {
+        return Usage("--listen " + endpoint + ": " + path.message());
+      } else {
+        listen = endpoint;
       }
+    } else if (arg == "--cluster-file") {
+      if (!value(&cluster_file)) return Usage("--cluster-file needs a FILE");
+      cluster_file = std::filesystem::absolute(cluster_file).string();  // --detach leaves the directory
     } else if (arg == "--idle-exit") {
       if (!value(&idle_exit)) return Usage("--idle-exit needs SECONDS");
     } else if (arg == "--detach") {
@@ -137,6 +154,13 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (cluster_listen.empty() != cluster_file.empty()) {
+    return Usage(cluster_file.empty()
+                     ? "--listen " + cluster_listen + " needs --cluster-file FILE: the keys "
+                       "clients on other hosts need go there (no plaintext TCP exists)"
+                     : "--cluster-file needs --listen tcp://HOST:PORT: where clients on "
+                       "other hosts connect");
+  }
   jobd::Result<jobd::Config> config = config_path.empty()
                                           ? jobd::ParseConfig(jobd::DefaultConfigText(), "<default config>")
                                           : jobd::LoadConfigFile(config_path);
@@ -154,8 +178,10 @@ int main(int argc, char** argv) {
     idle_exit_ms = static_cast<uint32_t>(seconds * 1000);
   }
   // The command line wins over every configuration read, also on SIGHUP.
-  auto overrides = [listen, idle_exit_ms](jobd::Config& config) {
+  auto overrides = [listen, idle_exit_ms, cluster_listen, cluster_file](jobd::Config& config) {
     if (!listen.empty()) config.listen = listen;
+    config.cluster_listen = cluster_listen;
+    config.cluster_file = cluster_file;
     if (idle_exit_ms) config.idle_exit_ms = *idle_exit_ms;
   };
   overrides(*config);

@@ -159,7 +159,8 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.message = std::make_unique<wire::Task>();
     task.message->set_id(id);
     task.message->set_function(job->spec.function);
-    task.message->set_output_segment(NewSegmentName(segment_owner_));
+    // A remote client's results travel inline, in messages: no segment for them.
+    if (!job->spec.remote) task.message->set_output_segment(NewSegmentName(segment_owner_));
     if (job->spec.exec) *task.message->mutable_exec() = *job->spec.exec;
     if (job->spec.python) *task.message->mutable_python() = *job->spec.python;
     task.message->set_job(job_id);
@@ -237,8 +238,9 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
   auto [task, job] = Land(task_id);
   const std::string& output = task.message->output_segment();
 
-  bool wrote_output = false;
+  bool wrote_output = false;  // (never for a job whose results are all inline: no output)
   for (const wire::Outcome& outcome : result.outcomes()) {
+    if (output.empty()) break;
     wrote_output = wrote_output || (outcome.has_value() && outcome.value().has_ref());
   }
   if (job == nullptr) {  // cancelled meanwhile
@@ -286,7 +288,7 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
   if (tasks_.count(task_id) == 0) return;
   auto [task, job] = Land(task_id);
   // The worker may have created the output segment before it died.
-  RemoveSegment(task.message->output_segment());
+  if (!task.message->output_segment().empty()) RemoveSegment(task.message->output_segment());
   if (job == nullptr) return;
 
   std::vector<QueuedItem> items;

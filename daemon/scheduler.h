@@ -27,8 +27,9 @@ namespace jobd {
 using Clock = std::chrono::steady_clock;
 
 struct JobSpec {
-  std::string client;  // ZeroMQ routing id of the submitter
-  pid_t client_pid = 0;
+  std::string client;  // the submitter's connection (Supervisor's client key)
+  pid_t client_pid = 0;  // 0 for a client on another host
+  bool remote = false;   // its client is on another host: results travel inline
   std::string function;
   // What the measured cost of an item is kept under: the function, or what
   // tells one command or Python function from another (CostKey).

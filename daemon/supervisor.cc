@@ -53,6 +53,9 @@ constexpr auto kRefusalLogInterval = seconds(1);
 // and 2.0 peers at the handshake: stray bytes then never become a message,
 // and every message carries the credentials of its connection.
 constexpr const char* kZapDomain = "jobd";
+// The first byte of a client's key: which socket it came on (its routing id follows).
+constexpr char kLocalClient = 'L';
+constexpr char kRemoteClient = 'R';
 // Routing ids of reaped workers remembered, so that what they sent before
 // they died is not taken for an impostor's.
 constexpr size_t kDepartedRemembered = 256;
@@ -145,6 +148,7 @@ Supervisor::~Supervisor() {
     }
   }
   // The sockets close before the files go, so a new jobd can bind at once.
+  remote_.reset();
   clients_.close();
   workers_.close();
   // Only the jobd holding the lock owns the socket files.
@@ -260,6 +264,14 @@ Status Supervisor::Listen() {
     clients_.bind(config_.listen);
   } catch (const zmq::error_t& e) {
     return Status::Error("cannot listen on " + config_.listen + ": " + e.what());
+  }
+  if (!config_.cluster_listen.empty()) {
+    Result<std::unique_ptr<RemoteListener>> remote =
+        RemoteListener::Start(config_.cluster_listen, config_.cluster_file);
+    if (!remote.ok()) return remote.status();
+    remote_ = std::move(*remote);
+    JOBD_LOG(kInfo) << "serving clients on other hosts at " << remote_->endpoint()
+                    << " (CurveZMQ; their keys are in " << config_.cluster_file << ")";
   }
   size_t total = 0;
   for (const auto& [name, pool] : pools_) total += pool.workers.size();
@@ -395,11 +407,19 @@ int Supervisor::Run() {
     const auto now = Clock::now();
     zmq::pollitem_t items[] = {{workers_.handle(), 0, ZMQ_POLLIN, 0},
                                {clients_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 3, NextTimeout(now));
+                               {nullptr, signal_fd_, ZMQ_POLLIN, 0},
+                               {remote_ ? remote_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0},
+                               {remote_ ? remote_->zap().handle() : nullptr, -1, ZMQ_POLLIN, 0},
+                               {remote_ ? remote_->monitor().handle() : nullptr, -1, ZMQ_POLLIN, 0}};
+    zmq::poll(items, remote_ ? 6 : 3, NextTimeout(now));
     if (items[0].revents & ZMQ_POLLIN) HandleWorkerMessages();
-    if (items[1].revents & ZMQ_POLLIN) HandleClientMessages();
+    if (items[1].revents & ZMQ_POLLIN) HandleClientMessages(false);
     if (items[2].revents & ZMQ_POLLIN) HandleSignals();
+    if (remote_) {
+      if (items[4].revents & ZMQ_POLLIN) remote_->HandleZap();
+      if (items[5].revents & ZMQ_POLLIN) remote_->HandleMonitor();
+      if (items[3].revents & ZMQ_POLLIN) HandleClientMessages(true);
+    }
     HandleTimers(Clock::now());
     Dispatch();
     FlushResults();
@@ -496,19 +516,21 @@ void Supervisor::HandleWorkerMessages() {
   }
 }
 
-void Supervisor::HandleClientMessages() {
+void Supervisor::HandleClientMessages(bool remote) {
+  zmq::socket_t& socket = remote ? remote_->socket() : clients_;
   for (int i = 0; i < 256; ++i) {
     zmq::message_t identity;
-    if (!clients_.recv(identity, zmq::recv_flags::dontwait)) return;
+    if (!socket.recv(identity, zmq::recv_flags::dontwait)) return;
     std::vector<zmq::message_t> frames;
     bool more = identity.more();
     while (more) {
       zmq::message_t frame;
-      if (!clients_.recv(frame, zmq::recv_flags::none)) break;
+      if (!socket.recv(frame, zmq::recv_flags::none)) break;
       more = frame.more();
       frames.push_back(std::move(frame));
     }
-    const std::string client = identity.to_string();
+    // A client is known by its socket and its routing id there.
+    const std::string client = (remote ? kRemoteClient : kLocalClient) + identity.to_string();
     if (frames.size() != 1) {
       ReplyError(client, "malformed request: expected 1 frame, got " +
                              std::to_string(frames.size()) + " (use the jobd client library)");
@@ -533,8 +555,11 @@ void Supervisor::RefuseWorkerMessage(const std::function<std::string()>& why) {
 }
 
 void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& body) {
+  // A remote client proved itself with the cluster's key (RemoteListener);
+  // no kernel names it.
+  const bool remote = client[0] == kRemoteClient;
   // Only our own user gets in, whatever the socket's permissions say.
-  const std::optional<ucred> sender = PeerOf(body);
+  const std::optional<ucred> sender = remote ? ucred{0, getuid(), getgid()} : PeerOf(body);
   if (!sender) {
     JOBD_LOG(kWarn) << "refused a request whose sender the kernel does not name";
     ReplyError(client, "refused: jobd cannot tell who sent this request; use the jobd client "
@@ -680,6 +705,7 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   JobSpec spec;
   spec.client = client;
   spec.client_pid = sender_pid;
+  spec.remote = client[0] == kRemoteClient;
   spec.function = submit.function();
   spec.pool = pool_name;
   spec.chunksize = submit.chunksize();
@@ -833,9 +859,10 @@ void Supervisor::CancelJob(uint64_t job_id) {
 
 void Supervisor::Reply(const std::string& client, const wire::Reply& reply) {
   const std::string bytes = Encode(reply);
+  zmq::socket_t& socket = client[0] == kRemoteClient ? remote_->socket() : clients_;
   try {
-    clients_.send(zmq::buffer(client), zmq::send_flags::sndmore);
-    clients_.send(zmq::buffer(bytes), zmq::send_flags::none);
+    socket.send(zmq::buffer(std::string_view(client).substr(1)), zmq::send_flags::sndmore);
+    socket.send(zmq::buffer(bytes), zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
     // The client is gone: its jobs go with it. (`client` may belong to one
     // of them, so it is copied before any is erased.)

@@ -23,6 +23,7 @@
 #include "common/trusted_dir.h"
 #include "jobd/status.h"
 #include "daemon/config.h"
+#include "daemon/remote.h"
 #include "daemon/scheduler.h"
 
 namespace jobd {
@@ -103,7 +104,8 @@ class Supervisor {
   Status WaitForWorkers(Clock::time_point deadline);
 
   void HandleWorkerMessages();
-  void HandleClientMessages();
+  // The requests waiting on the local socket, or the remote one.
+  void HandleClientMessages(bool remote);
   void HandleSignals();
   // SIGHUP: reads the config file again and applies it, or logs why not.
   void Reload();
@@ -161,6 +163,7 @@ class Supervisor {
   zmq::context_t context_{1};
   zmq::socket_t clients_;
   zmq::socket_t workers_;
+  std::unique_ptr<RemoteListener> remote_;  // clients on other hosts, if configured
   std::map<std::string, PoolState, std::less<>> pools_;
   std::map<std::string, Worker*, std::less<>> by_identity_;
   std::map<pid_t, Worker*> by_pid_;

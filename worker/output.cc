@@ -45,7 +45,7 @@ Status TaskOutput::Grow(size_t end) {
 char* TaskOutput::Reserve(size_t capacity) {
   if (state_ == State::kDone) return nullptr;  // one result per item
   if (state_ == State::kShared) capacity = std::max(capacity, reserved_);  // never shrinks
-  if (capacity <= kInlineLimit && state_ != State::kShared) {
+  if ((capacity <= kInlineLimit || name_.empty()) && state_ != State::kShared) {
     state_ = State::kInline;
     inline_.resize(capacity);  // keeps what was written, like realloc
     return inline_.data();
@@ -108,7 +108,7 @@ void TaskOutput::Set(std::string_view bytes) {
 }
 
 Status TaskOutput::Adopt(const std::string& segment, uint64_t offset, uint64_t length) {
-  if (fd_ < 0 && state_ == State::kEmpty) {
+  if (fd_ < 0 && state_ == State::kEmpty && !name_.empty()) {
     const std::string from = "/dev/shm/" + segment, to = "/dev/shm/" + name_;
     if (renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) {
       fd_ = open(to.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);

@@ -16,6 +16,8 @@ namespace jobd {
 // are allocated, so a full /dev/shm fails an item instead of raising SIGBUS.
 class TaskOutput {
  public:
+  // Large results go to segment `segment_name`; none (empty): every result
+  // is inline, for a client on another host.
   explicit TaskOutput(std::string segment_name) : name_(std::move(segment_name)) {}
   ~TaskOutput();
   TaskOutput(const TaskOutput&) = delete;

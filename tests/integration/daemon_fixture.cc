@@ -237,8 +237,9 @@ Command DaemonTest::StartDaemon(const std::string& yaml) {
   // log goes first, so that its "serving" cannot be mistaken for this one's.
   std::filesystem::remove(dir_ + "/jobd.out.err");
   std::filesystem::remove(log);
-  const pid_t pid = Spawn(AsUs({Program("jobd"), "--config", config}), "/dev/null",
-                          dir_ + "/jobd.out", Env());
+  std::vector<std::string> argv = {Program("jobd"), "--config", config};
+  for (const std::string& arg : DaemonArgs()) argv.push_back(arg);
+  const pid_t pid = Spawn(AsUs(argv), "/dev/null", dir_ + "/jobd.out", Env());
   std::filesystem::create_symlink(dir_ + "/jobd.out.err", log);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {

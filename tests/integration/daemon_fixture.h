@@ -64,6 +64,8 @@ class DaemonTest : public ::testing::Test {
  protected:
   // Two pools: "cpu" (2 workers, default) and "four" (4 workers).
   virtual std::string Config() const;
+  // Arguments jobd gets besides --config.
+  virtual std::vector<std::string> DaemonArgs() const { return {}; }
   void SetUp() override;
   void TearDown() override;
 

@@ -95,6 +95,20 @@ TEST(OutputTest, AnAdoptedSegmentBecomesTheTasksOwnThenLaterResultsAreCopiedAfte
   RemoveSegment(name);
 }
 
+TEST(OutputTest, WithoutASegmentEveryResultIsInlineAdoptedOnesToo) {
+  TaskOutput output("");  // a client on another host: no shared memory
+  const std::string large(100000, 'l');
+  output.Set(large);
+  const wire::Outcome set = Take(output);
+  const std::string segment = InterpreterSegment(large, 0);
+  ASSERT_TRUE(output.Adopt(segment, 0, large.size()).ok());
+  const wire::Outcome adopted = Take(output);
+  output.Finish();
+  EXPECT_EQ(set.value().data(), large);
+  EXPECT_EQ(adopted.value().data(), large);
+  EXPECT_FALSE(SegmentExists(segment)) << "removed once copied";
+}
+
 TEST(OutputTest, AdoptingASegmentTooShortForTheResultFailsAndLeavesNothing) {
   const std::string name = NewSegmentName();
   TaskOutput output(name);

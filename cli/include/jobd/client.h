@@ -223,6 +223,10 @@ class Client {
   // and checks that it answers; the error says where it looked and how to
   // start one.
   static Result<Client> Connect(const std::string& endpoint = "");
+  // Connects to the jobd whose cluster file (jobd --cluster-file) is at
+  // `cluster_file`: over TCP, with CurveZMQ and the file's keys. Items then
+  // travel inline (shared memory is not shared between hosts).
+  static Result<Client> ConnectCluster(const std::string& cluster_file);
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;
   ~Client();

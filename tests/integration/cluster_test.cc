@@ -1,0 +1,108 @@
+// jobd serving clients on other hosts: over TCP on loopback, every connection
+// CurveZMQ with the keys of the cluster file jobd writes.
+#include <sys/stat.h>
+
+#include <zmq.hpp>
+
+#include "common/cluster_file.h"
+#include "common/random.h"
+#include "daemon_fixture.h"
+#include "jobd.pb.h"
+
+namespace jobd::testing {
+namespace {
+
+class ClusterTest : public DaemonTest {
+ protected:
+  std::vector<std::string> DaemonArgs() const override {
+    return {"--listen", "tcp://127.0.0.1:0", "--cluster-file", ClusterPath()};
+  }
+  std::string ClusterPath() const { return dir_ + "/cluster"; }
+  Command Remote(const std::vector<std::string>& args, const std::string& input = "") {
+    std::vector<std::string> argv = {Program("jobctl"), "--cluster-file", ClusterPath()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, input, Env());
+  }
+};
+
+// Lines of random letters, each `bytes` long.
+std::string RandomLines(int count, size_t bytes) {
+  std::string text;
+  for (int i = 0; i < count; ++i) {
+    std::string line = RandomHex(bytes / 2);
+    text += line + "\n";
+  }
+  return text;
+}
+
+TEST_F(ClusterTest, AClientWithTheClusterFileMapsOverTcpItemsAndResultsInline) {
+  struct stat st{};
+  ASSERT_EQ(stat(ClusterPath().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the cluster file's keys are its user's alone";
+  Result<ClusterFile> cluster = ClusterFile::Read(ClusterPath());
+  ASSERT_TRUE(cluster.ok()) << cluster.message();
+  EXPECT_EQ(cluster->endpoint.rfind("tcp://127.0.0.1:", 0), 0u) << cluster->endpoint;
+
+  Command ping = Remote({"ping"});
+  EXPECT_EQ(ping.status, 0) << ping.err;
+  EXPECT_NE(ping.out.find(cluster->endpoint), std::string::npos) << ping.out;
+
+  // Items and results far above the inline limit: no shared memory between
+  // hosts, so they travel in the messages (the fixture checks that no
+  // segment is left).
+  const std::string items = RandomLines(6, 1 << 20);
+  Command echoed = Remote({"map", "identity"}, items);
+  EXPECT_EQ(echoed.status, 0) << echoed.err;
+  EXPECT_TRUE(echoed.out == items) << "the results differ from the items";
+  Command small = Remote({"map", "--unordered", "len", "a", "bb", "ccc"});
+  EXPECT_EQ(small.status, 0) << small.err;
+  EXPECT_EQ(small.out.size(), 6u) << small.out;
+
+  // The local socket serves as before.
+  Command local = Jobctl({"map", "identity", "x"});
+  EXPECT_EQ(local.out, "x\n") << local.err;
+}
+
+TEST_F(ClusterTest, PeersWithoutTheClustersKeysAreRefusedAndTheHeadServesOn) {
+  Result<ClusterFile> cluster = ClusterFile::Read(ClusterPath());
+  ASSERT_TRUE(cluster.ok()) << cluster.message();
+
+  // A key pair of its own, with the right endpoint and server key.
+  Result<ClusterFile> stranger = ClusterFile::Generate(cluster->endpoint);
+  stranger->server_public = cluster->server_public;
+  ASSERT_TRUE(stranger->Write(dir_ + "/stranger").ok());
+  Command refused = RunCommand({Program("jobctl"), "--cluster-file", dir_ + "/stranger", "ping"},
+                               "", Env());
+  EXPECT_EQ(refused.status, 3) << refused.err;
+  EXPECT_NE(refused.err.find("keys are not its current ones"), std::string::npos) << refused.err;
+  EXPECT_TRUE(Eventually([&] { return Log().find("its key is not the one in this cluster's file") !=
+                                      std::string::npos; }))
+      << Log();
+
+  // Plaintext: never a message through, never an answer.
+  zmq::context_t context;
+  zmq::socket_t plain(context, zmq::socket_type::dealer);
+  plain.set(zmq::sockopt::linger, 0);
+  plain.connect(cluster->endpoint);
+  wire::Request ping;
+  ping.set_version(wire::VERSION_CURRENT);
+  ping.mutable_ping();
+  plain.send(zmq::buffer(ping.SerializeAsString()), zmq::send_flags::dontwait);
+  zmq::pollitem_t item{plain.handle(), 0, ZMQ_POLLIN, 0};
+  EXPECT_EQ(zmq::poll(&item, 1, std::chrono::milliseconds(1500)), 0) << "a plaintext peer got an answer";
+  EXPECT_TRUE(Eventually([&] { return Log().find("failed the CurveZMQ handshake") != std::string::npos; }))
+      << Log();
+
+  Command ping_ok = Remote({"map", "identity", "still", "serving"});
+  EXPECT_EQ(ping_ok.out, "still\nserving\n") << ping_ok.err;
+}
+
+TEST(ClusterUsageTest, ATcpEndpointWithoutAClusterFileIsAUsageError) {
+  Command jobd = RunCommand({Bin("jobd"), "--listen", "tcp://127.0.0.1:0"});
+  EXPECT_EQ(jobd.status, 2);
+  EXPECT_NE(jobd.err.find("needs --cluster-file"), std::string::npos) << jobd.err;
+  EXPECT_NE(jobd.err.find("no plaintext TCP"), std::string::npos) << jobd.err;
+}
+
+}  // namespace
+}  // namespace jobd::testing
