@@ -427,6 +427,15 @@ PYBIND11_MODULE(_client, m) {
       .def_property_readonly("daemon_pid", [](const Connection& c) { return c.client.daemon_pid(); });
   // A connection to the jobd at `endpoint`; RuntimeError with jobd's message if none answers.
   m.def("connect", &Connect, py::arg("endpoint"));
+  // A connection to the jobd whose cluster file is at `path` (over TCP, CurveZMQ).
+  m.def("connect_cluster", [](const std::string& path) {
+    jobd::Result<jobd::Client> client = [&] {
+      py::gil_scoped_release release;
+      return jobd::Client::ConnectCluster(path);
+    }();
+    if (!client.ok()) throw std::runtime_error(client.message());
+    return std::make_shared<Connection>(Connection{std::move(*client)});
+  }, py::arg("path"));
   // How many workers pool `pool` (empty: the default pool) had when the
   // connection was made; ValueError naming the pools if jobd has no such pool.
   m.def("pool_workers", [](const Connection& connection, const std::string& pool) {

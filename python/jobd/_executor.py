@@ -16,15 +16,16 @@ class Executor(concurrent.futures.Executor):
     cancel() then succeeds and its result is dropped, but the call may run.
 
     max_workers: use at most this many of the jobd pool's workers.
-    pool, socket, initializer, initargs, max_tasks_per_child: as for jobd.Pool.
+    pool, socket, cluster_file, initializer, initargs, max_tasks_per_child: as
+    for jobd.Pool.
     """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
-                 max_tasks_per_child=None, pool=None, socket=None):
+                 max_tasks_per_child=None, pool=None, socket=None, cluster_file=None):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child, pool=pool,
-                          socket=socket)
+                          socket=socket, cluster_file=cluster_file)
         self._lock = threading.Lock()
         self._pending = set()
         self._shutdown = False

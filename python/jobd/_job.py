@@ -73,10 +73,40 @@ def jobd_binary():
     return built if os.access(built, os.X_OK) else shutil.which("jobd")
 
 
-def connect(socket, pool):
+def cluster_file_of(socket, cluster_file):
+    """The cluster file to reach jobd by: `cluster_file`, else
+    $JOBD_CLUSTER_FILE unless a socket is named; None: a local jobd."""
+    if cluster_file is not None:
+        if socket is not None:
+            raise ValueError("name jobd's socket or its cluster file, not both")
+        return os.fspath(cluster_file)
+    if socket is None and os.environ.get("JOBD_CLUSTER_FILE"):
+        return os.environ["JOBD_CLUSTER_FILE"]
+    return None
+
+
+def connector(socket, cluster_file):
+    """A function that makes a new connection to the jobd named by `socket`
+    or `cluster_file` (see cluster_file_of)."""
+    path = cluster_file_of(socket, cluster_file)
+    if path is not None:
+        return lambda: _client.connect_cluster(path)
+    endpoint = endpoint_of(socket)
+    return lambda: _client.connect(endpoint)
+
+
+def connect(socket, pool, cluster_file=None):
     """(connection, workers): a connection to a jobd that answers, and how
     many workers its pool `pool` (empty: the default) has. Starts a jobd
-    (once, saying so on stderr) when none runs, unless JOBD_AUTOSTART=0."""
+    (once, saying so on stderr) when none runs, unless JOBD_AUTOSTART=0 or
+    it is reached by a cluster file (a head on another host)."""
+    path = cluster_file_of(socket, cluster_file)
+    if path is not None:
+        try:
+            connection = _client.connect_cluster(path)
+        except RuntimeError as error:
+            raise JobdError(str(error)) from None
+        return connection, _client.pool_workers(connection, pool)
     endpoint = endpoint_of(socket)
     try:
         connection = _client.connect(endpoint)

@@ -226,6 +226,9 @@ class Pool:
     maxtasksperchild: a worker's interpreter is replaced after this many items.
     pool: the jobd pool to run in ("io" for I/O-bound work); default: jobd's.
     socket: jobd's endpoint (default: $JOBD_SOCKET, else jobd's own).
+    cluster_file: reach the jobd that wrote this cluster file (jobd
+        --cluster-file), over TCP, from any host (default: $JOBD_CLUSTER_FILE
+        when no socket is named).
     retries: how often an item may kill its interpreter before it fails with
         WorkerLost (at most the pool's `retries`).
     timeout: seconds an item may run before it fails (at most the pool's).
@@ -235,7 +238,8 @@ class Pool:
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, *, pool=None, socket=None, retries=None, timeout=None):
+                 context=None, *, pool=None, socket=None, cluster_file=None, retries=None,
+                 timeout=None):
         if processes is not None and (not isinstance(processes, int) or processes < 1):
             raise ValueError("Number of processes must be at least 1")
         if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int)
@@ -253,8 +257,8 @@ class Pool:
             token = os.urandom(16)  # this Pool's: its initializer runs once per interpreter
             initializing = _job.dumps_whole((token, initializer, tuple(initargs)),
                                             f"the initializer {initializer!r}")
-        connection, workers = _job.connect(socket, pool or "")
-        self._endpoint = _job.endpoint_of(socket)
+        connection, workers = _job.connect(socket, pool or "", cluster_file)
+        self._connect = _job.connector(socket, cluster_file)
         self._idle = [connection]  # connections no job uses now
         self._spec = dict(interpreter=interpreter,
                           path=_job.caller_path(), initializer=initializing,
@@ -312,7 +316,7 @@ class Pool:
         if self._idle:
             return self._idle.pop()
         try:
-            return _client.connect(self._endpoint)
+            return self._connect()
         except RuntimeError as error:
             raise _job.JobdError(str(error)) from None
 

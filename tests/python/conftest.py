@@ -43,9 +43,12 @@ class Jobd:
         with open(config, "w") as f:
             f.write(CONFIG)
         # --idle-exit: a session killed before its teardown leaves no jobd behind for long.
+        # Also on loopback TCP, as a head is reached from other hosts.
+        self.cluster_file = os.path.join(root, "cluster")
         subprocess.run([os.path.join(BUILD, "bin", "jobd"), "--config", config, "--listen",
-                        self.endpoint, "--idle-exit", "300", "--detach", "--log-file", self.log],
-                       check=True, stdout=subprocess.DEVNULL)
+                        self.endpoint, "--listen", "tcp://127.0.0.1:0", "--cluster-file",
+                        self.cluster_file, "--idle-exit", "300", "--detach", "--log-file",
+                        self.log], check=True, stdout=subprocess.DEVNULL)
 
     def jobctl(self, *args, **kwargs):
         return subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket", self.endpoint,
