@@ -47,8 +47,11 @@ constexpr size_t kMaxBatchItems = 4096;
 // message within jobd's limit.
 constexpr size_t kMaxRemoteItemBytes = static_cast<size_t>(kMaxMessageBytes) - (1 << 20);
 constexpr auto kReplyTimeout = std::chrono::seconds(10);
-// While a job runs and nothing arrives for this long, check the daemon lives.
+// While a job runs and nothing arrives for this long, check the daemon lives
+// (a head on another host is pinged).
 constexpr auto kDaemonCheckInterval = std::chrono::seconds(2);
+// A head on another host that sends nothing for this long, pings included, is lost.
+constexpr auto kRemoteLostAfter = std::chrono::seconds(10);
 
 std::string Encode(const google::protobuf::MessageLite& message) {
   std::string bytes;
@@ -247,6 +250,11 @@ struct Client::Impl {
   jobd::Status Open(std::chrono::milliseconds timeout) {
     std::string no_answer;  // why no ping may be answered
     if (remote) {
+      // Read at each connection: a head that restarted wrote new keys.
+      Result<ClusterFile> read = ClusterFile::Read(cluster_path);
+      if (!read.ok()) return read.status();
+      cluster = std::move(*read);
+      endpoint = cluster.endpoint;
       no_answer = "no jobd answers at " + endpoint + " (from cluster file " + cluster_path +
                   ") within " + std::to_string(timeout.count() / 1000) + " s: its head is not " +
                   "running there, or the file's keys are not its current ones (a head writes " +
@@ -401,12 +409,8 @@ Result<uint32_t> Client::PoolWorkers(const std::string& pool) const {
 void Client::Interrupt() { g_interrupted = true; }
 
 Result<Client> Client::ConnectCluster(const std::string& cluster_file) {
-  Result<ClusterFile> cluster = ClusterFile::Read(cluster_file);
-  if (!cluster.ok()) return cluster.status();
   auto impl = std::make_unique<Impl>();
   impl->remote = true;
-  impl->endpoint = cluster->endpoint;
-  impl->cluster = std::move(*cluster);
   impl->cluster_path = cluster_file;
   if (jobd::Status s = impl->Open(std::chrono::seconds(5)); !s.ok()) return s;
   return Client(std::move(impl));
@@ -1013,15 +1017,20 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   auto notice = [&](const std::string& message) {
     if (options.on_notice) options.on_notice(message);
   };
-  // (A head on another host has no pid here: its loss is not detected yet.)
-  auto daemon_died = [&] {
-    return !impl_->remote && ProcessExited(static_cast<pid_t>(impl_->daemon_pid));
+  // A local jobd's pid tells whether it lives; a head on another host is
+  // lost once it answers nothing, pings included, for kRemoteLostAfter.
+  auto daemon_died = [&](Clock::duration quiet) {
+    return impl_->remote ? quiet > kRemoteLostAfter
+                         : ProcessExited(static_cast<pid_t>(impl_->daemon_pid));
   };
   // jobd died: gives up, or waits for one to serve again and resubmits what
   // has no result yet as a new job.
   auto resubmit = [&]() -> jobd::Status {
-    const std::string died = "jobd (pid " + std::to_string(impl_->daemon_pid) +
-                             ") died while running job " + std::to_string(job) + "; " +
+    const std::string who = impl_->remote ? "the jobd at " + impl_->endpoint + " (pid " +
+                                                std::to_string(impl_->daemon_pid) + " there)"
+                                          : "jobd (pid " + std::to_string(impl_->daemon_pid) + ")";
+    const std::string died = who + (impl_->remote ? " stopped answering" : " died") +
+                             " while running job " + std::to_string(job) + "; " +
                              std::to_string(run.delivered()) + " results were delivered";
     if (options.resubmit_wait_seconds <= 0) {
       return jobd::Status::Error(died + " (with --resubmit, jobctl waits for jobd to come back "
@@ -1046,6 +1055,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
     return {};
   };
   Clock::time_point last_heard = Clock::now();
+  Clock::time_point next_check = last_heard + kDaemonCheckInterval;
   while (true) {
     if (g_interrupted) return jobd::Status::Error("interrupted; job " + std::to_string(job) + " cancelled");
     const bool want_input = run.WantsInput();
@@ -1071,11 +1081,17 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
       if (jobd::Status s = run.TakeLocal(on_result); !s.ok()) return s;
     }
     if (!(poll_items[0].revents & ZMQ_POLLIN)) {
-      if (Clock::now() - last_heard > kDaemonCheckInterval) {
-        if (daemon_died()) {
+      const auto now = Clock::now();
+      if (now - last_heard > kDaemonCheckInterval && now >= next_check) {
+        next_check = now + kDaemonCheckInterval;
+        if (daemon_died(now - last_heard)) {
           if (jobd::Status s = resubmit(); !s.ok()) return s;
+          last_heard = Clock::now();
+        } else if (impl_->remote) {
+          wire::Request ping = NewRequest();  // its pong (or anything) tells the head lives
+          ping.mutable_ping();
+          impl_->Send(ping);
         }
-        last_heard = Clock::now();
       }
       continue;
     }
@@ -1103,7 +1119,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
         return summary;
       } else if (reply.has_error() && (reply.error().job() == job || reply.error().job() == 0)) {
         // A jobd that replaced a dead one may answer this connection first.
-        if (options.resubmit_wait_seconds > 0 && daemon_died()) {
+        if (options.resubmit_wait_seconds > 0 && daemon_died(Clock::now() - last_heard)) {
           if (jobd::Status s = resubmit(); !s.ok()) return s;
           break;
         }

@@ -97,6 +97,31 @@ TEST_F(ClusterTest, PeersWithoutTheClustersKeysAreRefusedAndTheHeadServesOn) {
   EXPECT_EQ(ping_ok.out, "still\nserving\n") << ping_ok.err;
 }
 
+TEST_F(ClusterTest, AHeadThatStopsAnsweringIsNoticedAndItsRestartWithNewKeysResubmittedTo) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  std::string input;
+  for (int i = 1; i <= 60; ++i) input += std::to_string(i) + "\n";
+  WriteFile(in, input);
+  const pid_t job = Spawn({Program("jobctl"), "--cluster-file", ClusterPath(), "map",
+                           "--resubmit-wait", "60", "--shell", "--exec", "sleep 0.1; echo {}"},
+                          in, out, Env());
+  pids_.insert(job);
+  ASSERT_TRUE(Eventually([&] { return ReadFile(out).size() > 10; })) << ReadFile(out + ".err");
+  const std::string old_keys = ReadFile(ClusterPath());
+  KillDaemon();  // no pid to watch from another host: only its silence tells
+  ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
+  EXPECT_NE(ReadFile(ClusterPath()), old_keys) << "a restarted head has new keys";
+
+  int status = 0;
+  waitpid(job, &status, 0);
+  const std::string err = ReadFile(out + ".err");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
+  EXPECT_TRUE(ReadFile(out) == input) << "results missing, repeated or out of order:\n"
+                                      << ReadFile(out);
+  EXPECT_NE(err.find("stopped answering while running job 1"), std::string::npos) << err;
+  EXPECT_NE(err.find("items without a result as job 1"), std::string::npos) << err;
+}
+
 TEST(ClusterUsageTest, ATcpEndpointWithoutAClusterFileIsAUsageError) {
   Command jobd = RunCommand({Bin("jobd"), "--listen", "tcp://127.0.0.1:0"});
   EXPECT_EQ(jobd.status, 2);
