@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# On a real 2-node Slurm cluster (slurm_cluster.sh): a jobd head outside the
+# allocation, and one jobctl per node started by srun, each reaching the head
+# by the cluster file alone. Needs root (slurmd does); without it the test is
+# skipped (exit 77), except in CI ($CI set), where it fails.
+#
+#   slurm_clients_test.sh BUILD_DIR
+set -euo pipefail
+build=$(realpath "$1")
+here=$(dirname "$(realpath "$0")")
+if [ "$(id -u)" -ne 0 ]; then
+  echo "slurm_clients_test.sh: needs root to run slurmd" >&2
+  [ -n "${CI:-}" ] && exit 1
+  exit 77
+fi
+
+work=$(mktemp -d /tmp/jobd-slurm-test.XXXXXX)
+chmod 0700 "$work"
+export XDG_RUNTIME_DIR=$work/run
+mkdir -m 0700 "$XDG_RUNTIME_DIR"
+cleanup() {
+  "$build/bin/jobctl" shutdown >/dev/null 2>&1 || true
+  bash "$here/slurm_cluster.sh" down "$work/slurm" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAILED: $*" >&2
+  echo "--- jobd log:" >&2
+  cat "$work/jobd.log" >&2 || true
+  exit 1
+}
+
+eval "$(bash "$here/slurm_cluster.sh" up "$work/slurm")"
+"$build/bin/jobd" --detach --log-file "$work/jobd.log" --listen tcp://127.0.0.1:0 \
+  --cluster-file "$work/cluster" >/dev/null
+[ "$(stat -c %a "$work/cluster")" = 600 ] || fail "the cluster file is not mode 0600"
+
+# One jobctl per node, each mapping its node's name and rank through the head.
+out=$(timeout 60 srun -N2 --ntasks-per-node=1 --export=ALL bash -c \
+  "'$build/bin/jobctl' --cluster-file '$work/cluster' map identity \"\$SLURMD_NODENAME-\$SLURM_PROCID\"") \
+  || fail "srun exited $?: $out"
+sorted=$(echo "$out" | sort | tr '\n' ' ')
+[ "$sorted" = "n1-0 n2-1 " ] || fail "expected a result from each node (n1-0 n2-1), got: $sorted"
+
+# A client on a node with the wrong keys is refused; the head serves on.
+sed 's/^client_secret .*/client_secret 0000000000000000000000000000000000000000/' "$work/cluster" \
+  > "$work/wrong"
+chmod 0600 "$work/wrong"
+if timeout 60 srun -N1 -w n2 --export=ALL "$build/bin/jobctl" --cluster-file "$work/wrong" ping \
+  > "$work/wrong.out" 2>&1; then
+  fail "a client with the wrong keys was answered"
+fi
+grep -q "keys are not its current ones" "$work/wrong.out" || fail "no clear error: $(cat "$work/wrong.out")"
+again=$(timeout 60 srun -N1 -w n1 --export=ALL "$build/bin/jobctl" --cluster-file "$work/cluster" \
+  map identity still-serving) || fail "the head stopped serving"
+[ "$again" = still-serving ] || fail "got '$again'"
+echo "ok: both nodes reached the head by the cluster file; wrong keys refused"
