@@ -143,6 +143,39 @@ Status ValidateOutcome(const wire::Outcome& outcome) {
   }
 }
 
+Status ValidateTaskResults(const google::protobuf::RepeatedPtrField<wire::TaskResult>& results) {
+  for (const wire::TaskResult& result : results) {
+    for (const wire::Outcome& outcome : result.outcomes()) {
+      if (Status s = ValidateOutcome(outcome); !s.ok()) return s;
+    }
+    if (result.has_values()) {
+      if (result.outcomes_size() > 0) return Status::Error("outcomes both packed and one by one");
+      if (Status s = ValidatePacked(result.values(), kMaxItemsPerMessage); !s.ok()) return s;
+    }
+  }
+  return {};
+}
+
+Status ValidateTasks(const google::protobuf::RepeatedPtrField<wire::Task>& tasks) {
+  for (const wire::Task& task : tasks) {
+    if (Status s = ValidateItemList(task); !s.ok()) return s;
+    if (Status s = ValidatePlugin(task.plugin()); !s.ok()) return s;
+    if (task.has_exec()) {
+      if (Status s = ValidateExec(task.exec()); !s.ok()) return s;
+      if (task.indexes_size() != ItemCount(task)) {
+        return Status::Error("a command task needs the index of every item");
+      }
+    }
+    if (task.has_python()) {
+      if (Status s = ValidatePython(task.python()); !s.ok()) return s;
+    }
+    if (!task.output_segment().empty() && !IsSegmentName(task.output_segment())) {
+      return Status::Error("task output segment '" + task.output_segment() + "' is invalid");
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Status ValidatePacked(const wire::Packed& packed, int max_strings) {
@@ -221,6 +254,18 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
     }
     case wire::Request::kItems:
       return ValidateItems(out->items());
+    case wire::Request::kNodeHello: {
+      const wire::NodeHello& hello = out->node_hello();
+      if (!IsValidName(hello.name())) {
+        return Status::Error("invalid node name '" + hello.name().substr(0, 80) + "'");
+      }
+      for (const auto& [pool, workers] : hello.pool_workers()) {
+        if (!IsValidName(pool)) return Status::Error("invalid pool name '" + pool.substr(0, 80) + "'");
+      }
+      return {};
+    }
+    case wire::Request::kNodeReport:
+      return ValidateTaskResults(out->node_report().results());
     default:
       return Status::Error("request names no known operation (an empty or newer request?)");
   }
@@ -239,6 +284,7 @@ Status DecodeReply(std::string_view bytes, wire::Reply* out) {
       return Status::Error("packed results need the index of every value");
     }
   }
+  if (out->has_node_tasks()) return ValidateTasks(out->node_tasks().tasks());
   return {};
 }
 
@@ -249,16 +295,7 @@ Status DecodeFromWorker(std::string_view bytes, wire::FromWorker* out) {
     case wire::FromWorker::kHello:
       return {};
     case wire::FromWorker::kResults:
-      for (const wire::TaskResult& result : out->results().results()) {
-        for (const wire::Outcome& outcome : result.outcomes()) {
-          if (Status s = ValidateOutcome(outcome); !s.ok()) return s;
-        }
-        if (result.has_values()) {
-          if (result.outcomes_size() > 0) return Status::Error("outcomes both packed and one by one");
-          if (Status s = ValidatePacked(result.values(), kMaxItemsPerMessage); !s.ok()) return s;
-        }
-      }
-      return {};
+      return ValidateTaskResults(out->results().results());
     default:
       return Status::Error("worker message names no known kind");
   }
@@ -271,23 +308,7 @@ Status DecodeToWorker(std::string_view bytes, wire::ToWorker* out) {
     case wire::ToWorker::kStop:
       return {};
     case wire::ToWorker::kTasks:
-      for (const wire::Task& task : out->tasks().tasks()) {
-        if (Status s = ValidateItemList(task); !s.ok()) return s;
-        if (Status s = ValidatePlugin(task.plugin()); !s.ok()) return s;
-        if (task.has_exec()) {
-          if (Status s = ValidateExec(task.exec()); !s.ok()) return s;
-          if (task.indexes_size() != ItemCount(task)) {
-            return Status::Error("a command task needs the index of every item");
-          }
-        }
-        if (task.has_python()) {
-          if (Status s = ValidatePython(task.python()); !s.ok()) return s;
-        }
-        if (!task.output_segment().empty() && !IsSegmentName(task.output_segment())) {
-          return Status::Error("task output segment '" + task.output_segment() + "' is invalid");
-        }
-      }
-      return {};
+      return ValidateTasks(out->tasks().tasks());
     default:
       return Status::Error("task message names no known kind");
   }

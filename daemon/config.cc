@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -98,6 +99,11 @@ class Reader {
 };
 
 uint32_t OnlineCores() {
+  // Under Slurm: the CPUs it gave this step on this node.
+  if (const char* slurm = std::getenv("SLURM_CPUS_ON_NODE")) {
+    const long cpus = std::strtol(slurm, nullptr, 10);
+    if (cpus > 0 && cpus <= 1024) return static_cast<uint32_t>(cpus);
+  }
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
   return cores > 0 ? static_cast<uint32_t>(cores) : 1;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,7 +14,7 @@ namespace jobd {
 
 struct PoolConfig {
   std::string name;
-  uint32_t workers = 1;  // "auto" resolves to the number of online cores
+  uint32_t workers = 1;  // "auto" resolves to the online cores (under Slurm, the step's CPUs)
   uint32_t retries = 2;  // crashes an item may cause before it fails alone
   uint32_t task_timeout_ms = 0;  // an item running longer has its worker killed; 0: none
   // An item that killed its worker waits this long before its retry, doubled
@@ -43,6 +44,13 @@ struct Config {
   // there with the keys they need (both from the command line; "": none).
   std::string cluster_listen;
   std::string cluster_file;
+  // This jobd's name (a node's among its head's; commands and Python
+  // functions see it as $JOBD_NODE).
+  std::string node_name;
+  // As a node: the head's cluster file, and how long to wait for the file
+  // and its head (from the command line; "": not a node).
+  std::string join_cluster_file;
+  std::chrono::seconds join_wait{0};
   LogLevel log_level = LogLevel::kInfo;
   std::string default_pool;
   // After SIGTERM or `jobctl shutdown`, running jobs have this long to finish.

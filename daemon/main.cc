@@ -22,6 +22,8 @@ namespace {
 constexpr const char* kUsage = R"(usage: jobd [--config FILE] [--listen ENDPOINT] [--idle-exit SECONDS]
             [--cluster-file FILE --listen tcp://HOST:PORT]
             [--detach [--pid-file FILE] [--log-file FILE]]
+       jobd join --cluster-file FILE [--name NAME] [OPTIONS]
+       srun --ntasks-per-node=1 jobd --slurm --cluster-file FILE [OPTIONS]
        jobd --check-config [--config FILE]
        jobd --print-default-config
 
@@ -39,6 +41,17 @@ submitted with `jobctl map` on them.
                         that clients need: `jobctl --cluster-file FILE ...`.
                         Every TCP connection is encrypted and authenticated;
                         a peer without the file's key is refused
+  join                  run as a node of the head that wrote --cluster-file
+                        FILE: its workers take the head's tasks (and serve
+                        this host's own clients on ipc://$XDG_RUNTIME_DIR/
+                        jobd/node-NAME.sock); it waits up to 60 s for FILE
+                        and its head, and stops when the head is gone
+  --name NAME           the node's name among the head's (default: the host's)
+  --slurm               under srun: rank 0 ($SLURM_PROCID) is the head (it
+                        listens on TCP, port from --listen tcp://HOST:PORT
+                        or any free one, and writes FILE), every other rank
+                        a node named $SLURMD_NODENAME; `workers: auto` is
+                        the CPUs Slurm gave the step on each node
   --idle-exit SECONDS   stop after SECONDS without a job (0: never), instead
                         of the config's `idle_exit:` (jobd.Pool starts jobd
                         with --idle-exit 600 when none is running)
@@ -107,7 +120,8 @@ void RemoveIfSame(const jobd::TrustedDir& dir, const std::string& name, int fd) 
 
 int main(int argc, char** argv) {
   std::string config_path, pid_file, log_file, listen, idle_exit, cluster_file, cluster_listen;
-  bool detach = false, check_only = false;
+  std::string node_name;
+  bool detach = false, check_only = false, join = false, slurm = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&](std::string* out) {
@@ -145,6 +159,12 @@ int main(int argc, char** argv) {
       cluster_file = std::filesystem::absolute(cluster_file).string();  // --detach leaves the directory
     } else if (arg == "--idle-exit") {
       if (!value(&idle_exit)) return Usage("--idle-exit needs SECONDS");
+    } else if (arg == "join" && i == 1) {
+      join = true;
+    } else if (arg == "--name") {
+      if (!value(&node_name)) return Usage("--name needs a NAME");
+    } else if (arg == "--slurm") {
+      slurm = true;
     } else if (arg == "--detach") {
       detach = true;
     } else if (arg == "--check-config") {
@@ -154,7 +174,36 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (cluster_listen.empty() != cluster_file.empty()) {
+  if (slurm) {
+    const char* rank = std::getenv("SLURM_PROCID");
+    if (rank == nullptr) return Usage("--slurm runs under srun (SLURM_PROCID is not set)");
+    if (cluster_file.empty()) return Usage("--slurm needs --cluster-file FILE (on a shared file system)");
+    if (std::string(rank) == "0") {
+      if (cluster_listen.empty()) {
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        cluster_listen = "tcp://" + std::string(host) + ":0";
+      }
+    } else {
+      join = true;
+      if (const char* name = std::getenv("SLURMD_NODENAME"); name != nullptr && node_name.empty()) {
+        node_name = name;
+      }
+    }
+  }
+  if (join) {
+    if (cluster_file.empty()) return Usage("join needs --cluster-file FILE: the head's");
+    if (!cluster_listen.empty()) return Usage("a node listens on no TCP endpoint: its head does");
+    if (node_name.empty()) {
+      char host[256] = {};
+      gethostname(host, sizeof host - 1);
+      node_name = host;
+    }
+    if (listen.empty()) {  // beside a head's, or other nodes', on the same host
+      listen = jobd::DefaultEndpoint();
+      listen = listen.substr(0, listen.rfind('/') + 1) + "node-" + node_name + ".sock";
+    }
+  } else if (cluster_listen.empty() != cluster_file.empty()) {
     return Usage(cluster_file.empty()
                      ? "--listen " + cluster_listen + " needs --cluster-file FILE: the keys "
                        "clients on other hosts need go there (no plaintext TCP exists)"
@@ -178,10 +227,21 @@ int main(int argc, char** argv) {
     idle_exit_ms = static_cast<uint32_t>(seconds * 1000);
   }
   // The command line wins over every configuration read, also on SIGHUP.
-  auto overrides = [listen, idle_exit_ms, cluster_listen, cluster_file](jobd::Config& config) {
+  // This jobd's name (commands see it as $JOBD_NODE): a node's, else Slurm's
+  // name for this node, else the host's.
+  if (node_name.empty()) {
+    const char* slurm_node = std::getenv("SLURMD_NODENAME");
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    node_name = slurm_node != nullptr ? slurm_node : host;
+  }
+  auto overrides = [=](jobd::Config& config) {
     if (!listen.empty()) config.listen = listen;
-    config.cluster_listen = cluster_listen;
-    config.cluster_file = cluster_file;
+    config.cluster_listen = join ? "" : cluster_listen;
+    config.cluster_file = join ? "" : cluster_file;
+    config.join_cluster_file = join ? cluster_file : "";
+    config.node_name = node_name;
+    config.join_wait = std::chrono::seconds(join ? 60 : 0);
     if (idle_exit_ms) config.idle_exit_ms = *idle_exit_ms;
   };
   overrides(*config);

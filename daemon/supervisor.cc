@@ -148,6 +148,7 @@ Supervisor::~Supervisor() {
     }
   }
   // The sockets close before the files go, so a new jobd can bind at once.
+  head_.reset();
   remote_.reset();
   clients_.close();
   workers_.close();
@@ -272,6 +273,22 @@ Status Supervisor::Listen() {
     remote_ = std::move(*remote);
     JOBD_LOG(kInfo) << "serving clients on other hosts at " << remote_->endpoint()
                     << " (CurveZMQ; their keys are in " << config_.cluster_file << ")";
+  }
+  if (!config_.join_cluster_file.empty()) {
+    wire::NodeHello hello;
+    hello.set_name(config_.node_name);
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    hello.set_host(host);
+    hello.set_pid(static_cast<uint32_t>(getpid()));
+    for (const auto& [name, pool] : pools_) {
+      (*hello.mutable_pool_workers())[name] = static_cast<uint32_t>(pool.workers.size());
+    }
+    Result<std::unique_ptr<HeadLink>> head =
+        HeadLink::Start(config_.join_cluster_file, std::move(hello), config_.join_wait);
+    if (!head.ok()) return head.status();
+    head_ = std::move(*head);
+    JOBD_LOG(kInfo) << "node " << config_.node_name << " joined the head at " << head_->endpoint();
   }
   size_t total = 0;
   for (const auto& [name, pool] : pools_) total += pool.workers.size();
@@ -410,8 +427,9 @@ int Supervisor::Run() {
                                {nullptr, signal_fd_, ZMQ_POLLIN, 0},
                                {remote_ ? remote_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0},
                                {remote_ ? remote_->zap().handle() : nullptr, -1, ZMQ_POLLIN, 0},
-                               {remote_ ? remote_->monitor().handle() : nullptr, -1, ZMQ_POLLIN, 0}};
-    zmq::poll(items, remote_ ? 6 : 3, NextTimeout(now));
+                               {remote_ ? remote_->monitor().handle() : nullptr, -1, ZMQ_POLLIN, 0},
+                               {head_ ? head_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 7, NextTimeout(now));
     if (items[0].revents & ZMQ_POLLIN) HandleWorkerMessages();
     if (items[1].revents & ZMQ_POLLIN) HandleClientMessages(false);
     if (items[2].revents & ZMQ_POLLIN) HandleSignals();
@@ -420,9 +438,11 @@ int Supervisor::Run() {
       if (items[5].revents & ZMQ_POLLIN) remote_->HandleMonitor();
       if (items[3].revents & ZMQ_POLLIN) HandleClientMessages(true);
     }
+    if (head_ && (items[6].revents & ZMQ_POLLIN)) HandleHeadMessages();
     HandleTimers(Clock::now());
     Dispatch();
     FlushResults();
+    FlushHeadReport();
   }
   JOBD_LOG(kInfo) << "stopped";
   return 0;
@@ -510,7 +530,7 @@ void Supervisor::HandleWorkerMessages() {
       worker->tasks.pop_front();
       ++worker->tasks_done;
       ++worker->tasks_this_life;
-      scheduler_.Complete(result.id(), result);
+      if (!ReportHeadTask(result)) scheduler_.Complete(result.id(), result);
     }
     StopIfDone(*worker);
   }
@@ -653,6 +673,16 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
       CancelJob(job->id);
       return;
     }
+    case wire::Request::kNodeHello:
+      if (!remote) {
+        ReplyError(client, "a node joins on the cluster endpoint (jobd join --cluster-file)");
+        return;
+      }
+      HandleNodeHello(client, request.node_hello());
+      return;
+    case wire::Request::kNodeReport:
+      HandleNodeReport(client, *request.mutable_node_report());
+      return;
     default:
       ReplyError(client, "unsupported request");
   }
@@ -710,8 +740,14 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   spec.pool = pool_name;
   spec.chunksize = submit.chunksize();
   spec.max_workers = submit.max_workers();
-  if (submit.has_exec()) spec.exec = std::make_shared<const wire::Exec>(submit.exec());
-  if (submit.has_python()) spec.python = std::make_shared<const wire::Python>(submit.python());
+  if (submit.has_exec()) {
+    SetNodeVariable(submit.mutable_exec()->mutable_environment(), config_.node_name);
+    spec.exec = std::make_shared<const wire::Exec>(submit.exec());
+  }
+  if (submit.has_python()) {
+    SetNodeVariable(submit.mutable_python()->mutable_environment(), config_.node_name);
+    spec.python = std::make_shared<const wire::Python>(submit.python());
+  }
   spec.cost_key = CostKey(submit);
   spec.plugin = submit.plugin();
   spec.starmap = submit.starmap();
@@ -740,8 +776,10 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
 void Supervisor::Dispatch() {
   std::map<Worker*, wire::ToWorker> batches;
   std::map<Worker*, size_t> batch_bytes;
+  std::vector<std::unique_ptr<wire::Task>> sent_head_tasks;  // lent to batches until sent
   for (auto& [name, pool] : pools_) {
-    const size_t size = std::count_if(pool.workers.begin(), pool.workers.end(),
+    const size_t size = NodeWorkers(name) +
+                        std::count_if(pool.workers.begin(), pool.workers.end(),
                                       [](const auto& w) { return w->fate == Fate::kServe; });
     // Rounds of one task per worker with credit, until no worker takes one.
     bool gave = true;
@@ -753,7 +791,19 @@ void Supervisor::Dispatch() {
           continue;
         }
         const Task* task = scheduler_.NextTask(name, size, worker->key);
-        if (task == nullptr) continue;
+        std::unique_ptr<wire::Task> head_task = task == nullptr ? TakeHeadTask(name) : nullptr;
+        if (task == nullptr && head_task == nullptr) continue;
+        if (head_task != nullptr) {  // a node runs its head's tasks after its own
+          worker->tasks.push_back(head_task->id());
+          ++worker->unestimated;  // (so the worker holds no second one meanwhile)
+          auto [batch, fresh] = batches.try_emplace(worker.get());
+          if (fresh) batch->second.set_version(wire::VERSION_CURRENT);
+          batch_bytes[worker.get()] += head_task->ByteSizeLong();
+          batch->second.mutable_tasks()->mutable_tasks()->AddAllocated(head_task.get());
+          sent_head_tasks.push_back(std::move(head_task));
+          gave = true;
+          continue;
+        }
         batch_bytes[worker.get()] += task->bytes;
         worker->tasks.push_back(task->message->id());
         worker->estimate_ns += task->estimate_ns;
@@ -773,6 +823,7 @@ void Supervisor::Dispatch() {
     workers_.send(zmq::buffer(worker->identity), zmq::send_flags::sndmore);
     workers_.send(zmq::buffer(bytes), zmq::send_flags::none);
   }
+  DispatchToNodes();
 }
 
 bool Supervisor::HasCredit(const Worker& worker, uint32_t max_tasks) const {
@@ -789,6 +840,8 @@ void Supervisor::Untrack(Worker& worker, uint64_t task_id) {
   if (const Task* task = scheduler_.FindTask(task_id)) {
     worker.estimate_ns -= task->estimate_ns;
     worker.unestimated -= task->estimate_ns == 0;
+  } else if (head_tasks_.count(task_id) > 0) {
+    --worker.unestimated;
   }
 }
 
@@ -1111,10 +1164,10 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
   worker.killed_because.clear();
   for (uint64_t task_id : worker.tasks) {
     std::optional<uint32_t> running;
+    if (task_id == running_task) running = running_index;
+    if (LoseHeadTask(task_id, running, cause)) continue;  // the head requeues it
     const Task* task = scheduler_.FindTask(task_id);
-    if (task_id == running_task && task != nullptr && running_index < task->indexes.size()) {
-      running = running_index;
-    }
+    if (task == nullptr || running_index >= task->indexes.size()) running.reset();
     scheduler_.Requeue(task_id, running, cause, Clock::now());
   }
   worker.tasks.clear();
@@ -1198,6 +1251,8 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     next_timeout_check_ = now + kTimeoutCheckInterval;
     EnforceTimeouts();
   }
+  CheckNodes(now);
+  CheckHead(now);
   if (now >= next_reap_) {
     next_reap_ = now + kReapInterval;
     ReapOrphans();

@@ -23,6 +23,8 @@
 #include "common/trusted_dir.h"
 #include "jobd/status.h"
 #include "daemon/config.h"
+#include "daemon/head_link.h"
+#include "daemon/nodes.h"
 #include "daemon/remote.h"
 #include "daemon/scheduler.h"
 
@@ -141,6 +143,26 @@ class Supervisor {
   void BeginShutdown(const std::string& why);
   bool Drained() const;
 
+  // As a head (daemon/cluster.cc): the nodes that lend it their workers.
+  void HandleNodeHello(const std::string& client, const wire::NodeHello& hello);
+  void HandleNodeReport(const std::string& client, wire::NodeReport& report);
+  size_t NodeWorkers(const std::string& pool) const;
+  void DispatchToNodes();
+  void SendNodeTasks(Node& node, const std::vector<const Task*>& tasks);
+  void LoseNode(std::map<std::string, Node>::iterator it, const std::string& why);
+  // Heartbeats to the nodes; loses those that said nothing for kNodeTimeout.
+  void CheckNodes(Clock::time_point now);
+  // As a node: the head's tasks, run on the local workers after local jobs'.
+  std::unique_ptr<wire::Task> TakeHeadTask(const std::string& pool);
+  // A worker's result or death for a head's task goes to the head; false if
+  // the task is not the head's.
+  bool ReportHeadTask(wire::TaskResult& result);
+  bool LoseHeadTask(uint64_t task_id, std::optional<uint32_t> running, const std::string& cause);
+  void HandleHeadMessages();
+  void FlushHeadReport();
+  // Stops this node once its head is gone.
+  void CheckHead(Clock::time_point now);
+
   void Reply(const std::string& client, const wire::Reply& reply);
   void ReplyError(const std::string& client, const std::string& message, uint64_t job = 0);
   wire::StatusReport BuildStatus() const;
@@ -164,6 +186,17 @@ class Supervisor {
   zmq::socket_t clients_;
   zmq::socket_t workers_;
   std::unique_ptr<RemoteListener> remote_;  // clients on other hosts, if configured
+  std::map<std::string, Node> nodes_;      // as a head: by client key
+  uint32_t nodes_lost_ = 0;
+  std::unique_ptr<HeadLink> head_;         // as a node
+  struct HeadTask {
+    uint64_t id;     // the head's
+    uint32_t items;
+  };
+  std::map<std::string, std::deque<std::unique_ptr<wire::Task>>, std::less<>> head_queue_;
+  std::unordered_map<uint64_t, HeadTask> head_tasks_;  // given to a worker, by local id
+  uint64_t next_head_task_ = uint64_t{1} << 62;        // above the scheduler's ids
+  wire::NodeReport head_report_;                        // to send
   std::map<std::string, PoolState, std::less<>> pools_;
   std::map<std::string, Worker*, std::less<>> by_identity_;
   std::map<pid_t, Worker*> by_pid_;

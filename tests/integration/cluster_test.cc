@@ -1,6 +1,11 @@
 // jobd serving clients on other hosts: over TCP on loopback, every connection
 // CurveZMQ with the keys of the cluster file jobd writes.
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <set>
+#include <sstream>
 
 #include <zmq.hpp>
 
@@ -120,6 +125,65 @@ TEST_F(ClusterTest, AHeadThatStopsAnsweringIsNoticedAndItsRestartWithNewKeysResu
                                       << ReadFile(out);
   EXPECT_NE(err.find("stopped answering while running job 1"), std::string::npos) << err;
   EXPECT_NE(err.find("items without a result as job 1"), std::string::npos) << err;
+}
+
+// A node (jobd join) started beside the head; its pid, once it has joined.
+pid_t StartNode(const std::string& dir, const std::string& name,
+                const std::string& cluster, const std::vector<std::string>& env) {
+  WriteFile(dir + "/node.yaml", "default_pool: cpu\npools:\n  cpu: {workers: 2, retries: 2}\n");
+  const pid_t pid = Spawn({Bin("jobd"), "join", "--cluster-file", cluster, "--name", name,
+                           "--config", dir + "/node.yaml"},
+                          "/dev/null", dir + "/" + name + ".out", env);
+  EXPECT_TRUE(Eventually([&] {
+    return ReadFile(dir + "/" + name + ".out.err").find("serving ") != std::string::npos;
+  })) << ReadFile(dir + "/" + name + ".out.err");
+  return pid;
+}
+
+TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOnce) {
+  const pid_t node_a = StartNode(dir_, "nodeA", ClusterPath(), Env());
+  pids_.insert(node_a);
+  ASSERT_TRUE(Eventually([&] { return Log().find("node nodeA (") != std::string::npos; })) << Log();
+
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  std::string input;
+  for (int i = 1; i <= 120; ++i) input += std::to_string(i) + "\n";
+  WriteFile(in, input);
+  const pid_t job = Spawn({Program("jobctl"), "map", "--chunksize", "1", "--shell", "--exec",
+                           "sleep 0.1; echo {} $JOBD_NODE"},
+                          in, out, Env());
+  pids_.insert(job);
+  ASSERT_TRUE(Eventually([&] { return ReadFile(out).find(" nodeA\n") != std::string::npos; }))
+      << "the node got no task:\n" << ReadFile(out) << Log();
+  kill(node_a, SIGKILL);  // mid-job: its tasks in flight must run elsewhere, once
+  waitpid(node_a, nullptr, 0);
+  const pid_t node_b = StartNode(dir_, "nodeB", ClusterPath(), Env());  // joins mid-job
+  pids_.insert(node_b);
+
+  int status = 0;
+  waitpid(job, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(out + ".err");
+  std::string numbers;
+  std::set<std::string> nodes;
+  std::istringstream lines(ReadFile(out));
+  for (std::string number, node; lines >> number >> node;) {
+    numbers += number + "\n";
+    nodes.insert(node);
+  }
+  EXPECT_TRUE(numbers == input) << "results missing, repeated or out of order:\n" << ReadFile(out);
+  EXPECT_EQ(nodes.count("nodeA"), 1u);
+  EXPECT_EQ(nodes.count("nodeB"), 1u) << "a node that joined mid-job got no work";
+  EXPECT_GE(nodes.size(), 3u) << "the head's own workers took none";
+  EXPECT_NE(Log().find("node nodeA"), std::string::npos);
+  EXPECT_NE(Log().find("lost: nothing from it for 5 s"), std::string::npos) << Log();
+
+  // A node whose head is gone stops (and its segments go with it).
+  KillDaemon();
+  EXPECT_EQ(waitpid(node_b, &status, 0), node_b);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(dir_ + "/nodeB.out.err");
+  EXPECT_NE(ReadFile(dir_ + "/nodeB.out.err").find("is gone"), std::string::npos);
+  // What nodeA and the head, both killed, left is removed by the next jobd to start.
+  ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
 }
 
 TEST(ClusterUsageTest, ATcpEndpointWithoutAClusterFileIsAUsageError) {

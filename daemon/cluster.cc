@@ -1,0 +1,210 @@
+// The Supervisor's part in a cluster: as a head, the nodes that lend it their
+// workers (daemon/nodes.h); as a node, the tasks of its head (daemon/head_link.h).
+#include <unistd.h>
+
+#include "common/log.h"
+#include "daemon/supervisor.h"
+
+namespace jobd {
+namespace {
+// A node sends what its workers returned once this much has gathered, or at
+// the end of each loop: reports stay far below the head's message limit.
+constexpr size_t kMaxReportBytes = 16 << 20;
+}  // namespace
+
+// ------------------------------------------------------------------ as a head
+
+void Supervisor::HandleNodeHello(const std::string& client, const wire::NodeHello& hello) {
+  for (auto it = nodes_.begin(); it != nodes_.end(); ++it) {
+    if (it->second.name == hello.name() && it->first != client) {  // back on a new connection
+      LoseNode(it, "it joined again");
+      break;
+    }
+  }
+  const auto now = Clock::now();
+  auto [it, fresh] = nodes_.try_emplace(client);
+  Node& node = it->second;
+  if (fresh) {
+    node.client = client;
+    node.key = ++generation_;
+    node.joined = now;
+  }
+  node.name = hello.name();
+  node.host = hello.host();
+  node.pid = hello.pid();
+  node.workers.clear();
+  uint32_t total = 0;
+  for (const auto& [pool, workers] : hello.pool_workers()) {
+    if (pools_.count(pool) == 0) continue;  // a pool the head lacks gets no task
+    node.workers[pool] = workers;
+    total += workers;
+  }
+  node.last_heard = now;
+  JOBD_LOG(kInfo) << "node " << node.name << " (" << node.host << ", pid " << node.pid
+                  << ") joined with " << total << " workers";
+  SendNodeTasks(node, {});
+}
+
+void Supervisor::HandleNodeReport(const std::string& client, wire::NodeReport& report) {
+  auto it = nodes_.find(client);
+  if (it == nodes_.end()) {
+    ReplyError(client, "not a node of this head (it was taken for lost, or never joined)");
+    return;
+  }
+  Node& node = it->second;
+  node.last_heard = Clock::now();
+  for (wire::TaskResult& result : *report.mutable_results()) {
+    if (node.tasks.erase(result.id()) == 0) continue;  // not (or no longer) its
+    ++node.tasks_done;
+    scheduler_.Complete(result.id(), result);
+  }
+  for (const wire::LostTask& lost : report.lost()) {
+    if (node.tasks.erase(lost.id()) == 0) continue;
+    std::optional<uint32_t> running;
+    const Task* task = scheduler_.FindTask(lost.id());
+    if (lost.has_running_item() && task != nullptr && lost.running_item() < task->indexes.size()) {
+      running = lost.running_item();
+    }
+    scheduler_.Requeue(lost.id(), running, "on node " + node.name + ": " + lost.cause(),
+                       Clock::now());
+  }
+}
+
+size_t Supervisor::NodeWorkers(const std::string& pool) const {
+  size_t total = 0;
+  for (const auto& [client, node] : nodes_) {
+    if (auto found = node.workers.find(pool); found != node.workers.end()) total += found->second;
+  }
+  return total;
+}
+
+void Supervisor::DispatchToNodes() {
+  for (auto& [client, node] : nodes_) {
+    std::vector<const Task*> given;
+    for (const auto& [pool, workers] : node.workers) {
+      const size_t size = NodeWorkers(pool) + pools_[pool].workers.size();
+      while (node.HasCredit(pool)) {
+        const Task* task = scheduler_.NextTask(pool, size, node.key);
+        if (task == nullptr) break;
+        node.tasks.emplace(task->message->id(), pool);
+        task->message->set_pool(pool);
+        if (Status s = InlineForNode(*task->message); !s.ok()) {
+          JOBD_LOG(kError) << "cannot send task " << task->message->id() << " to node "
+                           << node.name << ": " << s.message();
+        }
+        given.push_back(task);
+      }
+    }
+    if (!given.empty()) SendNodeTasks(node, given);
+  }
+}
+
+void Supervisor::SendNodeTasks(Node& node, const std::vector<const Task*>& tasks) {
+  wire::Reply reply;
+  auto* out = reply.mutable_node_tasks()->mutable_tasks();
+  // Lent to the message for serialisation, taken back below: no copy.
+  for (const Task* task : tasks) out->AddAllocated(task->message.get());
+  Reply(node.client, reply);
+  while (!out->empty()) static_cast<void>(out->ReleaseLast());
+  node.last_sent = Clock::now();
+}
+
+void Supervisor::LoseNode(std::map<std::string, Node>::iterator it, const std::string& why) {
+  Node& node = it->second;
+  JOBD_LOG(kWarn) << "node " << node.name << " (" << node.host << ", pid " << node.pid
+                  << ") lost: " << why
+                  << (node.tasks.empty() ? "" : "; its tasks go to other workers");
+  // Not the items' fault: no retry is charged.
+  for (const auto& [task_id, pool] : node.tasks) {
+    scheduler_.Requeue(task_id, std::nullopt, "node " + node.name + " was lost", Clock::now());
+  }
+  ++nodes_lost_;
+  nodes_.erase(it);
+}
+
+void Supervisor::CheckNodes(Clock::time_point now) {
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    auto next = std::next(it);
+    if (now - it->second.last_heard >= kNodeTimeout) {
+      LoseNode(it, "nothing from it for " + std::to_string(kNodeTimeout.count()) + " s");
+    } else if (now - it->second.last_sent >= kNodeHeartbeat) {
+      SendNodeTasks(it->second, {});  // a heartbeat
+    }
+    it = next;
+  }
+}
+
+// ------------------------------------------------------------------ as a node
+
+std::unique_ptr<wire::Task> Supervisor::TakeHeadTask(const std::string& pool) {
+  auto queue = head_queue_.find(pool);
+  if (queue == head_queue_.end() || queue->second.empty()) return nullptr;
+  std::unique_ptr<wire::Task> task = std::move(queue->second.front());
+  queue->second.pop_front();
+  // Known here by an id of its own (never one of the scheduler's).
+  const uint64_t local = next_head_task_++;
+  const uint32_t items = static_cast<uint32_t>(task->has_packed() ? task->packed().lengths_size()
+                                                                  : task->items_size());
+  head_tasks_[local] = {task->id(), items};
+  task->set_id(local);
+  if (task->has_exec()) SetNodeVariable(task->mutable_exec()->mutable_environment(), config_.node_name);
+  if (task->has_python()) {
+    SetNodeVariable(task->mutable_python()->mutable_environment(), config_.node_name);
+  }
+  return task;
+}
+
+bool Supervisor::ReportHeadTask(wire::TaskResult& result) {
+  auto found = head_tasks_.find(result.id());
+  if (found == head_tasks_.end()) return false;
+  result.set_id(found->second.id);
+  head_tasks_.erase(found);
+  head_report_.add_results()->Swap(&result);
+  if (head_report_.ByteSizeLong() >= kMaxReportBytes) FlushHeadReport();
+  return true;
+}
+
+bool Supervisor::LoseHeadTask(uint64_t task_id, std::optional<uint32_t> running,
+                              const std::string& cause) {
+  auto found = head_tasks_.find(task_id);
+  if (found == head_tasks_.end()) return false;
+  wire::LostTask* lost = head_report_.add_lost();
+  lost->set_id(found->second.id);
+  if (running && *running < found->second.items) lost->set_running_item(*running);
+  lost->set_cause(cause);
+  head_tasks_.erase(found);
+  return true;
+}
+
+void Supervisor::HandleHeadMessages() {
+  std::vector<std::unique_ptr<wire::Task>> tasks;
+  if (Status s = head_->Receive(&tasks); !s.ok()) JOBD_LOG(kWarn) << s.message();
+  for (std::unique_ptr<wire::Task>& task : tasks) {
+    if (pools_.count(task->pool()) == 0 || shutting_down_) {
+      wire::LostTask* lost = head_report_.add_lost();
+      lost->set_id(task->id());
+      lost->set_cause("this node has no pool '" + task->pool() + "'");
+      continue;
+    }
+    head_queue_[task->pool()].push_back(std::move(task));
+  }
+}
+
+void Supervisor::FlushHeadReport() {
+  if (!head_) return;
+  if (head_report_.results_size() > 0 || head_report_.lost_size() > 0 ||
+      head_->Quiet(Clock::now())) {
+    head_->Send(head_report_);
+  }
+}
+
+void Supervisor::CheckHead(Clock::time_point now) {
+  if (!head_ || shutting_down_) return;
+  if (head_->Lost(now)) {
+    head_queue_.clear();
+    BeginShutdown("the head at " + head_->endpoint() + " is gone (nothing from it for " +
+                  std::to_string(kNodeTimeout.count()) + " s)");
+  }
+}
+
+}  // namespace jobd
