@@ -503,6 +503,17 @@ void PrintStatus(const jobd::wire::StatusReport& report, const std::string& endp
                   static_cast<unsigned long long>(w.tasks_done()), w.restarts());
     }
   }
+  if (!report.head().empty()) std::printf("\na node of the head at %s\n", report.head().c_str());
+  if (report.nodes_size() > 0 || report.nodes_lost() > 0) {
+    std::printf("\n%d nodes (%u lost so far)\n", report.nodes_size(), report.nodes_lost());
+    std::printf("  %-12s %-16s %-8s %7s %8s %10s %6s\n", "NODE", "HOST", "PID", "WORKERS",
+                "RUNNING", "TASKS", "HEARD");
+    for (const auto& node : report.nodes()) {
+      std::printf("  %-12s %-16s %-8u %7u %8u %10llu %5.1fs\n", node.name().c_str(),
+                  node.host().c_str(), node.pid(), node.workers(), node.tasks_running(),
+                  static_cast<unsigned long long>(node.tasks_done()), node.seconds_since_heard());
+    }
+  }
   std::printf("\n%d running jobs\n", report.jobs_size());
   if (report.jobs_size() == 0) return;
   std::printf("  %-6s %-12s %-8s %-8s %12s %8s %9s\n", "JOB", "FUNCTION", "POOL", "CLIENT", "DONE",

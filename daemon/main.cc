@@ -186,6 +186,7 @@ int main(int argc, char** argv) {
       }
     } else {
       join = true;
+      cluster_listen.clear();  // the head's (every rank gets the same command line)
       if (const char* name = std::getenv("SLURMD_NODENAME"); name != nullptr && node_name.empty()) {
         node_name = name;
       }

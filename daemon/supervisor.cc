@@ -762,7 +762,8 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   }
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
   JOBD_LOG(kInfo) << "job " << job.id << ": " << JobLabel(job.spec) << " on pool " << pool_name
-                  << " for pid " << job.spec.client_pid;
+                  << (job.spec.remote ? std::string(" for a client on the cluster endpoint")
+                                      : " for pid " + std::to_string(job.spec.client_pid));
   wire::Reply reply;
   reply.mutable_accepted()->set_job(job.id);
   reply.mutable_accepted()->set_pool(pool_name);
@@ -962,6 +963,22 @@ wire::StatusReport Supervisor::BuildStatus() const {
       w->set_restarts(worker->restarts);
     }
   }
+  const auto now = Clock::now();
+  for (const auto& [client, node] : nodes_) {
+    wire::StatusReport::Node* out = report.add_nodes();
+    out->set_name(node.name);
+    out->set_host(node.host);
+    out->set_pid(node.pid);
+    uint32_t workers = 0;
+    for (const auto& [pool, count] : node.workers) workers += count;
+    out->set_workers(workers);
+    out->set_tasks_running(static_cast<uint32_t>(node.tasks.size()));
+    out->set_tasks_done(node.tasks_done);
+    out->set_seconds_since_heard(std::chrono::duration<double>(now - node.last_heard).count());
+    out->set_seconds_joined(std::chrono::duration<double>(now - node.joined).count());
+  }
+  report.set_nodes_lost(nodes_lost_);
+  if (head_) report.set_head(head_->endpoint());
   for (const auto& [id, job] : scheduler_.jobs()) {
     wire::StatusReport::Job* out = report.add_jobs();
     out->set_id(id);

@@ -1,37 +1,12 @@
 #!/usr/bin/env bash
 # On a real 2-node Slurm cluster (slurm_cluster.sh): a jobd head outside the
 # allocation, and one jobctl per node started by srun, each reaching the head
-# by the cluster file alone. Needs root (slurmd does); without it the test is
-# skipped (exit 77), except in CI ($CI set), where it fails.
+# by the cluster file alone. Needs root (slurmd does): see slurm_test_setup.sh.
 #
 #   slurm_clients_test.sh BUILD_DIR
-set -euo pipefail
-build=$(realpath "$1")
-here=$(dirname "$(realpath "$0")")
-if [ "$(id -u)" -ne 0 ]; then
-  echo "slurm_clients_test.sh: needs root to run slurmd" >&2
-  [ -n "${CI:-}" ] && exit 1
-  exit 77
-fi
-
-work=$(mktemp -d /tmp/jobd-slurm-test.XXXXXX)
-chmod 0700 "$work"
-export XDG_RUNTIME_DIR=$work/run
-mkdir -m 0700 "$XDG_RUNTIME_DIR"
-cleanup() {
-  "$build/bin/jobctl" shutdown >/dev/null 2>&1 || true
-  bash "$here/slurm_cluster.sh" down "$work/slurm" || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAILED: $*" >&2
-  echo "--- jobd log:" >&2
-  cat "$work/jobd.log" >&2 || true
-  exit 1
-}
-
-eval "$(bash "$here/slurm_cluster.sh" up "$work/slurm")"
+source "$(dirname "$0")/slurm_test_setup.sh"
+logs=("$work/jobd.log")
+cleanup() { "$build/bin/jobctl" shutdown >/dev/null 2>&1; }
 "$build/bin/jobd" --detach --log-file "$work/jobd.log" --listen tcp://127.0.0.1:0 \
   --cluster-file "$work/cluster" >/dev/null
 [ "$(stat -c %a "$work/cluster")" = 600 ] || fail "the cluster file is not mode 0600"

@@ -177,6 +177,16 @@ TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOn
   EXPECT_NE(Log().find("node nodeA"), std::string::npos);
   EXPECT_NE(Log().find("lost: nothing from it for 5 s"), std::string::npos) << Log();
 
+  Result<wire::StatusReport> report = Report();
+  ASSERT_TRUE(report.ok()) << report.message();
+  ASSERT_EQ(report->nodes_size(), 1) << "nodeA lost, nodeB there";
+  EXPECT_EQ(report->nodes(0).name(), "nodeB");
+  EXPECT_EQ(report->nodes(0).workers(), 2u);
+  EXPECT_GT(report->nodes(0).tasks_done(), 0u);
+  EXPECT_EQ(report->nodes_lost(), 1u);
+  Command text = Jobctl({"status"});
+  EXPECT_NE(text.out.find("1 nodes (1 lost so far)"), std::string::npos) << text.out;
+
   // A node whose head is gone stops (and its segments go with it).
   KillDaemon();
   EXPECT_EQ(waitpid(node_b, &status, 0), node_b);
