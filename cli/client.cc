@@ -22,6 +22,7 @@
 #include "common/payload.h"
 #include "common/trusted_dir.h"
 #include "common/cluster_file.h"
+#include "common/random.h"
 #include "common/wire.h"
 #include "jobd.pb.h"
 
@@ -44,8 +45,9 @@ constexpr size_t kMaxInflightBytes = 16 << 20;
 constexpr size_t kMaxInflightSharedBytes = 256 << 20;
 constexpr size_t kMaxBatchItems = 4096;
 // The largest item sent to a jobd on another host: it travels inline, in a
-// message within jobd's limit.
-constexpr size_t kMaxRemoteItemBytes = static_cast<size_t>(kMaxMessageBytes) - (1 << 20);
+// message within jobd's limit, after a batch that is not full yet.
+constexpr size_t kMaxRemoteItemBytes =
+    static_cast<size_t>(kMaxMessageBytes) - kMaxBatchBytes - (1 << 20);
 constexpr auto kReplyTimeout = std::chrono::seconds(10);
 // While a job runs and nothing arrives for this long, check the daemon lives
 // (a head on another host is pinged).
@@ -277,6 +279,8 @@ struct Client::Impl {
     socket.set(zmq::sockopt::rcvhwm, 0);
     socket.set(zmq::sockopt::sndhwm, 0);
     if (remote) {  // CurveZMQ, with the cluster file's keys
+      // Its own routing id: after a reconnect the head still knows the job's client.
+      socket.set(zmq::sockopt::routing_id, RandomHex(16));
       socket.set(zmq::sockopt::curve_serverkey, cluster.server_public);
       socket.set(zmq::sockopt::curve_publickey, cluster.client_public);
       socket.set(zmq::sockopt::curve_secretkey, cluster.client_secret);

@@ -9,10 +9,13 @@
 namespace jobd {
 namespace {
 
-Status Parse(std::string_view bytes, google::protobuf::MessageLite* out, const char* what) {
-  if (static_cast<int64_t>(bytes.size()) > kMaxMessageBytes) {
+// `limit`: kMaxMessageBytes for what clients send; protobuf's own limit for
+// what jobd and its workers send (results travel inline to another host).
+Status Parse(std::string_view bytes, google::protobuf::MessageLite* out, const char* what,
+             int64_t limit = INT32_MAX) {
+  if (static_cast<int64_t>(bytes.size()) > limit) {
     return Status::Error(std::string(what) + " of " + std::to_string(bytes.size()) +
-                         " bytes exceeds the limit of " + std::to_string(kMaxMessageBytes));
+                         " bytes exceeds the limit of " + std::to_string(limit));
   }
   if (!out->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return Status::Error(std::string("malformed ") + what + " (" + std::to_string(bytes.size()) +
@@ -211,7 +214,7 @@ Status ValidatePayload(const wire::Payload& payload) {
 }
 
 Status DecodeRequest(std::string_view bytes, wire::Request* out) {
-  if (Status s = Parse(bytes, out, "request"); !s.ok()) return s;
+  if (Status s = Parse(bytes, out, "request", kMaxMessageBytes); !s.ok()) return s;
   if (Status s = CheckVersion(out->version(), "the client"); !s.ok()) return s;
   switch (out->kind_case()) {
     case wire::Request::kPing:

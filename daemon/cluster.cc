@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/wire.h"
 #include "daemon/supervisor.h"
 
 namespace jobd {
@@ -10,6 +11,10 @@ namespace {
 // A node sends what its workers returned once this much has gathered, or at
 // the end of each loop: reports stay far below the head's message limit.
 constexpr size_t kMaxReportBytes = 16 << 20;
+// The head's jobs are known on a node by their number plus this, so that
+// they never meet a local job's in a worker's per-job state (a stream
+// coprocess, a Python job's header, a cancel).
+constexpr uint64_t kHeadJobBase = uint64_t{1} << 62;
 }  // namespace
 
 // ------------------------------------------------------------------ as a head
@@ -82,15 +87,20 @@ void Supervisor::DispatchToNodes() {
   for (auto& [client, node] : nodes_) {
     std::vector<const Task*> given;
     for (const auto& [pool, workers] : node.workers) {
-      const size_t size = NodeWorkers(pool) + pools_[pool].workers.size();
+      auto local = pools_.find(pool);
+      const size_t size = NodeWorkers(pool) + (local == pools_.end() ? 0 : local->second.workers.size());
       while (node.HasCredit(pool)) {
         const Task* task = scheduler_.NextTask(pool, size, node.key);
         if (task == nullptr) break;
         node.tasks.emplace(task->message->id(), pool);
         task->message->set_pool(pool);
-        if (Status s = InlineForNode(*task->message); !s.ok()) {
+        if (Status s = InlineForNode(*task->message); !s.ok()) {  // its items' segment is gone
           JOBD_LOG(kError) << "cannot send task " << task->message->id() << " to node "
                            << node.name << ": " << s.message();
+          node.tasks.erase(task->message->id());
+          scheduler_.Requeue(task->message->id(), 0, "its item could not be read: " + s.message(),
+                             Clock::now());
+          continue;
         }
         given.push_back(task);
       }
@@ -147,6 +157,7 @@ std::unique_ptr<wire::Task> Supervisor::TakeHeadTask(const std::string& pool) {
                                                                   : task->items_size());
   head_tasks_[local] = {task->id(), items};
   task->set_id(local);
+  task->set_job(kHeadJobBase + task->job());
   if (task->has_exec()) SetNodeVariable(task->mutable_exec()->mutable_environment(), config_.node_name);
   if (task->has_python()) {
     SetNodeVariable(task->mutable_python()->mutable_environment(), config_.node_name);
@@ -159,8 +170,19 @@ bool Supervisor::ReportHeadTask(wire::TaskResult& result) {
   if (found == head_tasks_.end()) return false;
   result.set_id(found->second.id);
   head_tasks_.erase(found);
+  const size_t size = result.ByteSizeLong();
+  if (size > static_cast<size_t>(kMaxMessageBytes) - (1 << 20)) {
+    // More than one message to the head may carry: its items fail, once.
+    const std::string error = "the task's results (" + std::to_string(size) + " bytes) are more "
+                              "than a node may send its head in one message (" +
+                              std::to_string(kMaxMessageBytes >> 20) + " MiB)";
+    const int outcomes = result.has_values() ? result.values().lengths_size() : result.outcomes_size();
+    result.clear_values();
+    result.clear_outcomes();
+    for (int i = 0; i < outcomes; ++i) result.add_outcomes()->set_error(error);
+  }
+  if (head_report_.ByteSizeLong() + result.ByteSizeLong() > kMaxReportBytes) head_->Send(head_report_);
   head_report_.add_results()->Swap(&result);
-  if (head_report_.ByteSizeLong() >= kMaxReportBytes) FlushHeadReport();
   return true;
 }
 

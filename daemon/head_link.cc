@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/random.h"
 #include "common/wire.h"
 #include "daemon/nodes.h"
 
@@ -22,7 +23,10 @@ Result<std::unique_ptr<HeadLink>> HeadLink::Start(const std::string& path, wire:
       link->cluster_ = std::move(*cluster);
       link->socket_ = zmq::socket_t(link->context_, zmq::socket_type::dealer);
       zmq::socket_t& socket = link->socket_;
-      socket.set(zmq::sockopt::linger, 0);
+      socket.set(zmq::sockopt::linger, 1000);  // a last report still leaves
+      // Its own routing id: a reconnect (the network, the head's restart)
+      // keeps the head's view of this node.
+      socket.set(zmq::sockopt::routing_id, RandomHex(16));
       socket.set(zmq::sockopt::rcvhwm, 0);
       socket.set(zmq::sockopt::sndhwm, 0);
       socket.set(zmq::sockopt::curve_serverkey, link->cluster_.server_public);

@@ -50,6 +50,9 @@ Result<std::unique_ptr<RemoteListener>> RemoteListener::Start(const std::string&
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
     socket.set(zmq::sockopt::router_mandatory, true);
+    // Peers name themselves (a random id): one that reconnects takes its
+    // place again, so its jobs (or its node) carry on.
+    socket.set(zmq::sockopt::router_handover, true);
     socket.set(zmq::sockopt::sndhwm, 0);
     socket.set(zmq::sockopt::rcvhwm, 0);
     socket.set(zmq::sockopt::heartbeat_ivl, kHeartbeatMs);
