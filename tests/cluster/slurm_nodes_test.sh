@@ -31,9 +31,12 @@ for _ in $(seq 150); do
 done
 grep -q "node n2 (" "$work/rank0.log" || fail "the node n2 did not join the head within 30 s"
 grep -q "serving .* with 2 workers" "$work/rank1.log" || fail "workers: auto is not the step's 2 CPUs"
+# The jobds srun started (srun's own command line matches too: its environ has no rank).
 pids=$(pgrep -f -- "jobd --slurm" | tr '\n' ' ')
-node_pid=$(for pid in $pids; do
-  tr '\0' '\n' < "/proc/$pid/environ" | grep -qx SLURM_PROCID=1 && echo "$pid"; done)
+node_pid=
+for pid in $pids; do
+  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx SLURM_PROCID=1; then node_pid=$pid; fi
+done
 [ -n "$node_pid" ] || fail "cannot find the node's jobd among: $pids"
 
 # From outside the allocation, by the cluster file: every item says where it ran.

@@ -23,6 +23,7 @@ finish() {
   rm -rf "$work"
 }
 trap finish EXIT
+trap 'echo "FAILED: line $LINENO of $(basename "$0"): $BASH_COMMAND" >&2' ERR
 fail() {
   echo "FAILED: $*" >&2
   for log in "${logs[@]}"; do echo "--- $log:" >&2; cat "$log" >&2 || true; done
