@@ -102,6 +102,9 @@ void Supervisor::DispatchToNodes() {
                              Clock::now());
           continue;
         }
+        if (const Job* job = scheduler_.FindJob(task->job)) {
+          task->message->set_timeout_ms(job->spec.timeout_ms);
+        }
         given.push_back(task);
       }
     }
@@ -155,7 +158,7 @@ std::unique_ptr<wire::Task> Supervisor::TakeHeadTask(const std::string& pool) {
   const uint64_t local = next_head_task_++;
   const uint32_t items = static_cast<uint32_t>(task->has_packed() ? task->packed().lengths_size()
                                                                   : task->items_size());
-  head_tasks_[local] = {task->id(), items};
+  head_tasks_[local] = {task->id(), items, kHeadJobBase + task->job(), task->timeout_ms()};
   task->set_id(local);
   task->set_job(kHeadJobBase + task->job());
   if (task->has_exec()) SetNodeVariable(task->mutable_exec()->mutable_environment(), config_.node_name);
@@ -198,9 +201,45 @@ bool Supervisor::LoseHeadTask(uint64_t task_id, std::optional<uint32_t> running,
   return true;
 }
 
+void Supervisor::CancelOnNodes(uint64_t job) {
+  for (auto& [client, node] : nodes_) {
+    const bool holds = std::any_of(node.tasks.begin(), node.tasks.end(), [&](const auto& task) {
+      const Task* known = scheduler_.FindTask(task.first);
+      return known != nullptr && known->job == job;
+    });
+    if (!holds) continue;
+    wire::Reply reply;
+    reply.mutable_node_tasks()->add_cancelled_jobs(job);
+    Reply(node.client, reply);
+    node.last_sent = Clock::now();
+  }
+}
+
+void Supervisor::CancelHeadJob(uint64_t job) {
+  const uint64_t local = kHeadJobBase + job;
+  for (auto& [pool, queue] : head_queue_) {  // not started: dropped, and said so
+    for (auto it = queue.begin(); it != queue.end();) {
+      if ((*it)->job() != job) {
+        ++it;
+        continue;
+      }
+      wire::LostTask* lost = head_report_.add_lost();
+      lost->set_id((*it)->id());
+      lost->set_cause("its job ended");
+      it = queue.erase(it);
+    }
+  }
+  StopOnWorkers(local, [&](uint64_t id) {
+    auto found = head_tasks_.find(id);
+    return found != head_tasks_.end() && found->second.job == local;
+  });
+}
+
 void Supervisor::HandleHeadMessages() {
   std::vector<std::unique_ptr<wire::Task>> tasks;
-  if (Status s = head_->Receive(&tasks); !s.ok()) JOBD_LOG(kWarn) << s.message();
+  std::vector<uint64_t> cancelled;
+  if (Status s = head_->Receive(&tasks, &cancelled); !s.ok()) JOBD_LOG(kWarn) << s.message();
+  for (uint64_t job : cancelled) CancelHeadJob(job);
   for (std::unique_ptr<wire::Task>& task : tasks) {
     if (pools_.count(task->pool()) == 0 || shutting_down_) {
       wire::LostTask* lost = head_report_.add_lost();

@@ -64,7 +64,8 @@ Result<std::unique_ptr<HeadLink>> HeadLink::Start(const std::string& path, wire:
   }
 }
 
-Status HeadLink::Receive(std::vector<std::unique_ptr<wire::Task>>* tasks) {
+Status HeadLink::Receive(std::vector<std::unique_ptr<wire::Task>>* tasks,
+                         std::vector<uint64_t>* cancelled) {
   while (true) {
     zmq::message_t message;
     if (!socket_.recv(message, zmq::recv_flags::dontwait)) return {};
@@ -82,6 +83,7 @@ Status HeadLink::Receive(std::vector<std::unique_ptr<wire::Task>>* tasks) {
       continue;
     }
     if (!reply.has_node_tasks()) continue;
+    for (uint64_t job : reply.node_tasks().cancelled_jobs()) cancelled->push_back(job);
     for (wire::Task& task : *reply.mutable_node_tasks()->mutable_tasks()) {
       tasks->push_back(std::make_unique<wire::Task>(std::move(task)));
     }

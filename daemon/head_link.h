@@ -26,9 +26,10 @@ class HeadLink {
   zmq::socket_t& socket() { return socket_; }
   const std::string& endpoint() const { return cluster_.endpoint; }
 
-  // What the head sent: its tasks are appended to `tasks`. A head that no
-  // longer knows this node (it took it for lost) is greeted again.
-  Status Receive(std::vector<std::unique_ptr<wire::Task>>* tasks);
+  // What the head sent: its tasks are appended to `tasks`, the jobs that
+  // ended to `cancelled`. A head that no longer knows this node (it took it
+  // for lost) is greeted again.
+  Status Receive(std::vector<std::unique_ptr<wire::Task>>* tasks, std::vector<uint64_t>* cancelled);
   // Sends `report` (empty: a heartbeat) and clears it.
   void Send(wire::NodeReport& report);
   // Whether nothing was sent for a heartbeat's interval.

@@ -885,30 +885,36 @@ void Supervisor::CancelJob(uint64_t job_id) {
   // other work of those workers goes on. A job that ended runs nothing (its
   // last coprocess may be a warm interpreter, kept for the next job).
   const Job* job = scheduler_.FindJob(job_id);
+  if (job != nullptr && !job->ended) {
+    StopOnWorkers(job_id, [&](uint64_t id) {
+      const Task* task = scheduler_.FindTask(id);
+      return task != nullptr && task->job == job_id;
+    });
+  }
+  CancelOnNodes(job_id);
+  scheduler_.EraseJob(job_id);
+}
+
+void Supervisor::StopOnWorkers(uint64_t job, const std::function<bool(uint64_t task)>& of_job) {
   for (auto& [name, pool] : pools_) {
-    if (job == nullptr || job->ended) break;
     for (auto& worker : pool.workers) {
       if (worker->pid == 0) continue;
       auto* page = reinterpret_cast<RunningItem*>(worker->running_item->data());
-      const bool holds = std::any_of(worker->tasks.begin(), worker->tasks.end(), [&](uint64_t id) {
-        const Task* task = scheduler_.FindTask(id);
-        return task != nullptr && task->job == job_id;
-      });
-      if (holds) page->cancelled_job.store(job_id, std::memory_order_relaxed);
-      const Task* running = scheduler_.FindTask(page->task.load(std::memory_order_relaxed));
-      if (running != nullptr && running->job == job_id) {
+      if (std::any_of(worker->tasks.begin(), worker->tasks.end(), of_job)) {
+        page->cancelled_job.store(job, std::memory_order_relaxed);
+      }
+      if (of_job(page->task.load(std::memory_order_relaxed))) {
         if (const pid_t pgid = page->command.load(std::memory_order_relaxed); pgid > 0) {
           killpg(pgid, SIGKILL);
         }
       }
-      if (page->coprocess_job.load(std::memory_order_relaxed) == job_id) {
+      if (page->coprocess_job.load(std::memory_order_relaxed) == job) {
         if (const pid_t pgid = page->coprocess.load(std::memory_order_relaxed); pgid > 0) {
           killpg(pgid, SIGKILL);
         }
       }
     }
   }
-  scheduler_.EraseJob(job_id);
 }
 
 void Supervisor::Reply(const std::string& client, const wire::Reply& reply) {
@@ -1346,16 +1352,21 @@ void Supervisor::EnforceTimeouts() {
     for (auto& worker : pool.workers) {
       if (worker->pid == 0 || worker->tasks.empty() || !worker->killed_because.empty()) continue;
       const auto* page = reinterpret_cast<const RunningItem*>(worker->running_item->data());
-      const Task* task = scheduler_.FindTask(page->task.load(std::memory_order_relaxed));
+      const uint64_t task_id = page->task.load(std::memory_order_relaxed);
+      const Task* task = scheduler_.FindTask(task_id);
       const Job* job = task != nullptr ? scheduler_.FindJob(task->job) : nullptr;
-      if (job == nullptr || job->spec.timeout_ms == 0) continue;
+      auto head_task = head_tasks_.find(task_id);  // a node runs its head's with its timeout
+      const uint32_t timeout_ms = job != nullptr                ? job->spec.timeout_ms
+                                  : head_task != head_tasks_.end() ? head_task->second.timeout_ms
+                                                                   : 0;
+      if (timeout_ms == 0) continue;
       const uint64_t started = page->item_started_ns.load(std::memory_order_relaxed);
-      if (started == 0 || now - started < uint64_t{job->spec.timeout_ms} * 1'000'000) continue;
+      if (started == 0 || now - started < uint64_t{timeout_ms} * 1'000'000) continue;
       char limit[32];
-      std::snprintf(limit, sizeof limit, "%g", job->spec.timeout_ms / 1000.0);
+      std::snprintf(limit, sizeof limit, "%g", timeout_ms / 1000.0);
       worker->killed_because = std::string("timed out after ") + limit + " s";
-      JOBD_LOG(kWarn) << "job " << job->id << ": an item ran past " << limit
-                      << " s; killing " << Describe(*worker);
+      JOBD_LOG(kWarn) << "job " << (job != nullptr ? job->id : head_task->second.job)
+                      << ": an item ran past " << limit << " s; killing " << Describe(*worker);
       kill(worker->pid, SIGKILL);
     }
   }

@@ -163,6 +163,14 @@ class Supervisor {
   // Stops this node once its head is gone.
   void CheckHead(Clock::time_point now);
 
+  // Makes the workers skip the rest of job `job` (as workers number it) and
+  // stops what runs for it now; `of_job` tells which of a worker's tasks are its.
+  void StopOnWorkers(uint64_t job, const std::function<bool(uint64_t task)>& of_job);
+  // As a head: tells the nodes holding tasks of `job` that it ended.
+  void CancelOnNodes(uint64_t job);
+  // As a node: the head's job `job` ended.
+  void CancelHeadJob(uint64_t job);
+
   void Reply(const std::string& client, const wire::Reply& reply);
   void ReplyError(const std::string& client, const std::string& message, uint64_t job = 0);
   wire::StatusReport BuildStatus() const;
@@ -192,6 +200,8 @@ class Supervisor {
   struct HeadTask {
     uint64_t id;     // the head's
     uint32_t items;
+    uint64_t job;          // as the workers know it (kHeadJobBase + the head's)
+    uint32_t timeout_ms;   // per item; 0: none
   };
   std::map<std::string, std::deque<std::unique_ptr<wire::Task>>, std::less<>> head_queue_;
   std::unordered_map<uint64_t, HeadTask> head_tasks_;  // given to a worker, by local id

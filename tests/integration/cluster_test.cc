@@ -196,6 +196,43 @@ TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOn
   ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
 }
 
+TEST_F(ClusterTest, AJobsTimeoutAndItsCancellationReachItsNodes) {
+  const pid_t node = StartNode(dir_, "nodeA", ClusterPath(), Env());
+  pids_.insert(node);
+  ASSERT_TRUE(Eventually([&] { return Log().find("node nodeA (") != std::string::npos; })) << Log();
+  const std::string node_log = dir_ + "/nodeA.out.err";
+
+  // Items past the job's timeout fail wherever they run, the node's too.
+  const auto start = std::chrono::steady_clock::now();
+  Command timed_out = Jobctl({"map", "--timeout", "1", "--retries", "0", "--chunksize", "1",
+                              "--shell", "--exec", "sleep 30; echo {}", "1", "2", "3", "4", "5",
+                              "6", "7", "8"});
+  EXPECT_EQ(timed_out.status, 1) << timed_out.err;
+  EXPECT_NE(timed_out.err.find("8 of 8 items failed"), std::string::npos) << timed_out.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  EXPECT_NE(ReadFile(node_log).find("ran past 1 s"), std::string::npos) << ReadFile(node_log);
+
+  // A job broken off (its client interrupted) stops on the node too: the
+  // node's workers are free for the next job at once, not in 30 s.
+  const std::string out = dir_ + "/long.out";
+  const pid_t job = Spawn({Program("jobctl"), "map", "--chunksize", "1", "--shell", "--exec",
+                           "sleep 30; echo {}", "1", "2", "3", "4", "5", "6", "7", "8"},
+                          "/dev/null", out, Env());
+  ASSERT_TRUE(Eventually([&] { return RunningJobs() == 1; }));
+  usleep(500'000);  // the node holds some of its tasks
+  kill(job, SIGINT);
+  waitpid(job, nullptr, 0);
+  Command next = Jobctl({"map", "--chunksize", "1", "--shell", "--exec", "sleep 0.2; echo $JOBD_NODE",
+                         "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"});
+  EXPECT_EQ(next.status, 0) << next.err;
+  EXPECT_NE(next.out.find("nodeA"), std::string::npos) << "the node's workers were still busy:\n"
+                                                        << next.out;
+  // The node serves its own host's clients beside the head; it stops as any jobd.
+  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
+  EXPECT_EQ(stop.status, 0) << stop.err;
+  EXPECT_EQ(waitpid(node, nullptr, 0), node);
+}
+
 TEST(ClusterUsageTest, ATcpEndpointWithoutAClusterFileIsAUsageError) {
   Command jobd = RunCommand({Bin("jobd"), "--listen", "tcp://127.0.0.1:0"});
   EXPECT_EQ(jobd.status, 2);
