@@ -45,8 +45,12 @@ void Supervisor::HandleNodeHello(const std::string& client, const wire::NodeHell
     total += workers;
   }
   node.last_heard = now;
-  JOBD_LOG(kInfo) << "node " << node.name << " (" << node.host << ", pid " << node.pid
-                  << ") joined with " << total << " workers";
+  if (!fresh && total == 0) {
+    JOBD_LOG(kInfo) << "node " << node.name << " is stopping: it takes no more tasks";
+  } else {
+    JOBD_LOG(kInfo) << "node " << node.name << " (" << node.host << ", pid " << node.pid
+                    << ") joined with " << total << " workers";
+  }
   SendNodeTasks(node, {});
 }
 
@@ -257,6 +261,20 @@ void Supervisor::FlushHeadReport() {
       head_->Quiet(Clock::now())) {
     head_->Send(head_report_);
   }
+}
+
+void Supervisor::LeaveHead() {
+  if (!head_) return;
+  for (auto& [pool, queue] : head_queue_) {
+    for (const std::unique_ptr<wire::Task>& task : queue) {
+      wire::LostTask* lost = head_report_.add_lost();
+      lost->set_id(task->id());
+      lost->set_cause("node " + config_.node_name + " is stopping");
+    }
+  }
+  head_queue_.clear();
+  head_->Send(head_report_);
+  head_->Greet({});  // no workers: no more tasks
 }
 
 void Supervisor::CheckHead(Clock::time_point now) {

@@ -90,6 +90,14 @@ Status HeadLink::Receive(std::vector<std::unique_ptr<wire::Task>>* tasks,
   }
 }
 
+void HeadLink::Greet(const std::map<std::string, uint32_t>& pool_workers) {
+  hello_.mutable_pool_workers()->clear();
+  for (const auto& [pool, workers] : pool_workers) (*hello_.mutable_pool_workers())[pool] = workers;
+  wire::Request request;
+  *request.mutable_node_hello() = hello_;
+  SendRequest(request);
+}
+
 void HeadLink::Send(wire::NodeReport& report) {
   wire::Request request;
   request.mutable_node_report()->Swap(&report);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,8 @@ class HeadLink {
   // ended to `cancelled`. A head that no longer knows this node (it took it
   // for lost) is greeted again.
   Status Receive(std::vector<std::unique_ptr<wire::Task>>* tasks, std::vector<uint64_t>* cancelled);
+  // Says NodeHello again, now with `pool_workers` (none: it takes no more).
+  void Greet(const std::map<std::string, uint32_t>& pool_workers);
   // Sends `report` (empty: a heartbeat) and clears it.
   void Send(wire::NodeReport& report);
   // Whether nothing was sent for a heartbeat's interval.

@@ -1289,7 +1289,7 @@ void Supervisor::HandleTimers(Clock::time_point now) {
       next_trim_ = now + kTrimInterval;
       malloc_trim(0);
     }
-    if (!scheduler_.jobs().empty()) {
+    if (!scheduler_.jobs().empty() || !head_tasks_.empty()) {  // a node's head's work counts
       last_job_seen_ = now;
     } else if (config_.idle_exit_ms > 0 && !shutting_down_ &&
                now - last_job_seen_ >= milliseconds(config_.idle_exit_ms)) {
@@ -1311,7 +1311,9 @@ void Supervisor::HandleTimers(Clock::time_point now) {
   }
 
   if (!shutting_down_) return;
-  if (!workers_stopping_ && (scheduler_.jobs().empty() || now >= drain_deadline_)) {
+  // A node finishes the head's tasks its workers hold too (it took no more).
+  if (!workers_stopping_ &&
+      ((scheduler_.jobs().empty() && head_tasks_.empty()) || now >= drain_deadline_)) {
     std::vector<uint64_t> unfinished;
     for (const auto& [id, job] : scheduler_.jobs()) unfinished.push_back(id);
     for (uint64_t id : unfinished) {
@@ -1378,6 +1380,7 @@ void Supervisor::BeginShutdown(const std::string& why) {
   drain_deadline_ = Clock::now() + milliseconds(config_.drain_timeout_ms);
   JOBD_LOG(kInfo) << why << ": draining " << scheduler_.jobs().size()
                   << " running jobs, accepting no new ones";
+  LeaveHead();
 }
 
 bool Supervisor::Drained() const {

@@ -162,6 +162,9 @@ class Supervisor {
   void FlushHeadReport();
   // Stops this node once its head is gone.
   void CheckHead(Clock::time_point now);
+  // As a node that drains: tells its head it takes no more, and hands back
+  // the tasks it has not started.
+  void LeaveHead();
 
   // Makes the workers skip the rest of job `job` (as workers number it) and
   // stops what runs for it now; `of_job` tells which of a worker's tasks are its.

@@ -23,6 +23,15 @@ class ClusterTest : public DaemonTest {
     return {"--listen", "tcp://127.0.0.1:0", "--cluster-file", ClusterPath()};
   }
   std::string ClusterPath() const { return dir_ + "/cluster"; }
+  // A node (jobd join) beside the head, once the head says it joined.
+  pid_t JoinNode(const std::string& name);
+  // The lines 1 to `count`, written to `path` too.
+  std::string Numbers(const std::string& path, int count) const {
+    std::string text;
+    for (int i = 1; i <= count; ++i) text += std::to_string(i) + "\n";
+    WriteFile(path, text);
+    return text;
+  }
   Command Remote(const std::vector<std::string>& args, const std::string& input = "") {
     std::vector<std::string> argv = {Program("jobctl"), "--cluster-file", ClusterPath()};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -104,9 +113,7 @@ TEST_F(ClusterTest, PeersWithoutTheClustersKeysAreRefusedAndTheHeadServesOn) {
 
 TEST_F(ClusterTest, AHeadThatStopsAnsweringIsNoticedAndItsRestartWithNewKeysResubmittedTo) {
   const std::string in = dir_ + "/in", out = dir_ + "/out";
-  std::string input;
-  for (int i = 1; i <= 60; ++i) input += std::to_string(i) + "\n";
-  WriteFile(in, input);
+  const std::string input = Numbers(in, 60);
   const pid_t job = Spawn({Program("jobctl"), "--cluster-file", ClusterPath(), "map",
                            "--resubmit-wait", "60", "--shell", "--exec", "sleep 0.1; echo {}"},
                           in, out, Env());
@@ -127,28 +134,21 @@ TEST_F(ClusterTest, AHeadThatStopsAnsweringIsNoticedAndItsRestartWithNewKeysResu
   EXPECT_NE(err.find("items without a result as job 1"), std::string::npos) << err;
 }
 
-// A node (jobd join) started beside the head; its pid, once it has joined.
-pid_t StartNode(const std::string& dir, const std::string& name,
-                const std::string& cluster, const std::vector<std::string>& env) {
-  WriteFile(dir + "/node.yaml", "default_pool: cpu\npools:\n  cpu: {workers: 2, retries: 2}\n");
-  const pid_t pid = Spawn({Bin("jobd"), "join", "--cluster-file", cluster, "--name", name,
-                           "--config", dir + "/node.yaml"},
-                          "/dev/null", dir + "/" + name + ".out", env);
-  EXPECT_TRUE(Eventually([&] {
-    return ReadFile(dir + "/" + name + ".out.err").find("serving ") != std::string::npos;
-  })) << ReadFile(dir + "/" + name + ".out.err");
+pid_t ClusterTest::JoinNode(const std::string& name) {
+  WriteFile(dir_ + "/node.yaml", "default_pool: cpu\npools:\n  cpu: {workers: 2, retries: 2}\n");
+  const pid_t pid = Spawn({Bin("jobd"), "join", "--cluster-file", ClusterPath(), "--name", name,
+                           "--config", dir_ + "/node.yaml"},
+                          "/dev/null", dir_ + "/" + name + ".out", Env());
+  pids_.insert(pid);
+  EXPECT_TRUE(Eventually([&] { return Log().find("node " + name + " (") != std::string::npos; }))
+      << Log() << ReadFile(dir_ + "/" + name + ".out.err");
   return pid;
 }
 
 TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOnce) {
-  const pid_t node_a = StartNode(dir_, "nodeA", ClusterPath(), Env());
-  pids_.insert(node_a);
-  ASSERT_TRUE(Eventually([&] { return Log().find("node nodeA (") != std::string::npos; })) << Log();
-
+  const pid_t node_a = JoinNode("nodeA");
   const std::string in = dir_ + "/in", out = dir_ + "/out";
-  std::string input;
-  for (int i = 1; i <= 120; ++i) input += std::to_string(i) + "\n";
-  WriteFile(in, input);
+  const std::string input = Numbers(in, 120);
   const pid_t job = Spawn({Program("jobctl"), "map", "--chunksize", "1", "--shell", "--exec",
                            "sleep 0.1; echo {} $JOBD_NODE"},
                           in, out, Env());
@@ -157,8 +157,7 @@ TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOn
       << "the node got no task:\n" << ReadFile(out) << Log();
   kill(node_a, SIGKILL);  // mid-job: its tasks in flight must run elsewhere, once
   waitpid(node_a, nullptr, 0);
-  const pid_t node_b = StartNode(dir_, "nodeB", ClusterPath(), Env());  // joins mid-job
-  pids_.insert(node_b);
+  const pid_t node_b = JoinNode("nodeB");  // mid-job
 
   int status = 0;
   waitpid(job, &status, 0);
@@ -197,9 +196,7 @@ TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOn
 }
 
 TEST_F(ClusterTest, AJobsTimeoutAndItsCancellationReachItsNodes) {
-  const pid_t node = StartNode(dir_, "nodeA", ClusterPath(), Env());
-  pids_.insert(node);
-  ASSERT_TRUE(Eventually([&] { return Log().find("node nodeA (") != std::string::npos; })) << Log();
+  const pid_t node = JoinNode("nodeA");
   const std::string node_log = dir_ + "/nodeA.out.err";
 
   // Items past the job's timeout fail wherever they run, the node's too.
@@ -231,6 +228,32 @@ TEST_F(ClusterTest, AJobsTimeoutAndItsCancellationReachItsNodes) {
   Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
   EXPECT_EQ(stop.status, 0) << stop.err;
   EXPECT_EQ(waitpid(node, nullptr, 0), node);
+}
+
+TEST_F(ClusterTest, ANodeThatStopsMidJobHandsItsTasksBackAtOnce) {
+  const pid_t node = JoinNode("nodeA");
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  const std::string input = Numbers(in, 30);
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t job = Spawn({Program("jobctl"), "map", "--chunksize", "1", "--shell", "--exec",
+                           "sleep 0.2; echo {} $JOBD_NODE"},
+                          in, out, Env());
+  pids_.insert(job);
+  ASSERT_TRUE(Eventually([&] { return ReadFile(out).find(" nodeA\n") != std::string::npos; }));
+  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
+  EXPECT_EQ(stop.status, 0) << stop.err;
+  int status = 0;
+  waitpid(job, &status, 0);
+  // Not after the 5 s it takes to declare a silent node lost.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(4500));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(out + ".err");
+  std::string numbers;
+  std::istringstream lines(ReadFile(out));
+  for (std::string number, where; lines >> number >> where;) numbers += number + "\n";
+  EXPECT_TRUE(numbers == input) << "results missing, repeated or out of order:\n" << ReadFile(out);
+  EXPECT_NE(Log().find("node nodeA is stopping"), std::string::npos) << Log();
+  EXPECT_EQ(waitpid(node, &status, 0), node);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 TEST(ClusterUsageTest, ATcpEndpointWithoutAClusterFileIsAUsageError) {
