@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 namespace jobd {
 namespace {
@@ -41,6 +42,19 @@ void WriteLog(LogLevel level, const std::string& text) {
   std::fprintf(stderr, "%s.%03ldZ %s[%d] %s: %s\n", stamp, static_cast<long>(now.tv_usec / 1000),
                g_name.c_str(), static_cast<int>(getpid()), kNames[static_cast<int>(level)],
                text.c_str());
+}
+
+void RefusalLog::Warn(const std::function<std::string()>& text) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_) {
+    ++unlogged_;
+    return;
+  }
+  next_ = now + std::chrono::seconds(1);
+  const uint64_t unlogged = std::exchange(unlogged_, 0);
+  WriteLog(LogLevel::kWarn, text() + (unlogged > 0 ? " (and " + std::to_string(unlogged) +
+                                                         " more refused since the last such line)"
+                                                   : std::string()));
 }
 
 }  // namespace jobd

@@ -1,6 +1,9 @@
 // Logging to stderr: one line per event, "2026-11-25T15:52:06.123Z jobd[pid] level: text".
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -30,6 +33,18 @@ class LogLine {
  private:
   LogLevel level_;
   std::ostringstream out_;
+};
+
+// Warnings about what a flood may repeat (refused peers): at most one line a
+// second, the next one counting those held back; the text is built only for
+// a line that is written (it may cost a lookup).
+class RefusalLog {
+ public:
+  void Warn(const std::function<std::string()>& text);
+
+ private:
+  std::chrono::steady_clock::time_point next_{};
+  uint64_t unlogged_ = 0;
 };
 
 }  // namespace jobd

@@ -14,7 +14,6 @@ namespace {
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";  // fixed by ZAP (RFC 27)
 constexpr const char* kMonitorEndpoint = "inproc://jobd-remote-monitor";
 constexpr const char* kZapDomain = "jobd-cluster";
-constexpr auto kRefusalLogInterval = std::chrono::seconds(1);
 // A client that stops answering heartbeats is dropped (its jobs are then
 // cancelled, as a local client's are when it exits).
 constexpr int kHeartbeatMs = 2000;
@@ -129,17 +128,7 @@ void RemoteListener::HandleMonitor() {
 }
 
 void RemoteListener::Refused(const std::string& why) {
-  const auto now = std::chrono::steady_clock::now();
-  if (now < next_log_) {
-    ++unlogged_;
-    return;
-  }
-  next_log_ = now + kRefusalLogInterval;
-  const uint64_t unlogged = std::exchange(unlogged_, 0);
-  JOBD_LOG(kWarn) << "cluster endpoint " << keys_.endpoint << ": refused " << why
-                  << (unlogged > 0 ? " (and " + std::to_string(unlogged) +
-                                         " more refused since the last such line)"
-                                   : std::string());
+  refusals_.Warn([&] { return "cluster endpoint " + keys_.endpoint + ": refused " + why; });
 }
 
 }  // namespace jobd

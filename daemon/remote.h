@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "common/cluster_file.h"
+#include "common/log.h"
 #include "jobd/status.h"
 
 namespace jobd {
@@ -46,8 +47,7 @@ class RemoteListener {
   zmq::socket_t zap_;
   zmq::socket_t socket_;
   zmq::socket_t monitor_;
-  std::chrono::steady_clock::time_point next_log_{};
-  uint64_t unlogged_ = 0;
+  RefusalLog refusals_;
 };
 
 }  // namespace jobd

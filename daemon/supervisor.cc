@@ -46,8 +46,6 @@ constexpr size_t kMaxBatchBytes = 8 << 20;
 constexpr auto kStopDeadline = seconds(5);
 constexpr auto kStartDeadline = seconds(15);
 constexpr auto kLivenessInterval = seconds(1);
-// Refused messages on the workers' socket are logged at most this often.
-constexpr auto kRefusalLogInterval = seconds(1);
 // The ZAP domain set on both sockets. No ZAP handler runs (the peer's uid and
 // pid are checked per message); setting a domain makes libzmq refuse ZMTP 1.0
 // and 2.0 peers at the handshake: stray bytes then never become a message,
@@ -561,17 +559,7 @@ void Supervisor::HandleClientMessages(bool remote) {
 }
 
 void Supervisor::RefuseWorkerMessage(const std::function<std::string()>& why) {
-  const auto now = Clock::now();
-  if (now < next_refusal_log_) {
-    ++refusals_unlogged_;
-    return;
-  }
-  next_refusal_log_ = now + kRefusalLogInterval;
-  const uint64_t unlogged = std::exchange(refusals_unlogged_, 0);
-  JOBD_LOG(kWarn) << "workers' socket: refused " << why()
-                  << (unlogged > 0 ? " (and " + std::to_string(unlogged) + " more refused since "
-                                         "the last such line)"
-                                   : std::string());
+  refusals_.Warn([&] { return "workers' socket: refused " + why(); });
 }
 
 void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& body) {

@@ -19,6 +19,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/log.h"
 #include "common/payload.h"
 #include "common/trusted_dir.h"
 #include "jobd/status.h"
@@ -214,8 +215,7 @@ class Supervisor {
   std::map<std::string, Worker*, std::less<>> by_identity_;
   std::map<pid_t, Worker*> by_pid_;
   std::deque<std::string> departed_;  // routing ids of the last workers reaped
-  Clock::time_point next_refusal_log_;
-  uint64_t refusals_unlogged_ = 0;
+  RefusalLog refusals_;  // of messages on the workers' socket
   std::vector<Respawn> respawns_;
   uint64_t generation_ = 0;
   Scheduler scheduler_;
