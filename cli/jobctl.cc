@@ -4,10 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
-#include <optional>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -489,6 +491,20 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
   return kOk;
 }
 
+// "512 B", "3.2 KiB", "12.0 MiB", "1.5 GiB".
+std::string Bytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(units)) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return text;
+}
+
 void PrintStatus(const jobd::wire::StatusReport& report, const std::string& endpoint) {
   std::printf("jobd %s, pid %u, up %.1f s, serving %s\n", report.version().c_str(), report.pid(),
               report.uptime_seconds(), endpoint.c_str());
@@ -497,6 +513,9 @@ void PrintStatus(const jobd::wire::StatusReport& report, const std::string& endp
                 pool.name() == report.default_pool() ? " (default)" : "", pool.workers_size(),
                 pool.retries());
     if (!pool.degraded().empty()) std::printf("  %s\n", pool.degraded().c_str());
+    std::printf("  payloads: %s inline, %s in shared memory\n",
+                Bytes(pool.payload_bytes_inline()).c_str(),
+                Bytes(pool.payload_bytes_shared()).c_str());
     std::printf("  %-5s %-8s %-9s %10s %9s\n", "SLOT", "PID", "STATE", "TASKS", "RESTARTS");
     for (const auto& w : pool.workers()) {
       std::printf("  %-5u %-8u %-9s %10llu %9u\n", w.slot(), w.pid(), w.state().c_str(),
@@ -504,14 +523,18 @@ void PrintStatus(const jobd::wire::StatusReport& report, const std::string& endp
     }
   }
   if (!report.head().empty()) std::printf("\na node of the head at %s\n", report.head().c_str());
-  if (report.nodes_size() > 0 || report.nodes_lost() > 0) {
-    std::printf("\n%d nodes (%u lost so far)\n", report.nodes_size(), report.nodes_lost());
-    std::printf("  %-12s %-16s %-8s %7s %8s %10s %6s\n", "NODE", "HOST", "PID", "WORKERS",
-                "RUNNING", "TASKS", "HEARD");
+  if (report.nodes_size() > 0) {
+    const auto serving = std::count_if(report.nodes().begin(), report.nodes().end(),
+                                       [](const auto& node) { return node.state() == "serving"; });
+    std::printf("\nnodes: %ld serving, %u lost so far\n", static_cast<long>(serving),
+                report.nodes_lost());
+    std::printf("  %-12s %-16s %-8s %-9s %7s %7s %10s %5s %8s %6s\n", "NODE", "HOST", "PID",
+                "STATE", "WORKERS", "RUNNING", "TASKS", "LOST", "REJOINED", "HEARD");
     for (const auto& node : report.nodes()) {
-      std::printf("  %-12s %-16s %-8u %7u %8u %10llu %5.1fs\n", node.name().c_str(),
-                  node.host().c_str(), node.pid(), node.workers(), node.tasks_running(),
-                  static_cast<unsigned long long>(node.tasks_done()), node.seconds_since_heard());
+      std::printf("  %-12s %-16s %-8u %-9s %7u %7u %10llu %5u %8u %5.1fs\n", node.name().c_str(),
+                  node.host().c_str(), node.pid(), node.state().c_str(), node.workers(),
+                  node.tasks_running(), static_cast<unsigned long long>(node.tasks_done()),
+                  node.times_lost(), node.rejoined(), node.seconds_since_heard());
     }
   }
   std::printf("\n%d running jobs\n", report.jobs_size());

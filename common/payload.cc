@@ -210,6 +210,26 @@ Status PayloadWriter::Add(std::string_view bytes, wire::Payload* out) {
   return {};
 }
 
+void PayloadBytes::Count(const wire::Payload& payload) {
+  if (payload.has_ref()) {
+    shared_bytes += payload.ref().length();
+  } else {
+    inline_bytes += payload.data().size();
+  }
+}
+
+void PayloadBytes::Count(const wire::Task& task) {
+  inline_bytes += task.packed().data().size();
+  for (const wire::Payload& item : task.items()) Count(item);
+}
+
+void PayloadBytes::Count(const wire::TaskResult& result) {
+  inline_bytes += result.values().data().size();
+  for (const wire::Outcome& outcome : result.outcomes()) {
+    if (outcome.has_value()) Count(outcome.value());
+  }
+}
+
 std::vector<std::string> PayloadWriter::TakeNewSegments() { return std::exchange(new_segments_, {}); }
 
 }  // namespace jobd

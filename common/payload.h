@@ -46,6 +46,17 @@ int ReapOrphanSegments();
 // Names of this uid's segments that exist now (for tests and reaping).
 std::vector<std::string> ListSegments();
 
+// Payload bytes counted by the way they travelled: inline in messages, or in
+// shared memory.
+struct PayloadBytes {
+  uint64_t inline_bytes = 0;
+  uint64_t shared_bytes = 0;
+
+  void Count(const wire::Payload& payload);
+  void Count(const wire::Task& task);          // its items
+  void Count(const wire::TaskResult& result);  // its values
+};
+
 // A mapped segment. Movable, not copyable; unmaps when destroyed.
 class Segment {
  public:

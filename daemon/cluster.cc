@@ -2,8 +2,12 @@
 // workers (daemon/nodes.h); as a node, the tasks of its head (daemon/head_link.h).
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/log.h"
+#include "common/payload.h"
 #include "common/wire.h"
+#include "daemon/host_payloads.h"
 #include "daemon/supervisor.h"
 
 namespace jobd {
@@ -30,6 +34,12 @@ void Supervisor::HandleNodeHello(const std::string& client, const wire::NodeHell
   auto [it, fresh] = nodes_.try_emplace(client);
   Node& node = it->second;
   if (fresh) {
+    if (auto gone = gone_nodes_.find(hello.name()); gone != gone_nodes_.end()) {
+      node.times_lost = gone->second.times_lost;
+      node.rejoined = gone->second.rejoined + 1;
+      node.tasks_done = gone->second.tasks_done;
+      gone_nodes_.erase(gone);
+    }
     node.client = client;
     node.key = ++generation_;
     node.joined = now;
@@ -45,6 +55,7 @@ void Supervisor::HandleNodeHello(const std::string& client, const wire::NodeHell
     total += workers;
   }
   node.last_heard = now;
+  node.stopping = total == 0;
   if (!fresh && total == 0) {
     JOBD_LOG(kInfo) << "node " << node.name << " is stopping: it takes no more tasks";
   } else {
@@ -94,11 +105,11 @@ void Supervisor::DispatchToNodes() {
       auto local = pools_.find(pool);
       const size_t size = NodeWorkers(pool) + (local == pools_.end() ? 0 : local->second.workers.size());
       while (node.HasCredit(pool)) {
-        const Task* task = scheduler_.NextTask(pool, size, node.key);
+        const Task* task = scheduler_.NextTask(pool, size, node.key, /*for_node=*/true);
         if (task == nullptr) break;
         node.tasks.emplace(task->message->id(), pool);
         task->message->set_pool(pool);
-        if (Status s = InlineForNode(*task->message); !s.ok()) {  // its items' segment is gone
+        if (Status s = InlineItems(*task->message); !s.ok()) {  // its items' segment is gone
           JOBD_LOG(kError) << "cannot send task " << task->message->id() << " to node "
                            << node.name << ": " << s.message();
           node.tasks.erase(task->message->id());
@@ -128,14 +139,32 @@ void Supervisor::SendNodeTasks(Node& node, const std::vector<const Task*>& tasks
 
 void Supervisor::LoseNode(std::map<std::string, Node>::iterator it, const std::string& why) {
   Node& node = it->second;
-  JOBD_LOG(kWarn) << "node " << node.name << " (" << node.host << ", pid " << node.pid
-                  << ") lost: " << why
-                  << (node.tasks.empty() ? "" : "; its tasks go to other workers");
+  if (node.stopping && node.tasks.empty()) {
+    node.gone = "left";
+    JOBD_LOG(kInfo) << "node " << node.name << " (" << node.host << ", pid " << node.pid
+                    << ") left";
+  } else {
+    node.gone = "lost";
+    ++node.times_lost;
+    ++nodes_lost_;
+    JOBD_LOG(kWarn) << "node " << node.name << " (" << node.host << ", pid " << node.pid
+                    << ") lost: " << why
+                    << (node.tasks.empty() ? "" : "; its tasks go to other workers");
+  }
   // Not the items' fault: no retry is charged.
   for (const auto& [task_id, pool] : node.tasks) {
     scheduler_.Requeue(task_id, std::nullopt, "node " + node.name + " was lost", Clock::now());
   }
-  ++nodes_lost_;
+  node.tasks.clear();
+  node.workers.clear();
+  // Kept for status, a bounded number of them.
+  constexpr size_t kGoneNodesKept = 256;
+  if (gone_nodes_.size() >= kGoneNodesKept && gone_nodes_.count(node.name) == 0) {
+    gone_nodes_.erase(std::min_element(
+        gone_nodes_.begin(), gone_nodes_.end(),
+        [](const auto& a, const auto& b) { return a.second.last_heard < b.second.last_heard; }));
+  }
+  gone_nodes_[node.name] = std::move(node);
   nodes_.erase(it);
 }
 
@@ -162,7 +191,16 @@ std::unique_ptr<wire::Task> Supervisor::TakeHeadTask(const std::string& pool) {
   const uint64_t local = next_head_task_++;
   const uint32_t items = static_cast<uint32_t>(task->has_packed() ? task->packed().lengths_size()
                                                                   : task->items_size());
-  head_tasks_[local] = {task->id(), items, kHeadJobBase + task->job(), task->timeout_ms()};
+  HeadTask& known = head_tasks_[local];
+  known = {task->id(), items, kHeadJobBase + task->job(), task->timeout_ms(), {}, {}};
+  // Its items came inline; the large ones go to the worker in shared memory.
+  if (Result<std::string> shared = ShareForWorker(*task); shared.ok()) {
+    known.input_segment = std::move(shared).value();
+    known.output_segment = task->output_segment();
+  } else {
+    JOBD_LOG(kWarn) << "task " << task->id() << " of the head goes to its worker with its items "
+                    << "in the message: " << shared.message();
+  }
   task->set_id(local);
   task->set_job(kHeadJobBase + task->job());
   if (task->has_exec()) SetNodeVariable(task->mutable_exec()->mutable_environment(), config_.node_name);
@@ -176,7 +214,8 @@ bool Supervisor::ReportHeadTask(wire::TaskResult& result) {
   auto found = head_tasks_.find(result.id());
   if (found == head_tasks_.end()) return false;
   result.set_id(found->second.id);
-  head_tasks_.erase(found);
+  if (!found->second.output_segment.empty()) InlineResults(result, found->second.output_segment);
+  DropHeadTask(found->first);
   const size_t size = result.ByteSizeLong();
   if (size > static_cast<size_t>(kMaxMessageBytes) - (1 << 20)) {
     // More than one message to the head may carry: its items fail, once.
@@ -201,8 +240,15 @@ bool Supervisor::LoseHeadTask(uint64_t task_id, std::optional<uint32_t> running,
   lost->set_id(found->second.id);
   if (running && *running < found->second.items) lost->set_running_item(*running);
   lost->set_cause(cause);
-  head_tasks_.erase(found);
+  DropHeadTask(found->first);
   return true;
+}
+
+void Supervisor::DropHeadTask(uint64_t task_id) {
+  auto found = head_tasks_.find(task_id);
+  if (!found->second.input_segment.empty()) RemoveSegment(found->second.input_segment);
+  if (!found->second.output_segment.empty()) RemoveSegment(found->second.output_segment);
+  head_tasks_.erase(found);
 }
 
 void Supervisor::CancelOnNodes(uint64_t job) {
@@ -242,7 +288,9 @@ void Supervisor::CancelHeadJob(uint64_t job) {
 void Supervisor::HandleHeadMessages() {
   std::vector<std::unique_ptr<wire::Task>> tasks;
   std::vector<uint64_t> cancelled;
-  if (Status s = head_->Receive(&tasks, &cancelled); !s.ok()) JOBD_LOG(kWarn) << s.message();
+  if (Status s = head_->Receive(&tasks, &cancelled); !s.ok()) {
+    JOBD_LOG(kWarn) << s.message();
+  }
   for (uint64_t job : cancelled) CancelHeadJob(job);
   for (std::unique_ptr<wire::Task>& task : tasks) {
     if (pools_.count(task->pool()) == 0 || shutting_down_) {

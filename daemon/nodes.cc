@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "common/payload.h"
 
 namespace jobd {
 
@@ -14,6 +13,12 @@ bool Node::HasCredit(const std::string& pool) const {
   return held < found->second + kNodePrefetch;
 }
 
+std::string Node::State(std::chrono::steady_clock::time_point now) const {
+  if (!gone.empty()) return gone;
+  if (stopping) return "stopping";
+  return now - last_heard > 2 * kNodeHeartbeat ? "silent" : "serving";
+}
+
 void SetNodeVariable(google::protobuf::RepeatedPtrField<std::string>* environment,
                      const std::string& name) {
   if (environment->empty()) return;  // the worker's own environment: left as it is
@@ -21,18 +26,6 @@ void SetNodeVariable(google::protobuf::RepeatedPtrField<std::string>* environmen
     it = it->rfind("JOBD_NODE=", 0) == 0 ? environment->erase(it) : std::next(it);
   }
   environment->Add("JOBD_NODE=" + name);
-}
-
-Status InlineForNode(wire::Task& task) {
-  task.clear_output_segment();
-  SegmentReader reader;
-  for (wire::Payload& item : *task.mutable_items()) {
-    if (!item.has_ref()) continue;
-    Result<std::string_view> bytes = reader.Read(item);
-    if (!bytes.ok()) return bytes.status();
-    item.set_data(std::string(*bytes));  // (clears the ref: one of a oneof)
-  }
-  return {};
 }
 
 }  // namespace jobd

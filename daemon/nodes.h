@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "jobd.pb.h"
-#include "jobd/status.h"
 
 namespace jobd {
 
@@ -34,6 +33,13 @@ struct Node {
   std::map<uint64_t, std::string> tasks;                 // in flight: task id -> pool
   uint64_t tasks_done = 0;
   std::chrono::steady_clock::time_point joined, last_heard, last_sent;
+  bool stopping = false;    // it said it takes no more tasks
+  uint32_t times_lost = 0;  // under its name, since the head started
+  uint32_t rejoined = 0;    // times it joined again under its name
+  std::string gone;         // once gone: "left" (it stopped) or "lost"
+
+  // serving, stopping, silent (no heartbeat for a while), or how it went.
+  std::string State(std::chrono::steady_clock::time_point now) const;
 
   // Whether it may take another task of `pool`.
   bool HasCredit(const std::string& pool) const;
@@ -43,10 +49,5 @@ struct Node {
 // commands and Python functions run with): which jobd runs them.
 void SetNodeVariable(google::protobuf::RepeatedPtrField<std::string>* environment,
                      const std::string& name);
-
-// Makes `task` fit for another host: every item inline (read from its
-// segment where it is in shared memory) and no output segment, so that its
-// results come back inline.
-Status InlineForNode(wire::Task& task);
 
 }  // namespace jobd

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "common/log.h"
 #include "common/packed.h"
 #include "common/payload.h"
+#include "daemon/host_payloads.h"
 
 namespace jobd {
 
@@ -135,7 +137,8 @@ uint32_t Scheduler::ChunkSize(const Job& job, size_t pool_workers) const {
   return static_cast<uint32_t>(std::max<uint64_t>(1, std::min(chunk, share)));
 }
 
-const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, uint64_t worker) {
+const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, uint64_t worker,
+                                bool for_node) {
   auto ready_it = ready_.find(pool);
   if (ready_it == ready_.end()) return nullptr;
   std::deque<uint64_t>& ready = ready_it->second;
@@ -159,8 +162,9 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.message = std::make_unique<wire::Task>();
     task.message->set_id(id);
     task.message->set_function(job->spec.function);
-    // A remote client's results travel inline, in messages: no segment for them.
-    if (!job->spec.remote) task.message->set_output_segment(NewSegmentName(segment_owner_));
+    if (!for_node && !job->spec.remote) {
+      task.message->set_output_segment(NewSegmentName(segment_owner_));
+    }
     if (job->spec.exec) *task.message->mutable_exec() = *job->spec.exec;
     if (job->spec.python) *task.message->mutable_python() = *job->spec.python;
     task.message->set_job(job_id);
@@ -188,6 +192,17 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     }
     task.estimate_ns = ItemCostNs(pool, job->spec.cost_key) * task.indexes.size();
     if (!job->queue.empty()) ready.push_back(job_id);  // its turn comes again after the others
+    if (!for_node && job->spec.remote) {
+      // Its items came over TCP: the large ones go to the worker in shared memory.
+      Result<std::string> shared = ShareForWorker(*task.message);
+      if (shared.ok()) {
+        task.input_segment = std::move(shared).value();
+      } else {
+        JOBD_LOG(kWarn) << "task " << id << " of job " << job_id
+                        << " goes to its worker with its items in the message: "
+                        << shared.message();
+      }
+    }
     return &task;
   }
   return nullptr;
@@ -238,7 +253,9 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
   auto [task, job] = Land(task_id);
   const std::string& output = task.message->output_segment();
 
-  bool wrote_output = false;  // (never for a job whose results are all inline: no output)
+  if (!task.input_segment.empty()) RemoveSegment(task.input_segment);
+
+  bool wrote_output = false;
   for (const wire::Outcome& outcome : result.outcomes()) {
     if (output.empty()) break;
     wrote_output = wrote_output || (outcome.has_value() && outcome.value().has_ref());
@@ -247,7 +264,12 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
     if (wrote_output) RemoveSegment(output);
     return;
   }
-  if (wrote_output) job->segments.push_back(output);
+  if (wrote_output && job->spec.remote) {  // its client is on another host: results go inline
+    InlineResults(result, output);
+    RemoveSegment(output);
+  } else if (wrote_output) {
+    job->segments.push_back(output);
+  }
 
   const size_t items = task.indexes.size();
   const int outcomes = result.has_values() ? result.values().lengths_size() : result.outcomes_size();
@@ -289,6 +311,20 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
   auto [task, job] = Land(task_id);
   // The worker may have created the output segment before it died.
   if (!task.message->output_segment().empty()) RemoveSegment(task.message->output_segment());
+  task.message->clear_output_segment();
+  if (!task.input_segment.empty()) {
+    // Its items wait inline again, as they came; this jobd's segment goes.
+    Status s = job == nullptr ? Status() : InlineItems(*task.message);
+    RemoveSegment(task.input_segment);
+    if (!s.ok()) {
+      for (uint64_t index : task.indexes) {
+        wire::Outcome outcome;
+        outcome.set_error("internal error: its item was lost from shared memory: " + s.message());
+        Deliver(*job, index, &outcome);
+      }
+      return;
+    }
+  }
   if (job == nullptr) return;
 
   std::vector<QueuedItem> items;

@@ -105,6 +105,9 @@ struct Task {
   std::unique_ptr<wire::Task> message;  // what the worker is sent
   uint64_t estimate_ns = 0;             // expected run time; 0 if unknown
   size_t bytes = 0;                     // inline item bytes
+  // For a remote client's task on a worker of this host: the segment this
+  // jobd put its large items in (ShareForWorker), removed when it lands.
+  std::string input_segment;
 };
 
 class Scheduler {
@@ -137,8 +140,10 @@ class Scheduler {
 
   // The next task for worker `worker` (any key unique to the worker) of
   // `pool`, which has `pool_workers` workers, taken from its jobs in turn.
-  // Null if no item waits that this worker may run.
-  const Task* NextTask(const std::string& pool, size_t pool_workers, uint64_t worker);
+  // Null if no item waits that this worker may run. For a node (`for_node`),
+  // the task's payloads are all inline and it has no output segment.
+  const Task* NextTask(const std::string& pool, size_t pool_workers, uint64_t worker,
+                       bool for_node = false);
   const Task* FindTask(uint64_t id) const;
   // A worker returned the outcomes of a task (they are moved out of `result`).
   void Complete(uint64_t task_id, wire::TaskResult& result);

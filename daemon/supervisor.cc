@@ -525,6 +525,7 @@ void Supervisor::HandleWorkerMessages() {
         continue;
       }
       Untrack(*worker, result.id());
+      pools_[worker->pool].moved.Count(result);
       worker->tasks.pop_front();
       ++worker->tasks_done;
       ++worker->tasks_this_life;
@@ -788,12 +789,14 @@ void Supervisor::Dispatch() {
           auto [batch, fresh] = batches.try_emplace(worker.get());
           if (fresh) batch->second.set_version(wire::VERSION_CURRENT);
           batch_bytes[worker.get()] += head_task->ByteSizeLong();
+          pool.moved.Count(*head_task);
           batch->second.mutable_tasks()->mutable_tasks()->AddAllocated(head_task.get());
           sent_head_tasks.push_back(std::move(head_task));
           gave = true;
           continue;
         }
         batch_bytes[worker.get()] += task->bytes;
+        pool.moved.Count(*task->message);
         worker->tasks.push_back(task->message->id());
         worker->estimate_ns += task->estimate_ns;
         worker->unestimated += task->estimate_ns == 0;
@@ -944,6 +947,8 @@ wire::StatusReport Supervisor::BuildStatus() const {
     out->set_name(name);
     out->set_retries(pool.config.retries);
     out->set_degraded(pool.degraded);
+    out->set_payload_bytes_inline(pool.moved.inline_bytes);
+    out->set_payload_bytes_shared(pool.moved.shared_bytes);
     for (const auto& worker : pool.workers) {
       if (worker->fate == Fate::kLeave && worker->pid == 0) continue;  // gone
       wire::StatusReport::Worker* w = out->add_workers();
@@ -958,7 +963,12 @@ wire::StatusReport Supervisor::BuildStatus() const {
     }
   }
   const auto now = Clock::now();
-  for (const auto& [client, node] : nodes_) {
+  std::vector<const Node*> nodes;
+  for (const auto& [client, node] : nodes_) nodes.push_back(&node);
+  for (const auto& [name, node] : gone_nodes_) nodes.push_back(&node);
+  std::sort(nodes.begin(), nodes.end(), [](const Node* a, const Node* b) { return a->name < b->name; });
+  for (const Node* node_ptr : nodes) {
+    const Node& node = *node_ptr;
     wire::StatusReport::Node* out = report.add_nodes();
     out->set_name(node.name);
     out->set_host(node.host);
@@ -970,6 +980,9 @@ wire::StatusReport Supervisor::BuildStatus() const {
     out->set_tasks_done(node.tasks_done);
     out->set_seconds_since_heard(std::chrono::duration<double>(now - node.last_heard).count());
     out->set_seconds_joined(std::chrono::duration<double>(now - node.joined).count());
+    out->set_state(node.State(now));
+    out->set_times_lost(node.times_lost);
+    out->set_rejoined(node.rejoined);
   }
   report.set_nodes_lost(nodes_lost_);
   if (head_) report.set_head(head_->endpoint());

@@ -95,6 +95,7 @@ class Supervisor {
     std::deque<Clock::time_point> deaths;  // unexpected worker deaths in the window
     std::string degraded;                  // why, while degraded; empty when healthy
     Clock::time_point degraded_until;
+    PayloadBytes moved;  // items to its workers and their results
   };
   struct Respawn {
     Clock::time_point at;
@@ -159,6 +160,8 @@ class Supervisor {
   // the task is not the head's.
   bool ReportHeadTask(wire::TaskResult& result);
   bool LoseHeadTask(uint64_t task_id, std::optional<uint32_t> running, const std::string& cause);
+  // Forgets a head's task that landed, and removes its segments.
+  void DropHeadTask(uint64_t task_id);
   void HandleHeadMessages();
   void FlushHeadReport();
   // Stops this node once its head is gone.
@@ -199,6 +202,7 @@ class Supervisor {
   zmq::socket_t workers_;
   std::unique_ptr<RemoteListener> remote_;  // clients on other hosts, if configured
   std::map<std::string, Node> nodes_;      // as a head: by client key
+  std::map<std::string, Node> gone_nodes_;  // nodes that left or were lost, by name
   uint32_t nodes_lost_ = 0;
   std::unique_ptr<HeadLink> head_;         // as a node
   struct HeadTask {
@@ -206,6 +210,8 @@ class Supervisor {
     uint32_t items;
     uint64_t job;          // as the workers know it (kHeadJobBase + the head's)
     uint32_t timeout_ms;   // per item; 0: none
+    // This node's segments for its large items and its results (ShareForWorker).
+    std::string input_segment, output_segment;
   };
   std::map<std::string, std::deque<std::unique_ptr<wire::Task>>, std::less<>> head_queue_;
   std::unordered_map<uint64_t, HeadTask> head_tasks_;  // given to a worker, by local id

@@ -32,12 +32,36 @@ class ClusterTest : public DaemonTest {
     WriteFile(path, text);
     return text;
   }
+  // Whether the head soon reports node `name` in `state`.
+  bool NodeReaches(const std::string& name, const std::string& state);
+  // The status of node `name`'s jobd, asked on its local socket.
+  Result<wire::StatusReport> NodeReport(const std::string& name) {
+    Result<Client> client = Client::Connect("ipc://" + dir_ + "/jobd/node-" + name + ".sock");
+    if (!client.ok()) return client.status();
+    return client->Status();
+  }
   Command Remote(const std::vector<std::string>& args, const std::string& input = "") {
     std::vector<std::string> argv = {Program("jobctl"), "--cluster-file", ClusterPath()};
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(argv, input, Env());
   }
 };
+
+// Pool `name` of `report`, or an empty one.
+wire::StatusReport::Pool PoolOf(const wire::StatusReport& report, const std::string& name) {
+  for (const auto& pool : report.pools()) {
+    if (pool.name() == name) return pool;
+  }
+  return {};
+}
+
+// Node `name` in `report`, or an empty one.
+wire::StatusReport::Node NodeOf(const wire::StatusReport& report, const std::string& name) {
+  for (const auto& node : report.nodes()) {
+    if (node.name() == name) return node;
+  }
+  return {};
+}
 
 // Lines of random letters, each `bytes` long.
 std::string RandomLines(int count, size_t bytes) {
@@ -62,12 +86,17 @@ TEST_F(ClusterTest, AClientWithTheClusterFileMapsOverTcpItemsAndResultsInline) {
   EXPECT_NE(ping.out.find(cluster->endpoint), std::string::npos) << ping.out;
 
   // Items and results far above the inline limit: no shared memory between
-  // hosts, so they travel in the messages (the fixture checks that no
-  // segment is left).
+  // hosts, so they travel in the messages; on the head they sit in its
+  // shared memory for its workers (the fixture checks that no segment is left).
   const std::string items = RandomLines(6, 1 << 20);
   Command echoed = Remote({"map", "identity"}, items);
   EXPECT_EQ(echoed.status, 0) << echoed.err;
   EXPECT_TRUE(echoed.out == items) << "the results differ from the items";
+  Result<wire::StatusReport> report = Report();
+  ASSERT_TRUE(report.ok()) << report.message();
+  const wire::StatusReport::Pool cpu = PoolOf(*report, "cpu");
+  EXPECT_GE(cpu.payload_bytes_shared(), 2 * items.size() - 12) << "items and results, 6 MiB each";
+  EXPECT_LT(cpu.payload_bytes_inline(), 64u << 10) << "large payloads crossed the workers' socket";
   Command small = Remote({"map", "--unordered", "len", "a", "bb", "ccc"});
   EXPECT_EQ(small.status, 0) << small.err;
   EXPECT_EQ(small.out.size(), 6u) << small.out;
@@ -134,6 +163,13 @@ TEST_F(ClusterTest, AHeadThatStopsAnsweringIsNoticedAndItsRestartWithNewKeysResu
   EXPECT_NE(err.find("items without a result as job 1"), std::string::npos) << err;
 }
 
+bool ClusterTest::NodeReaches(const std::string& name, const std::string& state) {
+  return Eventually([&] {
+    Result<wire::StatusReport> now = Report();
+    return now.ok() && NodeOf(*now, name).state() == state;
+  });
+}
+
 pid_t ClusterTest::JoinNode(const std::string& name) {
   WriteFile(dir_ + "/node.yaml", "default_pool: cpu\npools:\n  cpu: {workers: 2, retries: 2}\n");
   const pid_t pid = Spawn({Bin("jobd"), "join", "--cluster-file", ClusterPath(), "--name", name,
@@ -178,18 +214,30 @@ TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOn
 
   Result<wire::StatusReport> report = Report();
   ASSERT_TRUE(report.ok()) << report.message();
-  ASSERT_EQ(report->nodes_size(), 1) << "nodeA lost, nodeB there";
-  EXPECT_EQ(report->nodes(0).name(), "nodeB");
-  EXPECT_EQ(report->nodes(0).workers(), 2u);
-  EXPECT_GT(report->nodes(0).tasks_done(), 0u);
+  ASSERT_EQ(report->nodes_size(), 2) << "nodeA lost, nodeB there";
+  EXPECT_EQ(NodeOf(*report, "nodeA").state(), "lost");
+  EXPECT_EQ(NodeOf(*report, "nodeA").times_lost(), 1u);
+  EXPECT_EQ(NodeOf(*report, "nodeB").state(), "serving");
+  EXPECT_EQ(NodeOf(*report, "nodeB").workers(), 2u);
+  EXPECT_GT(NodeOf(*report, "nodeB").tasks_done(), 0u);
   EXPECT_EQ(report->nodes_lost(), 1u);
+
+  // nodeA back under its name: one of the nodes again, its history kept.
+  const pid_t node_a_again = JoinNode("nodeA");
+  EXPECT_TRUE(NodeReaches("nodeA", "serving")) << Log();
+  report = Report();
+  ASSERT_TRUE(report.ok()) << report.message();
+  EXPECT_EQ(NodeOf(*report, "nodeA").rejoined(), 1u);
+  EXPECT_EQ(NodeOf(*report, "nodeA").times_lost(), 1u);
   Command text = Jobctl({"status"});
-  EXPECT_NE(text.out.find("1 nodes (1 lost so far)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("nodes: 2 serving, 1 lost so far"), std::string::npos) << text.out;
 
   // A node whose head is gone stops (and its segments go with it).
   KillDaemon();
-  EXPECT_EQ(waitpid(node_b, &status, 0), node_b);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(dir_ + "/nodeB.out.err");
+  for (const pid_t node : {node_b, node_a_again}) {
+    EXPECT_EQ(waitpid(node, &status, 0), node);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(dir_ + "/nodeB.out.err");
+  }
   EXPECT_NE(ReadFile(dir_ + "/nodeB.out.err").find("is gone"), std::string::npos);
   // What nodeA and the head, both killed, left is removed by the next jobd to start.
   ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
@@ -252,8 +300,48 @@ TEST_F(ClusterTest, ANodeThatStopsMidJobHandsItsTasksBackAtOnce) {
   for (std::string number, where; lines >> number >> where;) numbers += number + "\n";
   EXPECT_TRUE(numbers == input) << "results missing, repeated or out of order:\n" << ReadFile(out);
   EXPECT_NE(Log().find("node nodeA is stopping"), std::string::npos) << Log();
+  Result<wire::StatusReport> report = Report();
+  ASSERT_TRUE(report.ok()) << report.message();
+  EXPECT_EQ(NodeOf(*report, "nodeA").state(), "stopping");
   EXPECT_EQ(waitpid(node, &status, 0), node);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // Once silent, it has left; it was not lost.
+  EXPECT_TRUE(NodeReaches("nodeA", "left")) << Log();
+  report = Report();
+  ASSERT_TRUE(report.ok()) << report.message();
+  EXPECT_EQ(report->nodes_lost(), 0u);
+}
+
+TEST_F(ClusterTest, LargeItemsAndResultsSitInSharedMemoryOnEveryHost) {
+  const pid_t node_pid = JoinNode("nodeA");
+  // Items from a client on another host, some run by the head's workers and
+  // some by the node's: on both hosts they reach the workers in shared
+  // memory, and so do the results.
+  const std::string items = RandomLines(24, 256 << 10);
+  uint64_t node_tasks = 0;
+  for (int round = 0; round < 10 && node_tasks == 0; ++round) {
+    Command echoed = Remote({"map", "--chunksize", "1", "identity"}, items);
+    ASSERT_EQ(echoed.status, 0) << echoed.err;
+    ASSERT_TRUE(echoed.out == items) << "the results differ from the items";
+    Result<wire::StatusReport> head = Report();
+    ASSERT_TRUE(head.ok()) << head.message();
+    node_tasks = NodeOf(*head, "nodeA").tasks_done();
+  }
+  ASSERT_GT(node_tasks, 0u) << "the node never got a task";
+  Result<wire::StatusReport> node = NodeReport("nodeA");
+  ASSERT_TRUE(node.ok()) << node.message();
+  const wire::StatusReport::Pool on_node = PoolOf(*node, "cpu");
+  EXPECT_GE(on_node.payload_bytes_shared(), node_tasks * 2 * (256u << 10))
+      << "its items and results, one of each per task";
+  EXPECT_LT(on_node.payload_bytes_inline(), 16u << 10) << "large payloads crossed the node's worker socket";
+  Result<wire::StatusReport> head = Report();
+  ASSERT_TRUE(head.ok()) << head.message();
+  EXPECT_LT(PoolOf(*head, "cpu").payload_bytes_inline(), 16u << 10)
+      << "large payloads crossed the head's worker socket";
+  // The node, stopped, leaves none of its segments (the fixture checks).
+  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
+  EXPECT_EQ(stop.status, 0) << stop.err;
+  EXPECT_EQ(waitpid(node_pid, nullptr, 0), node_pid);
 }
 
 TEST(ClusterUsageTest, ATcpEndpointWithoutAClusterFileIsAUsageError) {

@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 namespace jobd {
 namespace {
 
@@ -364,6 +367,73 @@ TEST_F(SchedulerTest, AJobUsesOnlySegmentsItsOwnClientMadeAndAnnounced) {
   wire::Items bobs_own = window(second, {}, bobs);
   EXPECT_FALSE(scheduler_.AddItems(second, bobs_own).ok());
   EXPECT_EQ(first.segments, std::vector<std::string>{alices});
+}
+
+// A client on another host sends its items inline; on this host the large
+// ones reach the worker in a segment of the scheduler's, and the results come
+// back inline for the client. A retry takes the items back inline, and each
+// segment goes when its task lands.
+TEST_F(SchedulerTest, ARemoteJobsLargeItemsSitInSharedMemoryWhileTheirTaskRuns) {
+  JobSpec spec;
+  spec.client = "Rclient";
+  spec.remote = true;
+  spec.function = "identity";
+  spec.pool = "cpu";
+  spec.chunksize = 2;
+  Job& job = scheduler_.AddJob(spec, Clock::now());
+  const std::string large(kInlineLimit + 1, 'x');
+  wire::Items items;
+  AppendPacked(items.mutable_packed(), "small");
+  AppendPacked(items.mutable_packed(), large);
+  items.set_last(true);
+  ASSERT_TRUE(scheduler_.AddItems(job, items).ok());
+
+  const Task* task = scheduler_.NextTask("cpu", 1, kWorker);
+  ASSERT_NE(task, nullptr);
+  const std::string input = task->input_segment;
+  ASSERT_FALSE(input.empty());
+  ASSERT_EQ(task->message->items_size(), 2);
+  EXPECT_EQ(task->message->items(0).data(), "small");
+  EXPECT_EQ(task->message->items(1).ref().segment(), input);
+  EXPECT_FALSE(task->message->output_segment().empty()) << "results go to shared memory too";
+  SegmentReader reader;
+  Result<std::string_view> shared = reader.Read(task->message->items(1));
+  ASSERT_TRUE(shared.ok()) << shared.message();
+  EXPECT_TRUE(*shared == large);
+  reader.Clear();
+
+  // The worker died: the items wait inline again, the segment is gone.
+  scheduler_.Requeue(task->message->id(), std::nullopt, "killed", Clock::now());
+  const std::vector<std::string> after_retry = ListSegments();
+  EXPECT_EQ(std::count(after_retry.begin(), after_retry.end(), input), 0);
+  const Task* again = scheduler_.NextTask("cpu", 1, kWorker);
+  ASSERT_NE(again, nullptr);
+  ASSERT_EQ(again->message->items_size(), 2);
+  const std::string output = again->message->output_segment();
+  const std::string again_input = again->input_segment;
+  EXPECT_NE(again_input, input);
+
+  // The worker writes the large result into the output segment.
+  Result<Segment> out = Segment::Create(output, large.size());
+  ASSERT_TRUE(out.ok()) << out.message();
+  ASSERT_TRUE(out->Allocate(0, large.size()).ok());
+  std::memcpy(out->data(), large.data(), large.size());
+  wire::TaskResult result;
+  result.set_id(again->message->id());
+  result.add_outcomes()->mutable_value()->set_data("small");
+  wire::SegmentRef* ref = result.add_outcomes()->mutable_value()->mutable_ref();
+  ref->set_segment(output);
+  ref->set_length(large.size());
+  scheduler_.Complete(again->message->id(), result);
+
+  auto results = scheduler_.TakeResults();
+  ASSERT_EQ(results[job.id].results_size(), 2);
+  EXPECT_EQ(results[job.id].results(0).outcome().value().data(), "small");
+  EXPECT_TRUE(results[job.id].results(1).outcome().value().data() == large)
+      << "a remote client's result travels inline";
+  const std::vector<std::string> left = ListSegments();
+  EXPECT_EQ(std::count(left.begin(), left.end(), again_input), 0);
+  EXPECT_EQ(std::count(left.begin(), left.end(), output), 0);
 }
 
 }  // namespace
