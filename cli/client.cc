@@ -55,12 +55,6 @@ constexpr auto kDaemonCheckInterval = std::chrono::seconds(2);
 // A head on another host that sends nothing for this long, pings included, is lost.
 constexpr auto kRemoteLostAfter = std::chrono::seconds(10);
 
-std::string Encode(const google::protobuf::MessageLite& message) {
-  std::string bytes;
-  message.SerializeToString(&bytes);
-  return bytes;
-}
-
 std::string CurrentDirectory() {
   std::string cwd;
   if (char* dir = getcwd(nullptr, 0)) {
@@ -335,7 +329,7 @@ struct Client::Impl {
   }
 
   void Send(const wire::Request& request) {
-    socket.send(zmq::buffer(Encode(request)), zmq::send_flags::none);
+    socket.send(Encode(request), zmq::send_flags::none);
   }
 
   // Waits up to `timeout` for one reply.
@@ -708,7 +702,7 @@ class MapRun : public ItemSink {
     request.set_version(wire::VERSION_CURRENT);
     request.mutable_items()->Swap(&items);
     request.mutable_items()->set_job(job_);
-    socket_.send(zmq::buffer(Encode(request)), zmq::send_flags::none);
+    socket_.send(Encode(request), zmq::send_flags::none);
     request.mutable_items()->Swap(&items);
   }
 

@@ -2,11 +2,22 @@
 
 #include <cctype>
 #include <cstdint>
+#include <memory>
 
 #include "common/packed.h"
 #include "common/payload.h"
 
 namespace jobd {
+
+zmq::message_t Encode(const google::protobuf::MessageLite& message) {
+  auto bytes = std::make_unique<std::string>();
+  message.SerializeToString(bytes.get());
+  void* data = bytes->data();
+  const size_t size = bytes->size();
+  return zmq::message_t(
+      data, size, [](void*, void* owner) { delete static_cast<std::string*>(owner); },
+      bytes.release());
+}
 namespace {
 
 // `limit`: kMaxMessageBytes for what clients send; protobuf's own limit for

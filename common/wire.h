@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <zmq.hpp>
 
 #include "jobd/status.h"
 #include "jobd.pb.h"
@@ -16,6 +17,10 @@ namespace jobd {
 inline constexpr int64_t kMaxMessageBytes = 64 << 20;
 // At most this many items per Items message or task.
 inline constexpr int kMaxItemsPerMessage = 1 << 16;
+
+// `message` serialised into a ZeroMQ message that owns its bytes, so that
+// sending it copies nothing (payloads inline in a message may be megabytes).
+zmq::message_t Encode(const google::protobuf::MessageLite& message);
 
 Status DecodeRequest(std::string_view bytes, wire::Request* out);
 Status DecodeReply(std::string_view bytes, wire::Reply* out);

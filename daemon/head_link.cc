@@ -107,8 +107,7 @@ void HeadLink::Send(wire::NodeReport& report) {
 
 void HeadLink::SendRequest(wire::Request& request) {
   request.set_version(wire::VERSION_CURRENT);
-  const std::string bytes = request.SerializeAsString();
-  socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  socket_.send(Encode(request), zmq::send_flags::dontwait);
   last_sent_ = std::chrono::steady_clock::now();
 }
 

@@ -126,12 +126,13 @@ uint64_t Scheduler::ItemCostNs(const std::string& pool, const std::string& funct
   return found == cost_ns_.end() ? 0 : static_cast<uint64_t>(found->second);
 }
 
-uint32_t Scheduler::ChunkSize(const Job& job, size_t pool_workers) const {
+uint32_t Scheduler::ChunkSize(const Job& job, size_t pool_workers, bool for_node) const {
   if (job.spec.chunksize != 0) return job.spec.chunksize;
   const uint64_t cost = ItemCostNs(job.spec.pool, job.spec.cost_key);
   // Unknown cost: one item, so that the first results measure it quickly.
   if (cost == 0) return 1;
-  uint64_t chunk = std::clamp<uint64_t>(kTargetTaskNs / cost, 1, kMaxChunk);
+  uint64_t chunk =
+      std::clamp<uint64_t>((for_node ? kTargetNodeTaskNs : kTargetTaskNs) / cost, 1, kMaxChunk);
   // Leave enough tasks for every worker to take a share of what is queued.
   const uint64_t share = job.queue.size() / (2 * std::max<size_t>(pool_workers, 1));
   return static_cast<uint32_t>(std::max<uint64_t>(1, std::min(chunk, share)));
@@ -152,7 +153,7 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
       continue;
     }
 
-    const uint32_t chunk = std::min<size_t>(ChunkSize(*job, pool_workers), job->queue.size());
+    const uint32_t chunk = std::min<size_t>(ChunkSize(*job, pool_workers, for_node), job->queue.size());
     const uint64_t id = next_task_++;
     Task& task = tasks_[id];
     task.job = job_id;

@@ -114,6 +114,9 @@ class Scheduler {
  public:
   // Adapted chunks aim at tasks of about this run time.
   static constexpr uint64_t kTargetTaskNs = 5'000'000;
+  // A node's tasks are longer: each costs the head a message each way over
+  // TCP, and the node holds the next ones ready (its prefetch) meanwhile.
+  static constexpr uint64_t kTargetNodeTaskNs = 20'000'000;
   static constexpr uint32_t kMaxChunk = 4096;
   // Inline bytes per task (one item may exceed it): messages to workers stay
   // far below the size limit, whatever chunksize a client asks for.
@@ -167,7 +170,7 @@ class Scheduler {
 
  private:
   Status CheckSegments(const Job& job, const wire::Items& items) const;
-  uint32_t ChunkSize(const Job& job, size_t pool_workers) const;
+  uint32_t ChunkSize(const Job& job, size_t pool_workers, bool for_node) const;
   // Moves `outcome` into the results for the client, into `results` if given.
   void Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::Results* results = nullptr);
   // Adds an inline value to the packed results for the client.

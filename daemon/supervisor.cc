@@ -93,12 +93,6 @@ void ReapOrphans() {
   }
 }
 
-std::string Encode(const google::protobuf::MessageLite& message) {
-  std::string bytes;
-  message.SerializeToString(&bytes);
-  return bytes;
-}
-
 // What a job runs, for people: its function, "exec CMD" or "stream CMD" (the
 // command's first word), "python MODULE:FUNCTION" or "python (jobd.Pool)".
 std::string JobLabel(const JobSpec& spec) {
@@ -809,11 +803,11 @@ void Supervisor::Dispatch() {
     }
   }
   for (auto& [worker, batch] : batches) {
-    const std::string bytes = Encode(batch);
+    zmq::message_t bytes = Encode(batch);
     auto* tasks = batch.mutable_tasks()->mutable_tasks();
     while (!tasks->empty()) static_cast<void>(tasks->ReleaseLast());
     workers_.send(zmq::buffer(worker->identity), zmq::send_flags::sndmore);
-    workers_.send(zmq::buffer(bytes), zmq::send_flags::none);
+    workers_.send(bytes, zmq::send_flags::none);
   }
   DispatchToNodes();
 }
@@ -909,11 +903,11 @@ void Supervisor::StopOnWorkers(uint64_t job, const std::function<bool(uint64_t t
 }
 
 void Supervisor::Reply(const std::string& client, const wire::Reply& reply) {
-  const std::string bytes = Encode(reply);
+  zmq::message_t bytes = Encode(reply);
   zmq::socket_t& socket = client[0] == kRemoteClient ? remote_->socket() : clients_;
   try {
     socket.send(zmq::buffer(std::string_view(client).substr(1)), zmq::send_flags::sndmore);
-    socket.send(zmq::buffer(bytes), zmq::send_flags::none);
+    socket.send(bytes, zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
     // The client is gone: its jobs go with it. (`client` may belong to one
     // of them, so it is copied before any is erased.)
@@ -1346,7 +1340,7 @@ void Supervisor::SendStop(const Worker& worker) {
   stop.set_version(wire::VERSION_CURRENT);
   stop.mutable_stop();
   workers_.send(zmq::buffer(worker.identity), zmq::send_flags::sndmore);
-  workers_.send(zmq::buffer(Encode(stop)), zmq::send_flags::none);
+  workers_.send(Encode(stop), zmq::send_flags::none);
 }
 
 void Supervisor::EnforceTimeouts() {

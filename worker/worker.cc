@@ -197,12 +197,6 @@ class TaskRunner {
   Clock::time_point last_used_;  // of the coprocess: when its last task ended
 };
 
-std::string Encode(const google::protobuf::MessageLite& message) {
-  std::string bytes;
-  message.SerializeToString(&bytes);
-  return bytes;
-}
-
 }  // namespace
 
 int RunWorker(const WorkerOptions& options) {
@@ -239,7 +233,7 @@ int RunWorker(const WorkerOptions& options) {
     info->set_name(function->name);
     info->set_summary(function->summary);
   }
-  socket.send(zmq::buffer(Encode(hello)), zmq::send_flags::none);
+  socket.send(Encode(hello), zmq::send_flags::none);
 
   wire::ToWorker incoming;
   wire::FromWorker outgoing;
@@ -276,7 +270,7 @@ int RunWorker(const WorkerOptions& options) {
     wire::TaskResults* results = outgoing.mutable_results();
     results->Clear();
     for (const wire::Task& task : incoming.tasks().tasks()) runner.Run(task, results->add_results());
-    socket.send(zmq::buffer(Encode(outgoing)), zmq::send_flags::none);
+    socket.send(Encode(outgoing), zmq::send_flags::none);
     runner.Idle();
   }
 }
