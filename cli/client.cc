@@ -89,7 +89,7 @@ Result<bool> VectorSource::Read(ItemSink& sink, size_t max) {
 
 bool DelimitedSource::Buffered() const {
   if (start_ >= buffer_.size()) return false;
-  return eof_ || buffer_.find(delimiter_, start_) != std::string::npos;
+  return eof_ || buffer_.find(delimiter_, std::max(start_, scanned_)) != std::string::npos;
 }
 
 Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
@@ -98,7 +98,8 @@ Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
   // the descriptor before calling again, so Read never blocks.
   bool did_read = Buffered();
   while (added < max && !sink.Full()) {
-    const size_t end = buffer_.find(delimiter_, start_);
+    // A long item arrives over many reads: each byte is scanned once.
+    const size_t end = buffer_.find(delimiter_, std::max(start_, scanned_));
     if (end != std::string::npos) {
       if (jobd::Status s = sink.Add(std::string_view(buffer_).substr(start_, end - start_)); !s.ok()) {
         return s;
@@ -114,13 +115,17 @@ Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
       }
       return false;
     }
+    scanned_ = buffer_.size();
     if (did_read) return true;
     did_read = true;
     buffer_.erase(0, start_);
+    scanned_ -= start_;
     start_ = 0;
+    // Reads grow with the item that is being read, so a long one takes few.
     const size_t old_size = buffer_.size();
-    buffer_.resize(old_size + (1 << 20));
-    const ssize_t n = read(fd_, buffer_.data() + old_size, 1 << 20);
+    const size_t chunk = std::max<size_t>(1 << 20, old_size);
+    buffer_.resize(old_size + chunk);
+    const ssize_t n = read(fd_, buffer_.data() + old_size, chunk);
     const int error = errno;
     buffer_.resize(old_size + static_cast<size_t>(std::max<ssize_t>(n, 0)));
     if (n < 0 && error == EINTR) return true;  // the caller checks for Ctrl-C and comes back

@@ -115,8 +115,9 @@ bool HeadLink::Quiet(std::chrono::steady_clock::time_point now) const {
   return now - last_sent_ >= kNodeHeartbeat;
 }
 
-bool HeadLink::Lost(std::chrono::steady_clock::time_point now) const {
-  return now - last_heard_ >= kNodeTimeout;
+bool HeadLink::Lost(std::chrono::steady_clock::time_point now) {
+  return now - last_heard_ >= kNodeTimeout &&
+         (socket_.get(zmq::sockopt::events) & ZMQ_POLLIN) == 0;
 }
 
 }  // namespace jobd

@@ -845,7 +845,7 @@ void Supervisor::FlushResults() {
     job->ended = true;
     JOBD_LOG(kInfo) << "job " << job->id << " done: " << job->received << " items, "
                     << job->succeeded << " succeeded, " << job->failed << " failed, "
-                    << job->retried << " re-queued after worker deaths, in "
+                    << job->retried << " re-queued after a worker or node was lost, in "
                     << SecondsSince(job->started) << " s";
     wire::Reply reply;
     wire::JobEnd* end = reply.mutable_end();

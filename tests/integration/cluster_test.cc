@@ -32,6 +32,17 @@ class ClusterTest : public DaemonTest {
     WriteFile(path, text);
     return text;
   }
+  // Spawns a map of the numbers 1..`count` (in dir_/in, results in dir_/out)
+  // whose items sleep `seconds` and print their number and $JOBD_NODE;
+  // returns it once nodeA has printed one.
+  pid_t SpawnNodeMap(int count, const std::string& seconds);
+  // The numbers of those lines, without their nodes.
+  std::string NumbersOut() const {
+    std::string numbers;
+    std::istringstream lines(ReadFile(dir_ + "/out"));
+    for (std::string number, where; lines >> number >> where;) numbers += number + "\n";
+    return numbers;
+  }
   // Whether the head soon reports node `name` in `state`.
   bool NodeReaches(const std::string& name, const std::string& state);
   // The status of node `name`'s jobd, asked on its local socket.
@@ -170,6 +181,18 @@ bool ClusterTest::NodeReaches(const std::string& name, const std::string& state)
   });
 }
 
+pid_t ClusterTest::SpawnNodeMap(int count, const std::string& seconds) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  Numbers(in, count);
+  const pid_t job = Spawn({Program("jobctl"), "map", "--chunksize", "1", "--shell", "--exec",
+                           "sleep " + seconds + "; echo {} $JOBD_NODE"},
+                          in, out, Env());
+  pids_.insert(job);
+  EXPECT_TRUE(Eventually([&] { return ReadFile(out).find(" nodeA\n") != std::string::npos; }))
+      << "the node got no task:\n" << ReadFile(out) << Log();
+  return job;
+}
+
 pid_t ClusterTest::JoinNode(const std::string& name) {
   WriteFile(dir_ + "/node.yaml", "default_pool: cpu\npools:\n  cpu: {workers: 2, retries: 2}\n");
   const pid_t pid = Spawn({Bin("jobd"), "join", "--cluster-file", ClusterPath(), "--name", name,
@@ -183,14 +206,8 @@ pid_t ClusterTest::JoinNode(const std::string& name) {
 
 TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOnce) {
   const pid_t node_a = JoinNode("nodeA");
-  const std::string in = dir_ + "/in", out = dir_ + "/out";
-  const std::string input = Numbers(in, 120);
-  const pid_t job = Spawn({Program("jobctl"), "map", "--chunksize", "1", "--shell", "--exec",
-                           "sleep 0.1; echo {} $JOBD_NODE"},
-                          in, out, Env());
-  pids_.insert(job);
-  ASSERT_TRUE(Eventually([&] { return ReadFile(out).find(" nodeA\n") != std::string::npos; }))
-      << "the node got no task:\n" << ReadFile(out) << Log();
+  const std::string out = dir_ + "/out";
+  const pid_t job = SpawnNodeMap(120, "0.1");
   kill(node_a, SIGKILL);  // mid-job: its tasks in flight must run elsewhere, once
   waitpid(node_a, nullptr, 0);
   const pid_t node_b = JoinNode("nodeB");  // mid-job
@@ -198,14 +215,10 @@ TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOn
   int status = 0;
   waitpid(job, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(out + ".err");
-  std::string numbers;
   std::set<std::string> nodes;
   std::istringstream lines(ReadFile(out));
-  for (std::string number, node; lines >> number >> node;) {
-    numbers += number + "\n";
-    nodes.insert(node);
-  }
-  EXPECT_TRUE(numbers == input) << "results missing, repeated or out of order:\n" << ReadFile(out);
+  for (std::string number, node; lines >> number >> node;) nodes.insert(node);
+  EXPECT_TRUE(NumbersOut() == Numbers(dir_ + "/in", 120)) << "results missing, repeated or out of order:\n" << ReadFile(out);
   EXPECT_EQ(nodes.count("nodeA"), 1u);
   EXPECT_EQ(nodes.count("nodeB"), 1u) << "a node that joined mid-job got no work";
   EXPECT_GE(nodes.size(), 3u) << "the head's own workers took none";
@@ -241,6 +254,33 @@ TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOn
   EXPECT_NE(ReadFile(dir_ + "/nodeB.out.err").find("is gone"), std::string::npos);
   // What nodeA and the head, both killed, left is removed by the next jobd to start.
   ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
+}
+
+TEST_F(ClusterTest, AStoppedNodeIsLostItsLateResultsDroppedAndItJoinsAgainWhenItResumes) {
+  const pid_t node = JoinNode("nodeA");
+  const pid_t job = SpawnNodeMap(60, "0.1");
+  kill(node, SIGSTOP);  // cut off, not dead: what it runs finishes, but says nothing
+  int status = 0;
+  waitpid(job, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(dir_ + "/out.err");
+  EXPECT_TRUE(NumbersOut() == Numbers(dir_ + "/in", 60))
+      << "results missing, repeated or out of order:\n" << ReadFile(dir_ + "/out");
+  EXPECT_NE(Log().find("lost: nothing from it for 5 s"), std::string::npos) << Log();
+  EXPECT_EQ(NodeOf(*Report(), "nodeA").state(), "lost") << Log();
+
+  // Resumed, it hears that it was lost and joins again; what it reports of
+  // the old tasks is dropped (the job above has its results already).
+  kill(node, SIGCONT);
+  EXPECT_TRUE(NodeReaches("nodeA", "serving")) << Log();
+  Result<wire::StatusReport> report = Report();
+  ASSERT_TRUE(report.ok()) << report.message();
+  EXPECT_EQ(NodeOf(*report, "nodeA").times_lost(), 1u);
+  EXPECT_EQ(NodeOf(*report, "nodeA").rejoined(), 1u);
+  Command after = Jobctl({"map", "--chunksize", "1", "--shell", "--exec", "echo {}", "a", "b"});
+  EXPECT_EQ(after.out, "a\nb\n") << after.err;
+  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
+  EXPECT_EQ(stop.status, 0) << stop.err;
+  EXPECT_EQ(waitpid(node, &status, 0), node);
 }
 
 TEST_F(ClusterTest, AJobsTimeoutAndItsCancellationReachItsNodes) {
@@ -280,25 +320,17 @@ TEST_F(ClusterTest, AJobsTimeoutAndItsCancellationReachItsNodes) {
 
 TEST_F(ClusterTest, ANodeThatStopsMidJobHandsItsTasksBackAtOnce) {
   const pid_t node = JoinNode("nodeA");
-  const std::string in = dir_ + "/in", out = dir_ + "/out";
-  const std::string input = Numbers(in, 30);
   const auto start = std::chrono::steady_clock::now();
-  const pid_t job = Spawn({Program("jobctl"), "map", "--chunksize", "1", "--shell", "--exec",
-                           "sleep 0.2; echo {} $JOBD_NODE"},
-                          in, out, Env());
-  pids_.insert(job);
-  ASSERT_TRUE(Eventually([&] { return ReadFile(out).find(" nodeA\n") != std::string::npos; }));
+  const pid_t job = SpawnNodeMap(30, "0.2");
   Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
   EXPECT_EQ(stop.status, 0) << stop.err;
   int status = 0;
   waitpid(job, &status, 0);
   // Not after the 5 s it takes to declare a silent node lost.
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(4500));
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(out + ".err");
-  std::string numbers;
-  std::istringstream lines(ReadFile(out));
-  for (std::string number, where; lines >> number >> where;) numbers += number + "\n";
-  EXPECT_TRUE(numbers == input) << "results missing, repeated or out of order:\n" << ReadFile(out);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(dir_ + "/out.err");
+  EXPECT_TRUE(NumbersOut() == Numbers(dir_ + "/in", 30))
+      << "results missing, repeated or out of order:\n" << ReadFile(dir_ + "/out");
   EXPECT_NE(Log().find("node nodeA is stopping"), std::string::npos) << Log();
   Result<wire::StatusReport> report = Report();
   ASSERT_TRUE(report.ok()) << report.message();

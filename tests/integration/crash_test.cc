@@ -68,7 +68,7 @@ TEST_F(CrashTest, KillingABusyWorkerCostsNothing) {
   EXPECT_EQ(ReadFile(out), items);
   EXPECT_EQ(Restarts(*this, client), 1u);
   EXPECT_NE(Log().find("killed by SIGKILL (signal 9); re-queueing its tasks"), std::string::npos);
-  EXPECT_NE(Log().find("re-queued after worker deaths"), std::string::npos);
+  EXPECT_NE(Log().find("re-queued after a worker or node was lost"), std::string::npos);
 }
 
 TEST_F(CrashTest, AJobsTimeoutStopsItsSlowItemAlone) {

@@ -3,12 +3,15 @@
 
 import concurrent.futures
 import os
+import subprocess
+import time
 
 import numpy
 import pytest
 
 import jobd
 import work
+from conftest import BUILD
 
 
 def test_a_pool_by_cluster_file_maps_small_and_large_values(jobd_server):
@@ -45,3 +48,41 @@ def test_a_cluster_file_others_may_read_is_refused(jobd_server, tmp_path):
     os.chmod(copy, 0o644)
     with pytest.raises(jobd.JobdError, match="chmod 600"):
         jobd.Pool(cluster_file=copy)
+
+
+def test_python_functions_run_on_a_node_with_their_arrays_in_its_shared_memory(jobd_server):
+    """A node (jobd join) takes its share of a Python map: the function, its
+    arguments and results cross to it over TCP, and reach its workers, as on
+    the head, in shared memory."""
+    root = jobd_server.root
+    with open(os.path.join(root, "node.yaml"), "w") as f:
+        f.write("pools:\n  cpu:\n    workers: 2\n")
+    node_socket = f"ipc://{jobd_server.runtime}/node-py.sock"
+    node = subprocess.Popen([os.path.join(BUILD, "bin", "jobd"), "join", "--cluster-file",
+                             jobd_server.cluster_file, "--name", "py", "--listen", node_socket,
+                             "--config", os.path.join(root, "node.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(n["name"] == "py" and n.get("state") == "serving"
+                      for n in jobd_server.status().get("nodes", [])):
+            assert time.monotonic() < deadline, "the node did not join"
+            time.sleep(0.05)
+        arrays = [numpy.full((256, 1024), i, dtype=numpy.float64) for i in range(24)]  # 2 MiB
+        with jobd.Pool(cluster_file=jobd_server.cluster_file) as pool:
+            results = pool.map(work.double_where, arrays, chunksize=1)
+        assert all((doubled == 2 * a).all() for a, (doubled, _) in zip(arrays, results))
+        ran_on = {where for _, where in results}
+        assert "py" in ran_on and len(ran_on) == 2, f"both hosts ran items: {ran_on}"
+        node_status = subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket",
+                                      node_socket, "status", "--json"], capture_output=True,
+                                     text=True, check=True).stdout
+        import json
+        cpu = next(p for p in json.loads(node_status)["pools"] if p["name"] == "cpu")
+        assert int(cpu["payload_bytes_shared"]) >= 2 << 20, cpu
+        assert int(cpu["payload_bytes_inline"]) < 1 << 20, "arrays crossed its worker socket"
+    finally:
+        subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket", node_socket,
+                        "shutdown"], capture_output=True)
+        node.wait(timeout=30)
+    jobd_server.wait_idle()

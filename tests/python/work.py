@@ -107,3 +107,10 @@ def logged(path, x):
 
 def failing_init():
     raise RuntimeError("the initializer fails")
+
+
+def double_where(array):
+    """Twice `array`, and the jobd that ran it ($JOBD_NODE, None on a head),
+    after a pause that lets every worker take a share."""
+    time.sleep(0.05)
+    return 2 * array, os.environ.get("JOBD_NODE")

@@ -169,6 +169,7 @@ class DelimitedSource : public ItemSource {
   char delimiter_;
   std::string buffer_;
   size_t start_ = 0;  // first unconsumed byte of buffer_
+  size_t scanned_ = 0;  // buffer_ holds no delimiter from start_ up to here
   bool eof_ = false;
 };
 
