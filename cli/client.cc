@@ -468,8 +468,8 @@ class MapRun : public ItemSink {
  public:
   // `remote`: jobd is on another host, so every item travels inline.
   MapRun(zmq::socket_t& socket, uint64_t job, const MapOptions& options, bool remote)
-      : socket_(socket), job_(job), options_(options), writer_(16 << 20, !remote),
-        keep_items_(options.resubmit_wait_seconds > 0) {}
+      : socket_(socket), job_(job), options_(options), remote_(remote),
+        writer_(16 << 20, !remote), keep_items_(options.resubmit_wait_seconds > 0) {}
 
   ~MapRun() override {
     for (const std::string& name : writer_.TakeNewSegments()) RemoveSegment(name);  // never sent
@@ -514,6 +514,8 @@ class MapRun : public ItemSink {
   // A file that cannot be read fails as its own item, like sha256sum's
   // "No such file": jobd is told to skip it, and its error is delivered here.
   Status AddFile(const std::string& path) override {
+    // jobd on another host: the worker reads it where it runs (Submit.read_files).
+    if (remote_) return Add(path.rfind('/', 0) == 0 ? path : CurrentDirectory() + "/" + path);
     wire::Payload* payload = NewItem();
     const std::string error = ReadFileInto(path, payload);
     Track(*payload);  // what it reserved is released when its error is delivered
@@ -871,6 +873,7 @@ class MapRun : public ItemSink {
   zmq::socket_t& socket_;
   uint64_t job_;
   const MapOptions& options_;
+  const bool remote_;
   PayloadWriter writer_;
   SegmentReader reader_;
   wire::Items batch_;
@@ -979,6 +982,7 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
   submit->set_chunksize(options.chunksize);
   submit->set_max_workers(options.max_workers);
   submit->set_starmap(options.starmap);
+  submit->set_read_files(impl_->remote && items.Files());
   if (options.retries) submit->set_retries(*options.retries);
   if (options.timeout_seconds > 0) {
     submit->set_timeout_ms(static_cast<uint32_t>(std::max(1.0, options.timeout_seconds * 1000)));

@@ -105,8 +105,10 @@ options:
                        imported has changed
   -0, --null           stdin items are separated by NUL, not newline
   --files              each ITEM (or stdin line) names a file whose whole
-                       contents is one item (large files go through shared memory);
-                       a file that cannot be read is a failed item
+                       contents is one item (large files go through shared memory;
+                       with --cluster-file the worker reads it on the host where
+                       it runs: a shared file system); a file that cannot be read
+                       is a failed item
   --unordered          print results as they complete, not in input order
   --json               print one JSON record per item:
                        {"index":N,"ok":true,"result":"..."} or

@@ -37,10 +37,10 @@ class HeadLink {
   void Send(wire::NodeReport& report);
   // Whether nothing was sent for a heartbeat's interval.
   bool Quiet(std::chrono::steady_clock::time_point now) const;
-  // Whether the head said nothing for kNodeTimeout, and nothing from it
-  // waits to be read (a node that was stopped and resumes reads the head's
-  // heartbeats first).
-  bool Lost(std::chrono::steady_clock::time_point now);
+  // Whether the head said nothing for kNodeTimeout.
+  bool Lost(std::chrono::steady_clock::time_point now) const;
+  // Counts the head's silence from `now` (this node did not run until now).
+  void Restart(std::chrono::steady_clock::time_point now) { last_heard_ = now; }
 
  private:
   HeadLink() = default;

@@ -170,6 +170,7 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     if (job->spec.python) *task.message->mutable_python() = *job->spec.python;
     task.message->set_job(job_id);
     task.message->set_starmap(job->spec.starmap);
+    task.message->set_read_files(job->spec.read_files);
     task.message->set_retries(job->spec.retries);
     if (!job->spec.plugin.empty()) task.message->set_plugin(job->spec.plugin);
     task.indexes.reserve(chunk);

@@ -44,6 +44,7 @@ struct JobSpec {
   std::shared_ptr<const wire::Python> python;  // set for a Python function
   std::string plugin;                      // the job's own plugin, if any
   bool starmap = false;                    // items are packed argument tuples
+  bool read_files = false;                 // items name files the worker reads
 };
 
 // An item waiting for a worker. Small items that came packed share their

@@ -46,6 +46,9 @@ constexpr size_t kMaxBatchBytes = 8 << 20;
 constexpr auto kStopDeadline = seconds(5);
 constexpr auto kStartDeadline = seconds(15);
 constexpr auto kLivenessInterval = seconds(1);
+// The loop runs at least once a second: a longer gap than this between two
+// runs means the process was stopped (SIGSTOP, a frozen VM) or starved.
+constexpr auto kStalledAfter = seconds(3);
 // The ZAP domain set on both sockets. No ZAP handler runs (the peer's uid and
 // pid are checked per message); setting a domain makes libzmq refuse ZMTP 1.0
 // and 2.0 peers at the handshake: stray bytes then never become a message,
@@ -734,6 +737,7 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   spec.cost_key = CostKey(submit);
   spec.plugin = submit.plugin();
   spec.starmap = submit.starmap();
+  spec.read_files = submit.read_files();
   // A job may ask for less than its pool allows, never more.
   const PoolConfig& limits = pool->second.config;
   spec.retries = submit.has_retries() ? std::min(submit.retries(), limits.retries) : limits.retries;
@@ -1269,6 +1273,18 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     next_timeout_check_ = now + kTimeoutCheckInterval;
     EnforceTimeouts();
   }
+  // A jobd that did not run for a while (stopped, starved) cannot tell its
+  // peers' silence from its own: their heartbeats wait unread. It counts
+  // their silence from now.
+  if (now - last_timers_ > kStalledAfter) {
+    if (head_ || !nodes_.empty()) {
+      JOBD_LOG(kWarn) << "this jobd did not run for " << SecondsSince(last_timers_)
+                      << " s (stopped?); its peers' silence is counted from now";
+    }
+    for (auto& [client, node] : nodes_) node.last_heard = now;
+    if (head_) head_->Restart(now);
+  }
+  last_timers_ = now;
   CheckNodes(now);
   CheckHead(now);
   if (now >= next_reap_) {

@@ -229,6 +229,7 @@ class Supervisor {
   Clock::time_point next_timeout_check_;
   Clock::time_point next_reap_;
   Clock::time_point next_trim_;
+  Clock::time_point last_timers_ = Clock::now();  // when HandleTimers last ran
   Clock::time_point last_job_seen_;  // for idle_exit
   bool shutting_down_ = false;
   Clock::time_point drain_deadline_;

@@ -14,6 +14,7 @@
 #include "common/running_item.h"
 #include "common/wire.h"
 #include "worker/exec.h"
+#include "worker/files.h"
 #include "worker/output.h"
 #include "worker/plugins.h"
 #include "worker/stream.h"
@@ -64,6 +65,7 @@ class TaskRunner {
       }
     }
     output.Finish();
+    files_.Clear();
     result->set_busy_ns(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   }
@@ -87,10 +89,14 @@ class TaskRunner {
   }
 
  private:
-  // Item `i` of `task`: in the task's message, or mapped from shared memory.
+  // Item `i` of `task`: in the task's message, or mapped from shared memory;
+  // for a job whose items name files, the contents of the file it names.
   Result<std::string_view> Item(const wire::Task& task, int i) {
-    if (task.has_packed()) return packed_items_[i];
-    return inputs_.Read(task.items(i));
+    Result<std::string_view> bytes =
+        task.has_packed() ? packed_items_[i] : inputs_.Read(task.items(i));
+    if (!bytes.ok()) return Status::Error("cannot read the item: " + bytes.message());
+    if (!task.read_files()) return bytes;
+    return files_.Map(std::string(*bytes));
   }
 
   void RunStream(const wire::Task& task, int count, TaskOutput& output, wire::TaskResult* result) {
@@ -98,14 +104,14 @@ class TaskRunner {
     for (int i = 0; i < count; ++i) {
       Result<std::string_view> item = Item(task, i);
       Result<std::vector<std::string_view>> args =
-          !item.ok() ? Result<std::vector<std::string_view>>(
-                           Status::Error("cannot read the item: " + item.message()))
+          !item.ok() ? Result<std::vector<std::string_view>>(item.status())
           : task.starmap() ? UnpackArgs(*item)
                              : Result<std::vector<std::string_view>>(
                                    std::vector<std::string_view>{*item});
       if (args.ok()) {
         items[i].args = std::move(args).value();
-        if (!task.has_packed() && task.items(i).has_ref()) {  // a warm interpreter may map it too
+        if (!task.has_packed() && task.items(i).has_ref() && !task.read_files()) {
+          // a warm interpreter may map it too
           items[i].segment = task.items(i).ref().segment();
           items[i].segment_start = item->data() - task.items(i).ref().offset();
         }
@@ -163,7 +169,7 @@ class TaskRunner {
                    TaskOutput& out) {
     if (!function.ok()) return out.Fail(function.message());
     Result<std::string_view> item = Item(task, i);
-    if (!item.ok()) return out.Fail("cannot read the item: " + item.message());
+    if (!item.ok()) return out.Fail(item.message());
     std::vector<std::string_view> args{*item};
     std::string joined;  // a starmap item's arguments, as {} sees them
     if (task.starmap()) {
@@ -192,6 +198,7 @@ class TaskRunner {
   RunningItem* running_;
   uint32_t slot_;
   SegmentReader inputs_;
+  MappedFiles files_;  // of the task running, if its items name files
   std::vector<std::string_view> packed_items_;  // of the task running, if packed
   Coprocess coprocess_;
   Clock::time_point last_used_;  // of the coprocess: when its last task ended

@@ -117,6 +117,24 @@ TEST_F(ClusterTest, AClientWithTheClusterFileMapsOverTcpItemsAndResultsInline) {
   EXPECT_EQ(local.out, "x\n") << local.err;
 }
 
+TEST_F(ClusterTest, FilesAreReadByTheWorkerWhereItRunsNotByAClientOnAnotherHost) {
+  WriteFile(dir_ + "/big", std::string(3 << 20, 'x'));
+  WriteFile(dir_ + "/small", "12345");
+  Command lengths = Remote({"map", "--files", "len", dir_ + "/big", dir_ + "/small",
+                            dir_ + "/missing", "/proc/self/cmdline"});
+  EXPECT_EQ(lengths.status, 1) << lengths.err;
+  EXPECT_EQ(lengths.out.rfind(std::to_string(3 << 20) + "\n5\n", 0), 0u) << lengths.out;
+  EXPECT_GT(std::stoi(lengths.out.substr(lengths.out.rfind('\n', lengths.out.size() - 2))), 0)
+      << "a file without a size is read to its end: " << lengths.out;
+  EXPECT_NE(lengths.err.find("cannot read " + dir_ + "/missing: No such file or directory"),
+            std::string::npos) << lengths.err;
+  // Only the names crossed: 3 MiB of contents would have gone to shared memory.
+  Result<wire::StatusReport> report = Report();
+  ASSERT_TRUE(report.ok()) << report.message();
+  EXPECT_EQ(PoolOf(*report, "cpu").payload_bytes_shared(), 0u);
+  EXPECT_LT(PoolOf(*report, "cpu").payload_bytes_inline(), 4096u);
+}
+
 TEST_F(ClusterTest, PeersWithoutTheClustersKeysAreRefusedAndTheHeadServesOn) {
   Result<ClusterFile> cluster = ClusterFile::Read(ClusterPath());
   ASSERT_TRUE(cluster.ok()) << cluster.message();
@@ -276,6 +294,8 @@ TEST_F(ClusterTest, AStoppedNodeIsLostItsLateResultsDroppedAndItJoinsAgainWhenIt
   ASSERT_TRUE(report.ok()) << report.message();
   EXPECT_EQ(NodeOf(*report, "nodeA").times_lost(), 1u);
   EXPECT_EQ(NodeOf(*report, "nodeA").rejoined(), 1u);
+  EXPECT_NE(ReadFile(dir_ + "/nodeA.out.err").find("did not run for"), std::string::npos)
+      << ReadFile(dir_ + "/nodeA.out.err");
   Command after = Jobctl({"map", "--chunksize", "1", "--shell", "--exec", "echo {}", "a", "b"});
   EXPECT_EQ(after.out, "a\nb\n") << after.err;
   Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});

@@ -142,6 +142,8 @@ class ItemSource {
   // Adds up to `max` items to `sink`, fewer if it is Full() or the input would
   // block. Returns false once the input is exhausted.
   virtual Result<bool> Read(ItemSink& sink, size_t max) = 0;
+  // Whether each item names a file whose whole contents is the item.
+  virtual bool Files() const { return false; }
 };
 
 // Items from memory.
@@ -178,6 +180,7 @@ class FileSource : public ItemSource {
  public:
   explicit FileSource(std::vector<std::string> paths) : paths_(std::move(paths)) {}
   Result<bool> Read(ItemSink& sink, size_t max) override;
+  bool Files() const override { return true; }
 
  private:
   std::vector<std::string> paths_;
