@@ -157,6 +157,7 @@ void Supervisor::LoseNode(std::map<std::string, Node>::iterator it, const std::s
   }
   node.tasks.clear();
   node.workers.clear();
+  scheduler_.ForgetNode(node.key);
   // Kept for status, a bounded number of them.
   constexpr size_t kGoneNodesKept = 256;
   if (gone_nodes_.size() >= kGoneNodesKept && gone_nodes_.count(node.name) == 0) {

@@ -126,9 +126,24 @@ uint64_t Scheduler::ItemCostNs(const std::string& pool, const std::string& funct
   return found == cost_ns_.end() ? 0 : static_cast<uint64_t>(found->second);
 }
 
-uint32_t Scheduler::ChunkSize(const Job& job, size_t pool_workers, bool for_node) const {
+uint64_t Scheduler::NodeItemCostNs(uint64_t node, const std::string& pool,
+                                   const std::string& function) const {
+  auto found = node_cost_ns_.find({node, function});
+  return found == node_cost_ns_.end() ? ItemCostNs(pool, function)
+                                      : static_cast<uint64_t>(found->second);
+}
+
+void Scheduler::ForgetNode(uint64_t node) {
+  node_cost_ns_.erase(node_cost_ns_.lower_bound({node, std::string()}),
+                      node_cost_ns_.lower_bound({node + 1, std::string()}));
+}
+
+uint32_t Scheduler::ChunkSize(const Job& job, size_t pool_workers, uint64_t worker,
+                              bool for_node) const {
   if (job.spec.chunksize != 0) return job.spec.chunksize;
-  const uint64_t cost = ItemCostNs(job.spec.pool, job.spec.cost_key);
+  // A node's tasks are cut to the speed measured there.
+  const uint64_t cost = for_node ? NodeItemCostNs(worker, job.spec.pool, job.spec.cost_key)
+                                 : ItemCostNs(job.spec.pool, job.spec.cost_key);
   // Unknown cost: one item, so that the first results measure it quickly.
   if (cost == 0) return 1;
   uint64_t chunk =
@@ -153,11 +168,12 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
       continue;
     }
 
-    const uint32_t chunk = std::min<size_t>(ChunkSize(*job, pool_workers, for_node), job->queue.size());
+    const uint32_t chunk = std::min<size_t>(ChunkSize(*job, pool_workers, worker, for_node), job->queue.size());
     const uint64_t id = next_task_++;
     Task& task = tasks_[id];
     task.job = job_id;
     task.worker = worker;
+    task.for_node = for_node;
     ++job->workers[worker];
     task.pool = pool;
     task.message = std::make_unique<wire::Task>();
@@ -287,8 +303,16 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
   }
   if (items > 0 && result.busy_ns() > 0) {
     const double per_item = static_cast<double>(result.busy_ns()) / static_cast<double>(items);
-    auto [cost, inserted] = cost_ns_.try_emplace({task.pool, job->spec.cost_key}, per_item);
-    if (!inserted) cost->second = 0.7 * cost->second + 0.3 * per_item;
+    auto learn = [per_item](double& cost, bool first) {
+      cost = first ? per_item : 0.7 * cost + 0.3 * per_item;
+    };
+    if (task.for_node) {
+      auto [cost, first] = node_cost_ns_.try_emplace({task.worker, job->spec.cost_key}, per_item);
+      learn(cost->second, first);
+    } else {
+      auto [cost, first] = cost_ns_.try_emplace({task.pool, job->spec.cost_key}, per_item);
+      learn(cost->second, first);
+    }
   }
   wire::Results& results = results_[job->id];
   if (result.has_values()) {

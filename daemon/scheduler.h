@@ -106,6 +106,7 @@ struct Task {
   std::unique_ptr<wire::Task> message;  // what the worker is sent
   uint64_t estimate_ns = 0;             // expected run time; 0 if unknown
   size_t bytes = 0;                     // inline item bytes
+  bool for_node = false;                // given to a node (worker is its key)
   // For a remote client's task on a worker of this host: the segment this
   // jobd put its large items in (ShareForWorker), removed when it lands.
   std::string input_segment;
@@ -166,12 +167,18 @@ class Scheduler {
   std::map<uint64_t, wire::Results> TakeResults() { return std::exchange(results_, {}); }
   // Jobs that became finished since the last call.
   std::vector<uint64_t> TakeFinished() { return std::exchange(finished_, {}); }
-  // Measured run time of one item of `function` in `pool`; 0 if unknown yet.
+  // Measured run time of one item of `function` in `pool` on this host's
+  // workers; 0 if unknown yet.
   uint64_t ItemCostNs(const std::string& pool, const std::string& function) const;
+  // The same on the node with key `node`: falls back to this host's.
+  uint64_t NodeItemCostNs(uint64_t node, const std::string& pool,
+                          const std::string& function) const;
+  // Drops what was measured on the node with key `node` (it is gone).
+  void ForgetNode(uint64_t node);
 
  private:
   Status CheckSegments(const Job& job, const wire::Items& items) const;
-  uint32_t ChunkSize(const Job& job, size_t pool_workers, bool for_node) const;
+  uint32_t ChunkSize(const Job& job, size_t pool_workers, uint64_t worker, bool for_node) const;
   // Moves `outcome` into the results for the client, into `results` if given.
   void Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::Results* results = nullptr);
   // Adds an inline value to the packed results for the client.
@@ -196,6 +203,8 @@ class Scheduler {
   // Per pool, the jobs with queued items, in the order they are served.
   std::map<std::string, std::deque<uint64_t>, std::less<>> ready_;
   std::map<std::pair<std::string, std::string>, double> cost_ns_;  // (pool, function)
+  // Per node, as nodes differ: (node's key, function).
+  std::map<std::pair<uint64_t, std::string>, double> node_cost_ns_;
   std::map<uint64_t, wire::Results> results_;
   std::vector<uint64_t> finished_;
 };

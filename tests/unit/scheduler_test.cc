@@ -436,5 +436,27 @@ TEST_F(SchedulerTest, ARemoteJobsLargeItemsSitInSharedMemoryWhileTheirTaskRuns) 
   EXPECT_EQ(std::count(left.begin(), left.end(), output), 0);
 }
 
+// A node's tasks are cut to the speed measured on that node, and aim at
+// longer tasks than a local worker's (each costs the head a message each way).
+TEST_F(SchedulerTest, ANodesChunksFollowTheCostMeasuredOnIt) {
+  constexpr uint64_t kFastNode = 100, kSlowNode = 200;
+  Job& job = NewJob();
+  Add(job, 100000);
+  // Learned locally: 1 ms per item.
+  Succeed(scheduler_.NextTask("cpu", 2, kWorker), 1'000'000);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2, kWorker)->indexes.size(), 5u) << "5 ms tasks here";
+  const Task* fast = scheduler_.NextTask("cpu", 2, kFastNode, /*for_node=*/true);
+  EXPECT_EQ(fast->indexes.size(), 20u) << "20 ms tasks for a node, at this host's cost at first";
+  Succeed(fast, 500'000);  // twice as fast there
+  const Task* slow = scheduler_.NextTask("cpu", 2, kSlowNode, /*for_node=*/true);
+  Succeed(slow, 4'000'000);  // four times slower there
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2, kFastNode, true)->indexes.size(), 40u);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 2, kSlowNode, true)->indexes.size(), 5u);
+  EXPECT_EQ(scheduler_.ItemCostNs("cpu", "f"), 1'000'000u) << "nodes do not skew this host's";
+  scheduler_.ForgetNode(kSlowNode);
+  EXPECT_EQ(scheduler_.NodeItemCostNs(kSlowNode, "cpu", "f"), 1'000'000u);
+  EXPECT_EQ(scheduler_.NodeItemCostNs(kFastNode, "cpu", "f"), 500'000u);
+}
+
 }  // namespace
 }  // namespace jobd
