@@ -55,8 +55,8 @@ void Supervisor::HandleNodeHello(const std::string& client, const wire::NodeHell
     total += workers;
   }
   node.last_heard = now;
-  node.stopping = total == 0;
-  if (!fresh && total == 0) {
+  node.stopping = hello.pool_workers().empty();  // (LeaveHead)
+  if (!fresh && node.stopping) {
     JOBD_LOG(kInfo) << "node " << node.name << " is stopping: it takes no more tasks";
   } else {
     JOBD_LOG(kInfo) << "node " << node.name << " (" << node.host << ", pid " << node.pid
@@ -294,7 +294,8 @@ void Supervisor::HandleHeadMessages() {
   }
   for (uint64_t job : cancelled) CancelHeadJob(job);
   for (std::unique_ptr<wire::Task>& task : tasks) {
-    if (pools_.count(task->pool()) == 0 || shutting_down_) {
+    auto pool = pools_.find(task->pool());
+    if (pool == pools_.end() || pool->second.removed || shutting_down_) {
       wire::LostTask* lost = head_report_.add_lost();
       lost->set_id(task->id());
       lost->set_cause("this node has no pool '" + task->pool() + "'");
@@ -324,6 +325,28 @@ void Supervisor::LeaveHead() {
   head_queue_.clear();
   head_->Send(head_report_);
   head_->Greet({});  // no workers: no more tasks
+}
+
+void Supervisor::GreetHead() {
+  if (!head_ || shutting_down_) return;
+  std::map<std::string, uint32_t> workers;
+  for (const auto& [name, pool] : pools_) {
+    if (!pool.removed) workers[name] = pool.config.workers;
+  }
+  for (auto queue = head_queue_.begin(); queue != head_queue_.end();) {
+    if (workers.count(queue->first) > 0) {
+      ++queue;
+      continue;
+    }
+    for (const std::unique_ptr<wire::Task>& task : queue->second) {
+      wire::LostTask* lost = head_report_.add_lost();
+      lost->set_id(task->id());
+      lost->set_cause("node " + config_.node_name + " no longer has pool '" + queue->first + "'");
+    }
+    queue = head_queue_.erase(queue);
+  }
+  head_->Send(head_report_);
+  head_->Greet(workers);
 }
 
 void Supervisor::CheckHead(Clock::time_point now) {

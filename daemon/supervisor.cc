@@ -1092,6 +1092,7 @@ void Supervisor::Reload() {
   for (const std::string& change : changes) summary += (summary.empty() ? "" : "; ") + change;
   JOBD_LOG(kInfo) << "SIGHUP: reloaded " << source << ": "
                   << (summary.empty() ? "no change to pools" : summary);
+  GreetHead();
 }
 
 void Supervisor::Resize(PoolState& pool, uint32_t count) {

@@ -169,6 +169,9 @@ class Supervisor {
   // As a node that drains: tells its head it takes no more, and hands back
   // the tasks it has not started.
   void LeaveHead();
+  // As a node whose pools changed (a reload): tells its head its workers now,
+  // and hands back the tasks of pools it no longer has.
+  void GreetHead();
 
   // Makes the workers skip the rest of job `job` (as workers number it) and
   // stops what runs for it now; `of_job` tells which of a worker's tasks are its.

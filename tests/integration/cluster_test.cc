@@ -364,6 +364,21 @@ TEST_F(ClusterTest, ANodeThatStopsMidJobHandsItsTasksBackAtOnce) {
   EXPECT_EQ(report->nodes_lost(), 0u);
 }
 
+TEST_F(ClusterTest, ANodeThatReloadsTellsItsHeadItsNewSize) {
+  const pid_t node = JoinNode("nodeA");
+  WriteFile(dir_ + "/node.yaml", "default_pool: cpu\npools:\n  cpu: {workers: 3}\n");
+  kill(node, SIGHUP);
+  EXPECT_TRUE(Eventually([&] {
+    Result<wire::StatusReport> report = Report();
+    return report.ok() && NodeOf(*report, "nodeA").workers() == 3;
+  })) << Log() << ReadFile(dir_ + "/nodeA.out.err");
+  Command mapped = Jobctl({"map", "--chunksize", "1", "--shell", "--exec", "echo {}", "a", "b"});
+  EXPECT_EQ(mapped.out, "a\nb\n") << mapped.err;
+  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
+  EXPECT_EQ(stop.status, 0) << stop.err;
+  EXPECT_EQ(waitpid(node, nullptr, 0), node);
+}
+
 TEST_F(ClusterTest, LargeItemsAndResultsSitInSharedMemoryOnEveryHost) {
   const pid_t node_pid = JoinNode("nodeA");
   // Items from a client on another host, some run by the head's workers and
