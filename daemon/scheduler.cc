@@ -9,6 +9,10 @@
 #include "daemon/host_payloads.h"
 
 namespace jobd {
+namespace {
+// Above every worker's key (a generation count) and every node's.
+constexpr uint64_t kNodeTaskHolder = uint64_t{1} << 63;
+}  // namespace
 
 Job& Scheduler::AddJob(JobSpec spec, Clock::time_point now) {
   if (spec.cost_key.empty()) spec.cost_key = spec.function;
@@ -163,7 +167,9 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     ready.pop_front();
     Job* job = FindJob(job_id);
     if (job == nullptr || job->queue.empty()) continue;
-    if (!job->CanUse(worker)) {
+    // Each of a node's tasks runs on a worker of its own there.
+    const uint64_t holder = for_node ? kNodeTaskHolder | next_task_ : worker;
+    if (!job->CanUse(holder)) {
       ready.push_back(job_id);
       continue;
     }
@@ -174,7 +180,8 @@ const Task* Scheduler::NextTask(const std::string& pool, size_t pool_workers, ui
     task.job = job_id;
     task.worker = worker;
     task.for_node = for_node;
-    ++job->workers[worker];
+    task.holder = holder;
+    ++job->workers[holder];
     task.pool = pool;
     task.message = std::make_unique<wire::Task>();
     task.message->set_id(id);
@@ -260,7 +267,7 @@ std::pair<Task, Job*> Scheduler::Land(uint64_t task_id) {
   tasks_.erase(found);
   Job* job = FindJob(task.job);
   if (job != nullptr) {
-    auto held = job->workers.find(task.worker);
+    auto held = job->workers.find(task.holder);
     if (held != job->workers.end() && --held->second == 0) job->workers.erase(held);
   }
   return {std::move(task), job};

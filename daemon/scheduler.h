@@ -81,11 +81,14 @@ struct Job {
   bool ended = false;  // JobEnd was sent; waiting for Release
   std::vector<std::string> segments;             // its own; removed when the job is erased
   std::unordered_map<uint64_t, uint32_t> crashes;  // item index -> crashes charged
-  std::unordered_map<uint64_t, uint32_t> workers;  // worker key -> tasks it holds
+  // Worker key -> tasks it holds; a task on a node has a key of its own
+  // (Task::holder), as it runs on a worker of its own there.
+  std::unordered_map<uint64_t, uint32_t> workers;
 
-  // Whether the worker with `key` may take a task of this job.
-  bool CanUse(uint64_t worker) const {
-    return spec.max_workers == 0 || workers.count(worker) > 0 || workers.size() < spec.max_workers;
+  // Whether a task of this job may go to the worker with `key` (a new one,
+  // for a node).
+  bool CanUse(uint64_t key) const {
+    return spec.max_workers == 0 || workers.count(key) > 0 || workers.size() < spec.max_workers;
   }
 
   // Whether a message on connection `client` from process `pid` is its
@@ -107,6 +110,7 @@ struct Task {
   uint64_t estimate_ns = 0;             // expected run time; 0 if unknown
   size_t bytes = 0;                     // inline item bytes
   bool for_node = false;                // given to a node (worker is its key)
+  uint64_t holder = 0;                  // its key in Job::workers
   // For a remote client's task on a worker of this host: the segment this
   // jobd put its large items in (ShareForWorker), removed when it lands.
   std::string input_segment;

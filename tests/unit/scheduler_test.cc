@@ -458,5 +458,19 @@ TEST_F(SchedulerTest, ANodesChunksFollowTheCostMeasuredOnIt) {
   EXPECT_EQ(scheduler_.NodeItemCostNs(kFastNode, "cpu", "f"), 500'000u);
 }
 
+// max_workers counts each of a node's tasks as a worker, not the node as one.
+TEST_F(SchedulerTest, MaxWorkersCountsEachTaskOnANodeAsAWorker) {
+  constexpr uint64_t kNode = 100;
+  Job& job = NewJob("f", /*chunksize=*/1, /*retries=*/2, /*max_workers=*/2);
+  Add(job, 10);
+  const Task* first = scheduler_.NextTask("cpu", 4, kNode, /*for_node=*/true);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(scheduler_.NextTask("cpu", 4, kNode, true), nullptr);
+  EXPECT_EQ(scheduler_.NextTask("cpu", 4, kNode, true), nullptr) << "a third worker";
+  EXPECT_EQ(scheduler_.NextTask("cpu", 4, kWorker), nullptr) << "a third worker";
+  Succeed(first);
+  EXPECT_NE(scheduler_.NextTask("cpu", 4, kWorker), nullptr) << "one of two again";
+}
+
 }  // namespace
 }  // namespace jobd
