@@ -1,9 +1,11 @@
 #include "common/log.h"
 
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <utility>
 
@@ -11,6 +13,15 @@ namespace jobd {
 namespace {
 LogLevel g_level = LogLevel::kInfo;
 std::string g_name = "jobd";
+
+// Whether stderr is the journal: systemd names the stream it gave as
+// $JOURNAL_STREAM ("device:inode"); stderr may since have become a log file.
+bool StderrIsJournal() {
+  static const char* const stream = std::getenv("JOURNAL_STREAM");
+  struct stat st{};
+  if (stream == nullptr || fstat(STDERR_FILENO, &st) != 0) return false;
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) == stream;
+}
 }  // namespace
 
 bool ParseLogLevel(std::string_view text, LogLevel* level) {
@@ -38,10 +49,13 @@ void WriteLog(LogLevel level, const std::string& text) {
   gmtime_r(&now.tv_sec, &utc);
   char stamp[32];
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+  // The journal takes a line's priority from a "<N>" prefix (sd-daemon(3)).
+  static constexpr const char* kPriorities[] = {"<7>", "<6>", "<4>", "<3>"};
   // One fprintf per line so that lines from several processes do not interleave.
-  std::fprintf(stderr, "%s.%03ldZ %s[%d] %s: %s\n", stamp, static_cast<long>(now.tv_usec / 1000),
-               g_name.c_str(), static_cast<int>(getpid()), kNames[static_cast<int>(level)],
-               text.c_str());
+  std::fprintf(stderr, "%s%s.%03ldZ %s[%d] %s: %s\n",
+               StderrIsJournal() ? kPriorities[static_cast<int>(level)] : "", stamp,
+               static_cast<long>(now.tv_usec / 1000), g_name.c_str(), static_cast<int>(getpid()),
+               kNames[static_cast<int>(level)], text.c_str());
 }
 
 void RefusalLog::Warn(const std::function<std::string()>& text) {

@@ -415,6 +415,7 @@ Supervisor::Worker* Supervisor::FindWorker(const std::string& identity) {
 // ------------------------------------------------------------------ the loop
 
 int Supervisor::Run() {
+  notifier_.Ready(ServiceStatus());
   while (!(shutting_down_ && Drained())) {
     const auto now = Clock::now();
     zmq::pollitem_t items[] = {{workers_.handle(), 0, ZMQ_POLLIN, 0},
@@ -448,6 +449,7 @@ std::chrono::milliseconds Supervisor::NextTimeout(Clock::time_point now) const {
   for (const Respawn& respawn : respawns_) next = std::min(next, respawn.at);
   if (const auto delayed = scheduler_.NextDelayed()) next = std::min(next, *delayed);
   if (shutting_down_) next = std::min(next, workers_stopping_ ? kill_deadline_ : drain_deadline_);
+  if (const auto watchdog = notifier_.NextWatchdog()) next = std::min(next, *watchdog);
   const auto wait = std::chrono::duration_cast<milliseconds>(next - now) + milliseconds(1);
   return std::clamp(wait, milliseconds(0), milliseconds(1000));
 }
@@ -934,6 +936,22 @@ void Supervisor::ReplyError(const std::string& client, const std::string& messag
   Reply(client, reply);
 }
 
+std::string Supervisor::ServiceStatus() const {
+  size_t workers = 0, busy = 0;
+  for (const auto& [name, pool] : pools_) {
+    for (const auto& worker : pool.workers) {
+      if (worker->pid == 0) continue;
+      ++workers;
+      busy += !worker->tasks.empty();
+    }
+  }
+  std::string status = std::to_string(scheduler_.jobs().size()) + " jobs running; " +
+                       std::to_string(busy) + " of " + std::to_string(workers) + " workers busy";
+  if (!nodes_.empty()) status += "; " + std::to_string(nodes_.size()) + " nodes";
+  if (head_) status += "; a node of " + head_->endpoint();
+  return status;
+}
+
 wire::StatusReport Supervisor::BuildStatus() const {
   wire::StatusReport report;
   report.set_pid(static_cast<uint32_t>(getpid()));
@@ -1028,6 +1046,12 @@ void Supervisor::Reload() {
     JOBD_LOG(kWarn) << "SIGHUP ignored: jobd is shutting down";
     return;
   }
+  notifier_.Reloading();
+  // However the reload ends, systemd hears that jobd serves again.
+  struct ReadyAgain {
+    Supervisor& supervisor;
+    ~ReadyAgain() { supervisor.notifier_.Ready(supervisor.ServiceStatus()); }
+  } ready_again{*this};
   Result<Config> loaded = config_path_.empty()
                               ? ParseConfig(DefaultConfigText(), "<default config>")
                               : LoadConfigFile(config_path_);
@@ -1286,6 +1310,7 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     if (head_) head_->Restart(now);
   }
   last_timers_ = now;
+  notifier_.Watchdog(now);
   CheckNodes(now);
   CheckHead(now);
   if (now >= next_reap_) {
@@ -1294,6 +1319,7 @@ void Supervisor::HandleTimers(Clock::time_point now) {
   }
   if (now >= next_liveness_check_) {
     next_liveness_check_ = now + kLivenessInterval;
+    if (!shutting_down_) notifier_.Status(ServiceStatus());
     // What a burst of connections or a finished job freed goes back to the
     // system while jobd is idle: glibc would keep it (in the ZeroMQ I/O
     // thread's arena above all) for reuse that may never come.
@@ -1392,6 +1418,7 @@ void Supervisor::BeginShutdown(const std::string& why) {
   drain_deadline_ = Clock::now() + milliseconds(config_.drain_timeout_ms);
   JOBD_LOG(kInfo) << why << ": draining " << scheduler_.jobs().size()
                   << " running jobs, accepting no new ones";
+  notifier_.Stopping(why + ": draining " + std::to_string(scheduler_.jobs().size()) + " jobs");
   LeaveHead();
 }
 

@@ -28,6 +28,7 @@
 #include "daemon/nodes.h"
 #include "daemon/remote.h"
 #include "daemon/scheduler.h"
+#include "daemon/service_notify.h"
 
 namespace jobd {
 
@@ -184,6 +185,8 @@ class Supervisor {
   void Reply(const std::string& client, const wire::Reply& reply);
   void ReplyError(const std::string& client, const std::string& message, uint64_t job = 0);
   wire::StatusReport BuildStatus() const;
+  // What systemd shows for the service (STATUS=).
+  std::string ServiceStatus() const;
   Worker* FindWorker(const std::string& identity);
   // "worker 3 of pool cpu (pid 4711)"; `pid` for one already reaped.
   static std::string Describe(const Worker& worker, pid_t pid = 0);
@@ -233,6 +236,7 @@ class Supervisor {
   Clock::time_point next_reap_;
   Clock::time_point next_trim_;
   Clock::time_point last_timers_ = Clock::now();  // when HandleTimers last ran
+  ServiceNotifier notifier_;
   Clock::time_point last_job_seen_;  // for idle_exit
   bool shutting_down_ = false;
   Clock::time_point drain_deadline_;
