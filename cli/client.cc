@@ -434,6 +434,18 @@ Result<wire::StatusReport> Client::Status() {
   return std::move(*reply->mutable_status());
 }
 
+Result<wire::JobList> Client::Jobs(uint64_t job) {
+  wire::Request request = NewRequest();
+  request.mutable_jobs()->set_job(job);
+  Result<wire::Reply> reply = impl_->Call(request, wire::Reply::kJobs);
+  if (!reply.ok()) return reply.status();
+  if (job != 0 && reply->jobs().jobs_size() == 0) {
+    return jobd::Status::Error("jobd knows no job " + std::to_string(job) +
+                               " (it keeps the last `job_history` finished ones; see `jobctl jobs`)");
+  }
+  return std::move(*reply->mutable_jobs());
+}
+
 Result<wire::FunctionList> Client::Functions() {
   wire::Request request = NewRequest();
   request.mutable_functions();

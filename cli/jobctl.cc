@@ -48,6 +48,9 @@ commands:
   starmap FUNCTION         the same with several arguments per item (--zip, TSV)
   functions                list the functions each pool offers
   status                   pools, workers (pid, state, tasks, restarts), running jobs
+  jobs                     running jobs and the last finished ones: items done, failed,
+                           retried, who submitted them, when, how long, how they ended
+  job JOB                  one job in full, with its failed items' first errors
   cancel JOB               stop a running job (its number is in `jobctl status`)
   ping                     check that jobd answers
   shutdown                 let running jobs finish, then stop jobd
@@ -553,6 +556,61 @@ void PrintStatus(const jobd::wire::StatusReport& report, const std::string& endp
   }
 }
 
+// "2026-12-02 13:40:03", local time.
+std::string LocalTime(double unix_seconds) {
+  const time_t seconds = static_cast<time_t>(unix_seconds);
+  tm local{};
+  localtime_r(&seconds, &local);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
+  return text;
+}
+
+void PrintJobs(const jobd::wire::JobList& list) {
+  std::printf("%-6s %-10s %-20s %-8s %10s %7s %7s %-19s %9s  %s\n", "JOB", "STATE", "FUNCTION",
+              "POOL", "DONE", "FAILED", "RETRIED", "STARTED", "SECONDS", "SUBMITTER");
+  for (const auto& job : list.jobs()) {
+    const std::string done = std::to_string(job.succeeded() + job.failed()) + "/" +
+                             std::to_string(job.received());
+    const std::string submitter =
+        job.pid() == 0 ? std::string("a client on another host")
+                       : "pid " + std::to_string(job.pid()) +
+                             (job.command().empty() ? "" : ": " + job.command());
+    std::printf("%-6llu %-10s %-20.20s %-8s %10s %7llu %7llu %-19s %9.2f  %.60s\n",
+                static_cast<unsigned long long>(job.id()), job.state().c_str(),
+                job.function().c_str(), job.pool().c_str(), done.c_str(),
+                static_cast<unsigned long long>(job.failed()),
+                static_cast<unsigned long long>(job.retried()), LocalTime(job.started()).c_str(),
+                job.seconds(), submitter.c_str());
+  }
+}
+
+void PrintJob(const jobd::wire::JobList& list) {
+  const auto& job = list.jobs(0);
+  std::printf("job %llu: %s\n", static_cast<unsigned long long>(job.id()), job.state().c_str());
+  if (!job.error().empty()) std::printf("  why:       %s\n", job.error().c_str());
+  std::printf("  function:  %s\n  pool:      %s\n", job.function().c_str(), job.pool().c_str());
+  if (job.pid() == 0) {
+    std::printf("  submitter: a client on another host (uid %u)\n", job.uid());
+  } else {
+    std::printf("  submitter: uid %u, pid %u: %s\n", job.uid(), job.pid(), job.command().c_str());
+  }
+  std::printf("  started:   %s, ran %.2f s\n", LocalTime(job.started()).c_str(), job.seconds());
+  std::printf("  items:     %llu received, %llu succeeded, %llu failed, %llu retried\n",
+              static_cast<unsigned long long>(job.received()),
+              static_cast<unsigned long long>(job.succeeded()),
+              static_cast<unsigned long long>(job.failed()),
+              static_cast<unsigned long long>(job.retried()));
+  if (job.errors_size() > 0) {
+    std::printf("  failed items (the first %d; counted from 1, as in messages):\n",
+                job.errors_size());
+  }
+  for (const auto& error : job.errors()) {
+    std::printf("    item %llu: %s\n", static_cast<unsigned long long>(error.index() + 1),
+                error.error().c_str());
+  }
+}
+
 void PrintFunctions(const jobd::wire::FunctionList& list) {
   for (const auto& pool : list.pools()) {
     std::printf("pool %s:\n", pool.name().c_str());
@@ -584,6 +642,7 @@ int Query(const Target& target, const std::string& command, bool json) {
     return Show(client->Status(), json, [&](const auto& r) { PrintStatus(r, endpoint); });
   }
   if (command == "functions") return Show(client->Functions(), json, PrintFunctions);
+  if (command == "jobs") return Show(client->Jobs(), json, PrintJobs);
   if (command == "ping") {
     if (json) {
       std::printf("{\"pid\": %u, \"endpoint\": \"%s\"}\n", pid, endpoint.c_str());
@@ -624,22 +683,33 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + i + 1, argv + argc);
   const bool json = args.size() == 1 && args[0] == "--json";
   if (!args.empty() && !json && command != "map" && command != "starmap" && command != "help" &&
-      command != "cancel") {
+      command != "cancel" && command != "job") {
     return Usage(kHelp, command + " takes no arguments but --json");
   }
   try {
     if (command == "map" || command == "starmap") return Map(target, args, command == "starmap");
     if (command == "status" || command == "functions" || command == "ping" ||
-        command == "shutdown") {
+        command == "shutdown" || command == "jobs") {
       return Query(target, command, json);
     }
-    if (command == "cancel") {
+    if (command == "cancel" || command == "job") {
+      const bool job_json = command == "job" && args.size() == 2 && args[1] == "--json";
       char* end = nullptr;
-      const unsigned long long job = args.size() == 1 ? std::strtoull(args[0].c_str(), &end, 10) : 0;
-      if (args.size() != 1 || *end != '\0' || job == 0) {
-        return Usage(kHelp, "cancel needs one JOB number (see `jobctl status`)");
+      const unsigned long long job = !args.empty() ? std::strtoull(args[0].c_str(), &end, 10) : 0;
+      if ((args.size() != 1 && !job_json) || *end != '\0' || job == 0) {
+        return Usage(kHelp, command + " needs one JOB number (see `jobctl " +
+                                (command == "job" ? "jobs" : "status") + "`)");
       }
       jobd::Result<jobd::Client> client = target.Connect();
+      if (!client.ok()) return ConnectFailed(client.status());
+      if (command == "job") {
+        jobd::Result<jobd::wire::JobList> one = client->Jobs(job);
+        if (!one.ok() && one.message().rfind("jobd knows no job", 0) == 0) {
+          std::fprintf(stderr, "jobctl: %s\n", one.message().c_str());
+          return kJobFailed;
+        }
+        return Show(one, job_json, PrintJob);
+      }
       if (!client.ok()) return ConnectFailed(client.status());
       jobd::Result<uint64_t> done = client->Cancel(job);
       if (!done.ok()) {

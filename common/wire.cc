@@ -234,6 +234,7 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
     case wire::Request::kShutdown:
     case wire::Request::kRelease:
     case wire::Request::kCancel:
+    case wire::Request::kJobs:
       return {};
     case wire::Request::kSubmit: {
       const wire::Submit& submit = out->submit();

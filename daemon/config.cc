@@ -208,7 +208,7 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
       return config;
     }
     reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "drain_timeout", "idle_exit",
-                                "pools"});
+                                "job_history", "pools"});
     if (const YAML::Node listen = root["listen"]) {
       config.listen = ExpandEnv(reader.String(listen, "listen"));
       if (Result<std::string> path = IpcPath(config.listen); !path.ok()) {
@@ -226,6 +226,9 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
     }
     if (const YAML::Node idle = root["idle_exit"]) {
       config.idle_exit_ms = reader.Milliseconds(idle, "idle_exit", 30 * 86400, "");
+    }
+    if (const YAML::Node history = root["job_history"]) {
+      config.job_history = reader.Count(history, "job_history", 0, 100'000);
     }
     if (const YAML::Node pool = root["default_pool"]) {
       config.default_pool = reader.String(pool, "default_pool");

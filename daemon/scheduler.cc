@@ -241,6 +241,7 @@ const Task* Scheduler::FindTask(uint64_t id) const {
 void Scheduler::Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::Results* results) {
   if (outcome->has_error()) {
     ++job.failed;
+    if (job.first_errors.size() < kErrorsKept) job.first_errors.emplace_back(index, outcome->error());
   } else {
     ++job.succeeded;
   }

@@ -29,6 +29,8 @@ using Clock = std::chrono::steady_clock;
 struct JobSpec {
   std::string client;  // the submitter's connection (Supervisor's client key)
   pid_t client_pid = 0;  // 0 for a client on another host
+  uid_t client_uid = 0;
+  std::string client_command;  // its command line, when known (for jobctl jobs)
   bool remote = false;   // its client is on another host: results travel inline
   std::string function;
   // What the measured cost of an item is kept under: the function, or what
@@ -71,6 +73,10 @@ struct Job {
   uint64_t id = 0;
   JobSpec spec;
   Clock::time_point started;
+  double started_unix = 0;       // the same, as Unix time (for jobctl jobs)
+  std::string error;             // why it ended early, if it did
+  // The first failed items' errors (index, error), for jobctl job ID.
+  std::vector<std::pair<uint64_t, std::string>> first_errors;
   std::deque<QueuedItem> queue;  // items waiting for a worker, by index
   std::vector<DelayedItem> delayed;  // items waiting for their retry
   uint64_t received = 0;         // items received so far (next expected index)
@@ -127,6 +133,8 @@ class Scheduler {
   // Inline bytes per task (one item may exceed it): messages to workers stay
   // far below the size limit, whatever chunksize a client asks for.
   static constexpr size_t kMaxTaskBytes = 4 << 20;
+  // Failed items whose errors a job keeps (for jobctl job ID).
+  static constexpr size_t kErrorsKept = 20;
   // The longest a retry waits, however often its item crashed.
   static constexpr uint64_t kMaxBackoffMs = 60'000;
 

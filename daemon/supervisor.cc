@@ -133,6 +133,7 @@ Supervisor::Supervisor(Config config, std::string config_path, std::string worke
       worker_binary_(std::move(worker_binary)),
       started_(Clock::now()),
       scheduler_(getpid()),
+      history_(config_.job_history),
       last_job_seen_(started_) {}
 
 Supervisor::~Supervisor() {
@@ -647,7 +648,7 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
       reply.mutable_cancelled()->set_done(job->done());
       reply.mutable_cancelled()->set_received(job->received);
       ReplyError(job->spec.client, "job " + std::to_string(job->id) + " was " + who, job->id);
-      CancelJob(job->id);
+      CancelJob(job->id, JobEnding::kCancelled, who);
       Reply(client, reply);
       return;
     }
@@ -658,9 +659,14 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
         JOBD_LOG(kInfo) << "job " << job->id << " cancelled by its client after " << job->done()
                         << " of " << job->received << " items";
       }
-      CancelJob(job->id);
+      CancelJob(job->id, job->ended ? JobEnding::kDone : JobEnding::kCancelled,
+                job->ended ? "" : "cancelled by its client");
       return;
     }
+    case wire::Request::kJobs:
+      *reply.mutable_jobs() = ListJobs(request.jobs().job());
+      Reply(client, reply);
+      return;
     case wire::Request::kNodeHello:
       if (!remote) {
         ReplyError(client, "a node joins on the cluster endpoint (jobd join --cluster-file)");
@@ -724,6 +730,8 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   spec.client = client;
   spec.client_pid = sender_pid;
   spec.remote = client[0] == kRemoteClient;
+  spec.client_uid = getuid();  // (jobd serves no other user)
+  if (!spec.remote) spec.client_command = CommandLineOf(sender_pid);
   spec.function = submit.function();
   spec.pool = pool_name;
   spec.chunksize = submit.chunksize();
@@ -750,6 +758,8 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
                                            : std::min(spec.timeout_ms, submit.timeout_ms());
   }
   Job& job = scheduler_.AddJob(std::move(spec), Clock::now());
+  job.started_unix = std::chrono::duration<double>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
   JOBD_LOG(kInfo) << "job " << job.id << ": " << JobLabel(job.spec) << " on pool " << pool_name
                   << (job.spec.remote ? std::string(" for a client on the cluster endpoint")
                                       : " for pid " + std::to_string(job.spec.client_pid));
@@ -868,10 +878,10 @@ void Supervisor::EndJob(uint64_t job_id, const std::string& why) {
   if (job == nullptr) return;
   JOBD_LOG(kWarn) << "job " << job_id << " ended early: " << why;
   ReplyError(job->spec.client, why, job_id);
-  CancelJob(job_id);
+  CancelJob(job_id, JobEnding::kFailed, why);
 }
 
-void Supervisor::CancelJob(uint64_t job_id) {
+void Supervisor::CancelJob(uint64_t job_id, JobEnding ending, const std::string& why) {
   // Its workers skip its remaining items, and what runs for it stops now;
   // other work of those workers goes on. A job that ended runs nothing (its
   // last coprocess may be a warm interpreter, kept for the next job).
@@ -883,6 +893,11 @@ void Supervisor::CancelJob(uint64_t job_id) {
     });
   }
   CancelOnNodes(job_id);
+  if (job != nullptr) {
+    Job& ended = *scheduler_.FindJob(job_id);
+    ended.error = why;
+    history_.Add(RecordOf(ended, JobLabel(ended.spec), ending, /*errors=*/true));
+  }
   scheduler_.EraseJob(job_id);
 }
 
@@ -924,7 +939,7 @@ void Supervisor::Reply(const std::string& client, const wire::Reply& reply) {
     }
     for (uint64_t id : orphaned) {
       JOBD_LOG(kInfo) << "job " << id << " cancelled: its client disconnected";
-      CancelJob(id);
+      CancelJob(id, JobEnding::kCancelled, "its client disconnected");
     }
   }
 }
@@ -934,6 +949,23 @@ void Supervisor::ReplyError(const std::string& client, const std::string& messag
   reply.mutable_error()->set_message(message);
   reply.mutable_error()->set_job(job);
   Reply(client, reply);
+}
+
+wire::JobList Supervisor::ListJobs(uint64_t id) const {
+  wire::JobList list;
+  for (const auto& [job_id, job] : scheduler_.jobs()) {
+    if (id != 0 && job_id != id) continue;
+    *list.add_jobs() = RecordOf(job, JobLabel(job.spec), job.ended ? JobEnding::kDone
+                                                                    : JobEnding::kRunning,
+                                id != 0);
+  }
+  for (const wire::JobRecord& record : history_.records()) {
+    if (id != 0 && record.id() != id) continue;
+    wire::JobRecord* out = list.add_jobs();
+    *out = record;
+    if (id == 0) out->clear_errors();
+  }
+  return list;
 }
 
 std::string Supervisor::ServiceStatus() const {
@@ -1112,6 +1144,7 @@ void Supervisor::Reload() {
     changes.push_back("pool '" + name + "' removed (its workers go once its jobs end)");
   }
   config_ = std::move(config);
+  history_.set_capacity(config_.job_history);
   std::string summary;
   for (const std::string& change : changes) summary += (summary.empty() ? "" : "; ") + change;
   JOBD_LOG(kInfo) << "SIGHUP: reloaded " << source << ": "
@@ -1344,7 +1377,7 @@ void Supervisor::HandleTimers(Clock::time_point now) {
     for (uint64_t id : orphaned) {
       JOBD_LOG(kInfo) << "job " << id << " cancelled: its client (pid "
                       << scheduler_.FindJob(id)->spec.client_pid << ") has exited";
-      CancelJob(id);
+      CancelJob(id, JobEnding::kCancelled, "its client exited");
     }
   }
 

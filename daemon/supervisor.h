@@ -25,6 +25,7 @@
 #include "jobd/status.h"
 #include "daemon/config.h"
 #include "daemon/head_link.h"
+#include "daemon/history.h"
 #include "daemon/nodes.h"
 #include "daemon/remote.h"
 #include "daemon/scheduler.h"
@@ -141,8 +142,9 @@ class Supervisor {
   void Untrack(Worker& worker, uint64_t task_id);
   void FlushResults();
   void EndJob(uint64_t job_id, const std::string& why);
-  // Erases the job and kills the commands its tasks are running.
-  void CancelJob(uint64_t job_id);
+  // Erases the job and kills the commands its tasks are running; its record
+  // goes to the history, ended as `ending` (`why`: what ended it early).
+  void CancelJob(uint64_t job_id, JobEnding ending, const std::string& why);
   void BeginShutdown(const std::string& why);
   bool Drained() const;
 
@@ -185,6 +187,8 @@ class Supervisor {
   void Reply(const std::string& client, const wire::Reply& reply);
   void ReplyError(const std::string& client, const std::string& message, uint64_t job = 0);
   wire::StatusReport BuildStatus() const;
+  // jobctl jobs (`job` 0) or jobctl job ID.
+  wire::JobList ListJobs(uint64_t job) const;
   // What systemd shows for the service (STATUS=).
   std::string ServiceStatus() const;
   Worker* FindWorker(const std::string& identity);
@@ -231,6 +235,7 @@ class Supervisor {
   std::vector<Respawn> respawns_;
   uint64_t generation_ = 0;
   Scheduler scheduler_;
+  JobHistory history_{0};
   Clock::time_point next_liveness_check_;
   Clock::time_point next_timeout_check_;
   Clock::time_point next_reap_;

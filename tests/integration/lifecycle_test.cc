@@ -3,9 +3,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <google/protobuf/util/json_util.h>
+
 #include <filesystem>
 
 #include "daemon_fixture.h"
+#include "jobd.pb.h"
 
 namespace jobd::testing {
 namespace {
@@ -73,6 +76,68 @@ TEST_F(LifecycleTest, JobctlCancelAndCtrlCStopAJob) {
   for (int i = 0; i < 100 && RunningJobs() != 0; ++i) usleep(20000);
   EXPECT_EQ(RunningJobs(), 0);
   EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
+}
+
+// `jobctl jobs --json`, parsed.
+wire::JobList JobsOf(const Command& jobs) {
+  wire::JobList list;
+  EXPECT_EQ(jobs.status, 0) << jobs.err;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(jobs.out, &list).ok()) << jobs.out;
+  return list;
+}
+
+TEST_F(LifecycleTest, JobsListsRunningAndFinishedJobsAndJobShowsOneWithItsErrors) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  WriteFile(in, Lines(std::vector<std::string>(30, "200")));
+  const pid_t running = Spawn({Bin("jobctl"), "map", "--chunksize", "1", "sleep"}, in, out, Env());
+  pids_.insert(running);
+  for (int i = 0; i < 100 && RunningJobs() == 0; ++i) usleep(20000);
+  Command failing = Jobctl({"map", "--shell", "--exec", "test {} != 3 && echo {}", "1", "2", "3",
+                            "4", "5"});
+  EXPECT_EQ(failing.status, 1) << failing.err;
+
+  wire::JobList list = JobsOf(Jobctl({"jobs", "--json"}));
+  ASSERT_EQ(list.jobs_size(), 2) << list.DebugString();
+  const wire::JobRecord& first = list.jobs(0);  // running ones first
+  EXPECT_EQ(first.id(), 1u);
+  EXPECT_EQ(first.state(), "running");
+  EXPECT_EQ(first.function(), "sleep");
+  EXPECT_EQ(first.pid(), static_cast<uint32_t>(running));
+  EXPECT_NE(first.command().find("jobctl map --chunksize 1 sleep"), std::string::npos)
+      << first.command();
+  EXPECT_EQ(first.uid(), getuid());
+  const wire::JobRecord& second = list.jobs(1);
+  EXPECT_EQ(second.state(), "done");
+  EXPECT_EQ(second.function(), "exec test {} != 3 && echo {}");
+  EXPECT_EQ(second.received(), 5u);
+  EXPECT_EQ(second.succeeded(), 4u);
+  EXPECT_EQ(second.failed(), 1u);
+  EXPECT_EQ(second.errors_size(), 0) << "only `jobctl job ID` lists errors";
+  EXPECT_GT(second.started(), 1.7e9);
+
+  Command one = Jobctl({"job", "2"});
+  EXPECT_EQ(one.status, 0) << one.err;
+  EXPECT_NE(one.out.find("4 succeeded, 1 failed, 0 retried"), std::string::npos) << one.out;
+  EXPECT_NE(one.out.find("item 3: command"), std::string::npos) << one.out;
+  wire::JobList json = JobsOf(Jobctl({"job", "2", "--json"}));
+  ASSERT_EQ(json.jobs_size(), 1);
+  ASSERT_EQ(json.jobs(0).errors_size(), 1);
+  EXPECT_EQ(json.jobs(0).errors(0).index(), 2u) << "0-based, as --json";
+
+  EXPECT_EQ(Jobctl({"cancel", "1"}).status, 0);
+  waitpid(running, nullptr, 0);
+  list = JobsOf(Jobctl({"jobs", "--json"}));
+  ASSERT_EQ(list.jobs_size(), 2);
+  EXPECT_EQ(list.jobs(0).id(), 1u) << "newest finished first";
+  EXPECT_EQ(list.jobs(0).state(), "cancelled");
+  EXPECT_NE(list.jobs(0).error().find("cancelled by `jobctl cancel`"), std::string::npos);
+  Command text = Jobctl({"jobs"});
+  EXPECT_NE(text.out.find("cancelled"), std::string::npos) << text.out;
+
+  Command unknown = Jobctl({"job", "99"});
+  EXPECT_EQ(unknown.status, 4);
+  EXPECT_NE(unknown.err.find("jobd knows no job 99"), std::string::npos) << unknown.err;
+  EXPECT_EQ(Jobctl({"job"}).status, 2);
 }
 
 TEST_F(LifecycleTest, SigtermStopsCleanlyAndNoWorkerOutlivesTheDaemon) {

@@ -24,6 +24,7 @@ namespace jobd {
 namespace wire {
 class StatusReport;
 class FunctionList;
+class JobList;
 class Request;
 class SegmentRef;
 }  // namespace wire
@@ -244,6 +245,9 @@ class Client {
 
   Result<wire::StatusReport> Status();
   Result<wire::FunctionList> Functions();
+  // The running jobs and the last finished ones (job 0), or job `job` alone
+  // with its failed items' first errors (an error if jobd knows no such job).
+  Result<wire::JobList> Jobs(uint64_t job = 0);
   // Asks jobd to finish running jobs and stop. Returns how many were running.
   Result<uint32_t> Shutdown();
   // Cancels job `job` (any client's). Returns how many of its items were done.

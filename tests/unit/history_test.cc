@@ -1,0 +1,59 @@
+#include "daemon/history.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace jobd {
+namespace {
+
+wire::JobRecord Record(uint64_t id) {
+  wire::JobRecord record;
+  record.set_id(id);
+  return record;
+}
+
+TEST(JobHistoryTest, KeepsTheNewestUpToItsCapacityNewestFirst) {
+  JobHistory history(2);
+  for (uint64_t id = 1; id <= 3; ++id) history.Add(Record(id));
+  ASSERT_EQ(history.records().size(), 2u);
+  EXPECT_EQ(history.records()[0].id(), 3u);
+  EXPECT_EQ(history.records()[1].id(), 2u);
+  EXPECT_EQ(history.Find(1), nullptr);
+  ASSERT_NE(history.Find(2), nullptr);
+  history.set_capacity(1);  // a reload with a smaller job_history
+  EXPECT_EQ(history.records().size(), 1u);
+  EXPECT_EQ(history.Find(2), nullptr);
+  history.set_capacity(0);
+  history.Add(Record(4));
+  EXPECT_TRUE(history.records().empty());
+}
+
+TEST(JobHistoryTest, ARecordSaysHowTheJobEndedAndWhy) {
+  Job job;
+  job.id = 7;
+  job.spec.pool = "cpu";
+  job.spec.client_pid = 42;
+  job.received = 3;
+  job.succeeded = 1;
+  job.failed = 2;
+  job.error = "its client exited";
+  job.first_errors = {{0, "boom"}, {2, "bang"}};
+  const wire::JobRecord record = RecordOf(job, "len", JobEnding::kCancelled, true);
+  EXPECT_EQ(record.state(), "cancelled");
+  EXPECT_EQ(record.error(), "its client exited");
+  EXPECT_EQ(record.function(), "len");
+  ASSERT_EQ(record.errors_size(), 2);
+  EXPECT_EQ(record.errors(1).index(), 2u);
+  EXPECT_EQ(record.errors(1).error(), "bang");
+  EXPECT_EQ(RecordOf(job, "len", JobEnding::kFailed, false).errors_size(), 0);
+  EXPECT_EQ(RecordOf(job, "len", JobEnding::kFailed, false).state(), "failed");
+}
+
+TEST(JobHistoryTest, CommandLineOfAProcessJoinsItsArguments) {
+  const std::string self = CommandLineOf(getpid());
+  EXPECT_NE(self.find("unit_tests"), std::string::npos) << self;
+  EXPECT_EQ(CommandLineOf(999999999), "");
+}
+
+}  // namespace
+}  // namespace jobd
