@@ -446,6 +446,14 @@ Result<wire::JobList> Client::Jobs(uint64_t job) {
   return std::move(*reply->mutable_jobs());
 }
 
+Result<std::string> Client::Metrics() {
+  wire::Request request = NewRequest();
+  request.mutable_metrics();
+  Result<wire::Reply> reply = impl_->Call(request, wire::Reply::kMetrics);
+  if (!reply.ok()) return reply.status();
+  return std::move(*reply->mutable_metrics()->mutable_text());
+}
+
 Result<wire::FunctionList> Client::Functions() {
   wire::Request request = NewRequest();
   request.mutable_functions();

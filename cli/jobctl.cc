@@ -51,6 +51,8 @@ commands:
   jobs                     running jobs and the last finished ones: items done, failed,
                            retried, who submitted them, when, how long, how they ended
   job JOB                  one job in full, with its failed items' first errors
+  metrics                  counters and gauges in Prometheus' text format (items, tasks,
+                           workers, queue, payload bytes, job durations, jobd's memory)
   cancel JOB               stop a running job (its number is in `jobctl status`)
   ping                     check that jobd answers
   shutdown                 let running jobs finish, then stop jobd
@@ -643,6 +645,12 @@ int Query(const Target& target, const std::string& command, bool json) {
   }
   if (command == "functions") return Show(client->Functions(), json, PrintFunctions);
   if (command == "jobs") return Show(client->Jobs(), json, PrintJobs);
+  if (command == "metrics") {
+    jobd::Result<std::string> text = client->Metrics();
+    if (!text.ok()) return ConnectFailed(text.status());
+    std::fputs(text->c_str(), stdout);
+    return kOk;
+  }
   if (command == "ping") {
     if (json) {
       std::printf("{\"pid\": %u, \"endpoint\": \"%s\"}\n", pid, endpoint.c_str());
@@ -689,7 +697,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "map" || command == "starmap") return Map(target, args, command == "starmap");
     if (command == "status" || command == "functions" || command == "ping" ||
-        command == "shutdown" || command == "jobs") {
+        command == "shutdown" || command == "jobs" || command == "metrics") {
       return Query(target, command, json);
     }
     if (command == "cancel" || command == "job") {

@@ -235,6 +235,7 @@ Status DecodeRequest(std::string_view bytes, wire::Request* out) {
     case wire::Request::kRelease:
     case wire::Request::kCancel:
     case wire::Request::kJobs:
+    case wire::Request::kMetrics:
       return {};
     case wire::Request::kSubmit: {
       const wire::Submit& submit = out->submit();

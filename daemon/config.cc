@@ -208,7 +208,7 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
       return config;
     }
     reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "drain_timeout", "idle_exit",
-                                "job_history", "pools"});
+                                "job_history", "metrics_listen", "pools"});
     if (const YAML::Node listen = root["listen"]) {
       config.listen = ExpandEnv(reader.String(listen, "listen"));
       if (Result<std::string> path = IpcPath(config.listen); !path.ok()) {
@@ -226,6 +226,13 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
     }
     if (const YAML::Node idle = root["idle_exit"]) {
       config.idle_exit_ms = reader.Milliseconds(idle, "idle_exit", 30 * 86400, "");
+    }
+    if (const YAML::Node metrics = root["metrics_listen"]) {
+      config.metrics_listen = reader.String(metrics, "metrics_listen");
+      // A port alone: loopback, so that nothing is exposed unless asked for.
+      if (config.metrics_listen.find(':') == std::string::npos) {
+        config.metrics_listen = "127.0.0.1:" + config.metrics_listen;
+      }
     }
     if (const YAML::Node history = root["job_history"]) {
       config.job_history = reader.Count(history, "job_history", 0, 100'000);

@@ -57,6 +57,8 @@ struct Config {
   uint32_t drain_timeout_ms = 30'000;
   // jobd stops after this long without a job; 0: never.
   uint32_t idle_exit_ms = 0;
+  // Where Prometheus may GET /metrics ("HOST:PORT"); "": nowhere.
+  std::string metrics_listen;
   // Finished jobs that `jobctl jobs` lists (the newest).
   uint32_t job_history = 100;
   std::vector<PoolConfig> pools;  // in file order, never empty

@@ -125,6 +125,14 @@ void Scheduler::MarkReady(const Job& job) {
   if (std::find(ready.begin(), ready.end(), job.id) == ready.end()) ready.push_back(job.id);
 }
 
+uint64_t Scheduler::QueuedItems(const std::string& pool) const {
+  uint64_t queued = 0;
+  for (const auto& [id, job] : jobs_) {
+    if (job.spec.pool == pool) queued += job.queue.size() + job.delayed.size();
+  }
+  return queued;
+}
+
 uint64_t Scheduler::ItemCostNs(const std::string& pool, const std::string& function) const {
   auto found = cost_ns_.find({pool, function});
   return found == cost_ns_.end() ? 0 : static_cast<uint64_t>(found->second);
@@ -239,6 +247,7 @@ const Task* Scheduler::FindTask(uint64_t id) const {
 }
 
 void Scheduler::Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::Results* results) {
+  ++(outcome->has_error() ? CountsOf(job).failed : CountsOf(job).succeeded);
   if (outcome->has_error()) {
     ++job.failed;
     if (job.first_errors.size() < kErrorsKept) job.first_errors.emplace_back(index, outcome->error());
@@ -256,6 +265,7 @@ void Scheduler::Deliver(Job& job, uint64_t index, wire::Outcome* outcome, wire::
 void Scheduler::DeliverValue(Job& job, uint64_t index, std::string_view value,
                              wire::Results& results) {
   ++job.succeeded;
+  ++CountsOf(job).succeeded;
   results.set_job(job.id);
   results.add_value_indexes(index);
   AppendPacked(results.mutable_values(), value);
@@ -290,6 +300,7 @@ void Scheduler::Complete(uint64_t task_id, wire::TaskResult& result) {
     if (wrote_output) RemoveSegment(output);
     return;
   }
+  ++CountsOf(*job).tasks;
   if (wrote_output && job->spec.remote) {  // its client is on another host: results go inline
     InlineResults(result, output);
     RemoveSegment(output);
@@ -394,11 +405,13 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
             std::min<uint64_t>(uint64_t{job->spec.retry_backoff_ms} << std::min(crashes - 1, 20u),
                                kMaxBackoffMs);
         ++job->retried;
+        ++CountsOf(*job).retried;
         job->delayed.push_back({now + std::chrono::milliseconds(backoff_ms), std::move(item)});
         continue;
       }
     }
     ++job->retried;
+    ++CountsOf(*job).retried;
     back.push_back(std::move(item));
   }
   PutBack(*job, std::move(back));

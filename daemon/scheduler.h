@@ -47,6 +47,17 @@ struct JobSpec {
   std::string plugin;                      // the job's own plugin, if any
   bool starmap = false;                    // items are packed argument tuples
   bool read_files = false;                 // items name files the worker reads
+  // The function for metrics: the function's name, or exec, stream, python
+  // (a command or a Python function would make a label per job).
+  std::string metric_function;
+};
+
+// Items and tasks of one (pool, function), since jobd started.
+struct ItemCounts {
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+  uint64_t retried = 0;  // run again after a worker or node was lost
+  uint64_t tasks = 0;    // tasks that returned
 };
 
 // An item waiting for a worker. Small items that came packed share their
@@ -179,6 +190,10 @@ class Scheduler {
   std::map<uint64_t, wire::Results> TakeResults() { return std::exchange(results_, {}); }
   // Jobs that became finished since the last call.
   std::vector<uint64_t> TakeFinished() { return std::exchange(finished_, {}); }
+  // By (pool, JobSpec::metric_function).
+  const std::map<std::pair<std::string, std::string>, ItemCounts>& counts() const { return counts_; }
+  // Items waiting in `pool` (queued, or waiting out a retry's backoff).
+  uint64_t QueuedItems(const std::string& pool) const;
   // Measured run time of one item of `function` in `pool` on this host's
   // workers; 0 if unknown yet.
   uint64_t ItemCostNs(const std::string& pool, const std::string& function) const;
@@ -200,6 +215,7 @@ class Scheduler {
   template <typename Add>
   void QueueBlock(wire::Packed* packed, const Add& add);
   void MarkReady(const Job& job);
+  ItemCounts& CountsOf(const Job& job) { return counts_[{job.spec.pool, job.spec.metric_function}]; }
   // Puts retried items at the front of the job's queue, in index order, so
   // that ordered output is not held up.
   void PutBack(Job& job, std::vector<QueuedItem> items);
@@ -218,6 +234,7 @@ class Scheduler {
   // Per node, as nodes differ: (node's key, function).
   std::map<std::pair<uint64_t, std::string>, double> node_cost_ns_;
   std::map<uint64_t, wire::Results> results_;
+  std::map<std::pair<std::string, std::string>, ItemCounts> counts_;
   std::vector<uint64_t> finished_;
 };
 

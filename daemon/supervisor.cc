@@ -270,6 +270,12 @@ Status Supervisor::Listen() {
     JOBD_LOG(kInfo) << "serving clients on other hosts at " << remote_->endpoint()
                     << " (CurveZMQ; their keys are in " << config_.cluster_file << ")";
   }
+  if (!config_.metrics_listen.empty()) {
+    Result<std::unique_ptr<MetricsEndpoint>> metrics = MetricsEndpoint::Listen(config_.metrics_listen);
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = std::move(*metrics);
+    JOBD_LOG(kInfo) << "serving metrics at " << metrics_->url();
+  }
   if (!config_.join_cluster_file.empty()) {
     wire::NodeHello hello;
     hello.set_name(config_.node_name);
@@ -360,6 +366,7 @@ Status Supervisor::Spawn(Worker& worker) {
   }
   close(credentials[0]);
   worker.pid = pid;
+  ++pools_[worker.pool].worker_starts;
   by_identity_[worker.identity] = &worker;
   by_pid_[pid] = &worker;
   JOBD_LOG(kDebug) << "started " << Describe(worker);
@@ -419,14 +426,18 @@ int Supervisor::Run() {
   notifier_.Ready(ServiceStatus());
   while (!(shutting_down_ && Drained())) {
     const auto now = Clock::now();
-    zmq::pollitem_t items[] = {{workers_.handle(), 0, ZMQ_POLLIN, 0},
-                               {clients_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, signal_fd_, ZMQ_POLLIN, 0},
-                               {remote_ ? remote_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0},
-                               {remote_ ? remote_->zap().handle() : nullptr, -1, ZMQ_POLLIN, 0},
-                               {remote_ ? remote_->monitor().handle() : nullptr, -1, ZMQ_POLLIN, 0},
-                               {head_ ? head_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 7, NextTimeout(now));
+    std::vector<zmq::pollitem_t> items = {
+        {workers_.handle(), 0, ZMQ_POLLIN, 0},
+        {clients_.handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, signal_fd_, ZMQ_POLLIN, 0},
+        {remote_ ? remote_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0},
+        {remote_ ? remote_->zap().handle() : nullptr, -1, ZMQ_POLLIN, 0},
+        {remote_ ? remote_->monitor().handle() : nullptr, -1, ZMQ_POLLIN, 0},
+        {head_ ? head_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0}};
+    constexpr size_t kMetricsItems = 7;  // where the metrics endpoint's begin
+    if (metrics_) metrics_->AddPollItems(items);
+    zmq::poll(items, NextTimeout(now));
+    if (metrics_) metrics_->Handle(&items[kMetricsItems], [this] { return MetricsText(); });
     if (items[0].revents & ZMQ_POLLIN) HandleWorkerMessages();
     if (items[1].revents & ZMQ_POLLIN) HandleClientMessages(false);
     if (items[2].revents & ZMQ_POLLIN) HandleSignals();
@@ -663,6 +674,10 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
                 job->ended ? "" : "cancelled by its client");
       return;
     }
+    case wire::Request::kMetrics:
+      reply.mutable_metrics()->set_text(MetricsText());
+      Reply(client, reply);
+      return;
     case wire::Request::kJobs:
       *reply.mutable_jobs() = ListJobs(request.jobs().job());
       Reply(client, reply);
@@ -745,6 +760,10 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
     spec.python = std::make_shared<const wire::Python>(submit.python());
   }
   spec.cost_key = CostKey(submit);
+  spec.metric_function = submit.has_exec()
+                             ? (submit.exec().mode() == wire::Exec::PER_ITEM ? "exec" : "stream")
+                         : submit.has_python() ? "python"
+                                               : submit.function();
   spec.plugin = submit.plugin();
   spec.starmap = submit.starmap();
   spec.read_files = submit.read_files();
@@ -896,6 +915,9 @@ void Supervisor::CancelJob(uint64_t job_id, JobEnding ending, const std::string&
   if (job != nullptr) {
     Job& ended = *scheduler_.FindJob(job_id);
     ended.error = why;
+    if (auto pool = pools_.find(ended.spec.pool); pool != pools_.end() && ending == JobEnding::kDone) {
+      pool->second.job_seconds.Observe(SecondsSince(ended.started));
+    }
     history_.Add(RecordOf(ended, JobLabel(ended.spec), ending, /*errors=*/true));
   }
   scheduler_.EraseJob(job_id);
@@ -949,6 +971,31 @@ void Supervisor::ReplyError(const std::string& client, const std::string& messag
   reply.mutable_error()->set_message(message);
   reply.mutable_error()->set_job(job);
   Reply(client, reply);
+}
+
+std::string Supervisor::MetricsText() const {
+  MetricsSnapshot snapshot;
+  for (const auto& [name, pool] : pools_) {
+    MetricsSnapshot::Pool& out = snapshot.pools.emplace_back();
+    out.name = name;
+    for (const auto& worker : pool.workers) {
+      if (worker->pid == 0) continue;
+      ++(!worker->ready ? out.starting : worker->tasks.empty() ? out.idle : out.busy);
+    }
+    out.queued = scheduler_.QueuedItems(name);
+    out.worker_starts = pool.worker_starts;
+    out.worker_crashes = pool.worker_crashes;
+    out.payload_inline = pool.moved.inline_bytes;
+    out.payload_shared = pool.moved.shared_bytes;
+    out.job_seconds = pool.job_seconds;
+  }
+  snapshot.items = scheduler_.counts();
+  snapshot.jobs_running = scheduler_.jobs().size();
+  snapshot.nodes = nodes_.size();
+  snapshot.nodes_lost = nodes_lost_;
+  snapshot.uptime_seconds = SecondsSince(started_);
+  snapshot.resident_bytes = ResidentBytes();
+  return RenderMetrics(snapshot);
 }
 
 wire::JobList Supervisor::ListJobs(uint64_t id) const {
@@ -1281,6 +1328,7 @@ void Supervisor::Reap(pid_t pid, int wait_status) {
 
 void Supervisor::CountDeath(PoolState& pool, const std::string& how, Clock::time_point now) {
   const auto window = seconds(pool.config.restart_window_s);
+  ++pool.worker_crashes;
   pool.deaths.push_back(now);
   while (!pool.deaths.empty() && pool.deaths.front() < now - window) pool.deaths.pop_front();
   if (!pool.degraded.empty() || pool.deaths.size() <= pool.config.max_restarts) return;

@@ -26,6 +26,8 @@
 #include "daemon/config.h"
 #include "daemon/head_link.h"
 #include "daemon/history.h"
+#include "daemon/metrics.h"
+#include "daemon/metrics_http.h"
 #include "daemon/nodes.h"
 #include "daemon/remote.h"
 #include "daemon/scheduler.h"
@@ -98,6 +100,9 @@ class Supervisor {
     std::string degraded;                  // why, while degraded; empty when healthy
     Clock::time_point degraded_until;
     PayloadBytes moved;  // items to its workers and their results
+    uint64_t worker_starts = 0;
+    uint64_t worker_crashes = 0;  // unexpected deaths
+    Histogram job_seconds;        // of its jobs that finished
   };
   struct Respawn {
     Clock::time_point at;
@@ -187,6 +192,8 @@ class Supervisor {
   void Reply(const std::string& client, const wire::Reply& reply);
   void ReplyError(const std::string& client, const std::string& message, uint64_t job = 0);
   wire::StatusReport BuildStatus() const;
+  // What jobctl metrics and the metrics endpoint show.
+  std::string MetricsText() const;
   // jobctl jobs (`job` 0) or jobctl job ID.
   wire::JobList ListJobs(uint64_t job) const;
   // What systemd shows for the service (STATUS=).
@@ -211,6 +218,7 @@ class Supervisor {
   zmq::socket_t clients_;
   zmq::socket_t workers_;
   std::unique_ptr<RemoteListener> remote_;  // clients on other hosts, if configured
+  std::unique_ptr<MetricsEndpoint> metrics_;  // GET /metrics, if configured
   std::map<std::string, Node> nodes_;      // as a head: by client key
   std::map<std::string, Node> gone_nodes_;  // nodes that left or were lost, by name
   uint32_t nodes_lost_ = 0;

@@ -248,6 +248,8 @@ class Client {
   // The running jobs and the last finished ones (job 0), or job `job` alone
   // with its failed items' first errors (an error if jobd knows no such job).
   Result<wire::JobList> Jobs(uint64_t job = 0);
+  // jobd's metrics, in Prometheus' text exposition format.
+  Result<std::string> Metrics();
   // Asks jobd to finish running jobs and stop. Returns how many were running.
   Result<uint32_t> Shutdown();
   // Cancels job `job` (any client's). Returns how many of its items were done.
