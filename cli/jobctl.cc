@@ -515,11 +515,13 @@ std::string Bytes(uint64_t bytes) {
 void PrintStatus(const jobd::wire::StatusReport& report, const std::string& endpoint) {
   std::printf("jobd %s, pid %u, up %.1f s, serving %s\n", report.version().c_str(), report.pid(),
               report.uptime_seconds(), endpoint.c_str());
+  if (!report.draining().empty()) std::printf("shutting down: %s\n", report.draining().c_str());
   for (const auto& pool : report.pools()) {
     std::printf("\npool %s%s: %d workers, retries %u\n", pool.name().c_str(),
                 pool.name() == report.default_pool() ? " (default)" : "", pool.workers_size(),
                 pool.retries());
     if (!pool.degraded().empty()) std::printf("  %s\n", pool.degraded().c_str());
+    if (!pool.reload().empty()) std::printf("  reload: %s\n", pool.reload().c_str());
     std::printf("  payloads: %s inline, %s in shared memory\n",
                 Bytes(pool.payload_bytes_inline()).c_str(),
                 Bytes(pool.payload_bytes_shared()).c_str());

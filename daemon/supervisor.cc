@@ -1015,6 +1015,52 @@ wire::JobList Supervisor::ListJobs(uint64_t id) const {
   return list;
 }
 
+std::string Supervisor::ReloadLeft(const std::string& name, const PoolState& pool) const {
+  uint64_t jobs = 0;
+  for (const auto& [id, job] : scheduler_.jobs()) jobs += job.spec.pool == name;
+  if (pool.removed) {
+    return "removed by a reload: it goes once its " + std::to_string(jobs) + " jobs end";
+  }
+  std::vector<std::string> left;
+  if (pool.previous) {
+    const auto old = std::count_if(pool.workers.begin(), pool.workers.end(), [&](const auto& w) {
+      return w->pid != 0 && w->key <= pool.replaced_after;
+    });
+    left.push_back(std::to_string(old) + " workers still to replace (new plugins or memory_limit)"
+                   ", each once its tasks end");
+  }
+  const auto leaving = std::count_if(pool.workers.begin(), pool.workers.end(), [](const auto& w) {
+    return w->fate == Fate::kLeave && w->pid != 0;
+  });
+  if (leaving > 0) {
+    left.push_back(std::to_string(leaving) + " workers leaving (the pool shrank), each once its "
+                   "tasks end");
+  }
+  std::string text;
+  for (const std::string& part : left) text += (text.empty() ? "" : "; ") + part;
+  return text;
+}
+
+std::string Supervisor::DrainLeft() const {
+  const auto now = Clock::now();
+  if (workers_stopping_) {
+    size_t alive = 0;
+    for (const auto& [name, pool] : pools_) {
+      for (const auto& worker : pool.workers) alive += worker->pid != 0;
+    }
+    return "stopping: " + std::to_string(alive) + " workers still to exit, killed in " +
+           std::to_string(std::max<int64_t>(0, std::chrono::duration_cast<seconds>(
+                                                   kill_deadline_ - now).count())) + " s";
+  }
+  uint64_t items = 0;
+  for (const auto& [id, job] : scheduler_.jobs()) items += job.received - job.done();
+  return "draining: " + std::to_string(scheduler_.jobs().size()) + " jobs still running (" +
+         std::to_string(items) + " items without a result), ended in at most " +
+         std::to_string(std::max<int64_t>(0, std::chrono::duration_cast<seconds>(
+                                                 drain_deadline_ - now).count())) +
+         " s (drain_timeout)";
+}
+
 std::string Supervisor::ServiceStatus() const {
   size_t workers = 0, busy = 0;
   for (const auto& [name, pool] : pools_) {
@@ -1042,6 +1088,7 @@ wire::StatusReport Supervisor::BuildStatus() const {
     out->set_name(name);
     out->set_retries(pool.config.retries);
     out->set_degraded(pool.degraded);
+    out->set_reload(ReloadLeft(name, pool));
     out->set_payload_bytes_inline(pool.moved.inline_bytes);
     out->set_payload_bytes_shared(pool.moved.shared_bytes);
     for (const auto& worker : pool.workers) {
@@ -1080,6 +1127,7 @@ wire::StatusReport Supervisor::BuildStatus() const {
     out->set_rejoined(node.rejoined);
   }
   report.set_nodes_lost(nodes_lost_);
+  if (shutting_down_) report.set_draining(DrainLeft());
   if (head_) report.set_head(head_->endpoint());
   for (const auto& [id, job] : scheduler_.jobs()) {
     wire::StatusReport::Job* out = report.add_jobs();

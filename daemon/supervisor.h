@@ -196,6 +196,10 @@ class Supervisor {
   std::string MetricsText() const;
   // jobctl jobs (`job` 0) or jobctl job ID.
   wire::JobList ListJobs(uint64_t job) const;
+  // What a reload left to do in `pool`, for status ("": nothing).
+  std::string ReloadLeft(const std::string& name, const PoolState& pool) const;
+  // What a shutdown waits for, for status.
+  std::string DrainLeft() const;
   // What systemd shows for the service (STATUS=).
   std::string ServiceStatus() const;
   Worker* FindWorker(const std::string& identity);

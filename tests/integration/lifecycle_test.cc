@@ -37,6 +37,10 @@ TEST_F(LifecycleTest, ShutdownLetsRunningJobsFinishAndRefusesNewOnes) {
   EXPECT_EQ(refused.status, 4);
   EXPECT_NE(refused.err.find("jobd is shutting down and accepts no new jobs"), std::string::npos)
       << refused.err;
+  Command draining = Jobctl({"status"});
+  EXPECT_NE(draining.out.find("shutting down: draining: 1 jobs still running ("), std::string::npos)
+      << draining.out;
+  EXPECT_NE(draining.out.find("s (drain_timeout)"), std::string::npos) << draining.out;
 
   int status = 0;
   waitpid(job, &status, 0);

@@ -1,5 +1,7 @@
 // SIGHUP reloads the configuration without losing a task; the drain deadline.
 #include <signal.h>
+
+#include <algorithm>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +78,9 @@ TEST_F(ReloadTest, PoolsGrowShrinkAppearAndGoWithoutLosingATask) {
   EXPECT_NE(line.find("pool 'io' added with 1 workers"), std::string::npos) << line;
   EXPECT_NE(line.find("pool 'four' removed (its workers go once its jobs end)"), std::string::npos)
       << line;
+  Command status = Jobctl({"status"});
+  EXPECT_NE(status.out.find("reload: removed by a reload: it goes once its 1 jobs end"),
+            std::string::npos) << status.out;
   // A removed pool takes no new job, and finishes those it has.
   Command refused = Jobctl({"map", "--pool", "four", "len", "x"});
   EXPECT_EQ(refused.status, 4);
@@ -89,10 +94,19 @@ TEST_F(ReloadTest, PoolsGrowShrinkAppearAndGoWithoutLosingATask) {
   })) << ::testing::PrintToString(PoolSizes());
 
   // Shrinking while a job runs: the leaving workers finish what they hold.
-  const pid_t shrink_job = StartSleeps("cpu", 60, 20, cpu_out);
+  const pid_t shrink_job = StartSleeps("cpu", 9, 400, cpu_out);
   ASSERT_TRUE(Eventually([&] { return RunningJobs() == 1; }));
+  ASSERT_TRUE(Eventually([&] {
+    Result<wire::StatusReport> report = Report();
+    return report.ok() && std::all_of(report->pools(0).workers().begin(),
+                                      report->pools(0).workers().end(),
+                                      [](const auto& w) { return w.state() == "busy"; });
+  })) << "every worker holds a 400 ms item";
   EXPECT_NE(Reload("pools:\n  cpu: {workers: 1}\n").find("pool 'cpu': 3 -> 1 workers"),
             std::string::npos);
+  Command shrinking = Jobctl({"status"});
+  EXPECT_NE(shrinking.out.find("reload: 2 workers leaving (the pool shrank), each once its tasks end"),
+            std::string::npos) << shrinking.out;
   ExpectAllResults(shrink_job, cpu_out);
   EXPECT_TRUE(Eventually([&] {
     return PoolSizes() == std::map<std::string, size_t>{{"cpu", 1}};
