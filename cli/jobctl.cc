@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/joblog.h"
 #include "cli/words.h"
 #include "jobd.pb.h"
 #include "jobd/client.h"
@@ -122,6 +123,13 @@ options:
   --failed-as TEXT     print TEXT on stdout for a failed item (its error still
                        goes to stderr): one output line per input line, so
                        `paste` and line numbers stay aligned
+  --joblog FILE        append a line per item to FILE in GNU parallel's format
+                       (Seq Host Starttime JobRuntime Send Receive Exitval Signal
+                       Command, tab-separated; Seq counts input items from 1)
+  --resume             with --joblog: skip the items FILE shows done, so an
+                       interrupted run (Ctrl-C, jobctl or jobd killed) finishes
+                       with each item done once across the runs
+  --resume-failed      with --joblog: the same, but run failed items again
   --pool NAME          run in pool NAME (default: jobd's default pool); for
                        I/O-bound work (downloads, waiting on other programs)
                        --pool io, which has many more workers than cores
@@ -267,6 +275,8 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
   std::vector<std::string> zip, constants;  // starmap
   std::optional<std::string> command;
   std::optional<std::string> failed_as;  // printed for a failed item
+  std::string joblog_path;
+  jobd::JobLog::Resume resume = jobd::JobLog::Resume::kNo;
   bool progress = isatty(STDERR_FILENO);
   std::string function;
   std::vector<std::string> items;
@@ -312,6 +322,14 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
       constants.push_back(*constant);
     } else if (arg == "--unordered") {
       options.ordered = false;
+    } else if (arg == "--joblog") {
+      const std::string* path = value();
+      if (path == nullptr) return Usage(kMapUsage, "--joblog needs a FILE");
+      joblog_path = *path;
+    } else if (arg == "--resume") {
+      resume = jobd::JobLog::Resume::kDone;
+    } else if (arg == "--resume-failed") {
+      resume = jobd::JobLog::Resume::kSucceeded;
     } else if (arg == "--failed-as") {
       const std::string* text = value();
       if (text == nullptr) return Usage(kMapUsage, "--failed-as needs a TEXT (it may be empty)");
@@ -437,6 +455,25 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
   } else {
     source = std::make_unique<jobd::VectorSource>(items);
   }
+  if (resume != jobd::JobLog::Resume::kNo && joblog_path.empty()) {
+    return Usage(kMapUsage, "--resume and --resume-failed read the log of --joblog FILE");
+  }
+  std::unique_ptr<jobd::JobLog> joblog;
+  std::unique_ptr<jobd::ItemSource> logged;
+  if (!joblog_path.empty()) {
+    jobd::Result<std::unique_ptr<jobd::JobLog>> opened = jobd::JobLog::Open(joblog_path, resume);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "jobctl: %s\n", opened.message().c_str());
+      return kJobFailed;
+    }
+    joblog = std::move(opened).value();
+    logged = joblog->Wrap(*source);
+    if (joblog->skipped() > 0) {
+      std::fprintf(stderr, "jobctl: %zu items done already, as %s shows: skipped\n",
+                   joblog->skipped(), joblog_path.c_str());
+    }
+  }
+  jobd::ItemSource& input = logged ? *logged : *source;
 
   // No SA_RESTART: a blocked read returns, and the job is cancelled.
   struct sigaction interrupt{};
@@ -452,8 +489,10 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
   auto print = [&](const jobd::ItemResult& result) -> jobd::Status {
         ++done;
         line.clear();
+        // Its place in the input (from 1): a resumed run skips what was done.
+        const uint64_t number = joblog ? joblog->SeqOf(result.index) : result.index + 1;
         if (json) {
-          line = "{\"index\":" + std::to_string(result.index) +
+          line = "{\"index\":" + std::to_string(number - 1) +
                  (result.ok ? ",\"ok\":true,\"result\":" : ",\"ok\":false,\"error\":");
           AppendJsonString(&line, result.value);
           line += "}\n";
@@ -467,25 +506,36 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
           ++failed;
           // Counted as people count lines: the first item is item 1 (--json's index is 0).
           std::fprintf(stderr, "%sjobctl: item %llu failed: %.*s\n", progress ? "\r\033[K" : "",
-                       static_cast<unsigned long long>(result.index + 1),
+                       static_cast<unsigned long long>(number),
                        static_cast<int>(result.value.size()), result.value.data());
         }
         if (!line.empty() && std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) {
           if (errno == EINTR) return jobd::Status::Error("interrupted while writing results");
           return jobd::Status::Error(std::string("cannot write results: ") + std::strerror(errno));
         }
+        if (joblog) joblog->Log(result);
         shown.Update(done, failed);
         return {};
       };
-  options.after_results = [] { std::fflush(stdout); };  // a pipe gets each result as it comes
+  // A pipe gets each result as it comes; the job log follows the results it
+  // logs, so that a run killed in between repeats an item rather than lose it.
+  jobd::Status log_written;
+  options.after_results = [&] {
+    std::fflush(stdout);
+    if (joblog && log_written.ok()) log_written = joblog->Flush();
+  };
   jobd::PythonFunction python_function;
   if (python) python_function.function = *python;
   jobd::Result<jobd::JobSummary> summary =
-      python    ? client->MapPython(python_function, *source, options, print)
-      : command ? client->MapCommand(exec, *source, options, print)
-                : client->Map(function, *source, options, print);
-  std::fflush(stdout);
+      python    ? client->MapPython(python_function, input, options, print)
+      : command ? client->MapCommand(exec, input, options, print)
+                : client->Map(function, input, options, print);
+  options.after_results();
   shown.Finish();
+  if (!log_written.ok()) {
+    std::fprintf(stderr, "jobctl: %s\n", log_written.message().c_str());
+    return kJobFailed;
+  }
   if (!summary.ok()) {
     std::fprintf(stderr, "jobctl: %s\n", summary.message().c_str());
     return summary.message().rfind("interrupted", 0) == 0 ? kInterrupted : kJobFailed;

@@ -1,6 +1,8 @@
 // jobctl map and the client library against a real jobd: results, order,
 // input forms, output forms, exit statuses, shared-memory payloads.
 #include <openssl/evp.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sys/stat.h>
@@ -9,7 +11,9 @@
 #include <atomic>
 #include <thread>
 #include <filesystem>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include "daemon_fixture.h"
 #include "jobd.pb.h"
@@ -195,6 +199,84 @@ TEST_F(MapTest, FailedItemsGoToStderrWithTheirIndexAndExitOne) {
   EXPECT_NE(run.err.find("item 2 failed: primes: expected a whole number, got 'five'"),
             std::string::npos) << run.err;
   EXPECT_NE(run.err.find("1 of 3 items failed"), std::string::npos) << run.err;
+}
+
+// The job log's lines, each split at its tabs (the header first).
+std::vector<std::vector<std::string>> JobLogLines(const std::string& path) {
+  std::vector<std::vector<std::string>> lines;
+  std::istringstream text(ReadFile(path));
+  for (std::string line; std::getline(text, line);) {
+    std::vector<std::string> fields;
+    std::istringstream columns(line);
+    for (std::string field; std::getline(columns, field, '\t');) fields.push_back(field);
+    lines.push_back(fields);
+  }
+  return lines;
+}
+
+TEST_F(MapTest, JoblogIsGnuParallelsAndResumeRunsEachItemOnceAcrossRuns) {
+  const std::string log = dir_ + "/joblog";
+  const std::vector<std::string> command = {"map", "--joblog", log, "--shell", "--exec",
+                                            "test {} != 3 && echo {}"};
+  auto with = [&](std::vector<std::string> args, const std::vector<std::string>& more) {
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  Command first = Jobctl(with(command, {"1", "2", "3", "4", "5"}));
+  EXPECT_EQ(first.status, 1);
+  EXPECT_EQ(first.out, "1\n2\n4\n5\n");
+  auto lines = JobLogLines(log);
+  ASSERT_EQ(lines.size(), 6u) << ReadFile(log);
+  EXPECT_EQ(lines[0], (std::vector<std::string>{"Seq", "Host", "Starttime", "JobRuntime", "Send",
+                                                "Receive", "Exitval", "Signal", "Command"}));
+  std::map<std::string, std::vector<std::string>> by_seq;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    ASSERT_EQ(lines[i].size(), 9u) << ReadFile(log);
+    by_seq[lines[i][0]] = lines[i];
+  }
+  EXPECT_EQ(by_seq.size(), 5u);
+  EXPECT_EQ(by_seq["3"][6], "1") << "the command's exit status";
+  EXPECT_EQ(by_seq["2"][6], "0");
+  EXPECT_EQ(by_seq["2"][5], "1") << "bytes received";
+  EXPECT_GT(std::stod(by_seq["2"][2]), 1.7e9) << "Unix time";
+
+  // --resume: only what the log does not show; --resume-failed: the failed one too.
+  Command resumed = Jobctl(with(with(command, {"--resume"}), {"1", "2", "3", "4", "5", "6"}));
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(resumed.out, "6\n");
+  Command failed_again = Jobctl(with(with(command, {"--resume-failed"}), {"1", "2", "3", "4", "5", "6"}));
+  EXPECT_EQ(failed_again.status, 1);
+  EXPECT_EQ(failed_again.out, "");
+  EXPECT_NE(failed_again.err.find("item 3 failed"), std::string::npos) << "counted as the input";
+  // GNU parallel itself reads the log: all that is left to it is item 3.
+  Command parallel = RunCommand({"/usr/bin/parallel", "--will-cite", "--joblog", log, "--resume-failed", "echo", ":::",
+                                 "1", "2", "3", "4", "5", "6"});
+  EXPECT_EQ(parallel.out, "3\n") << parallel.status << " " << parallel.err;
+  EXPECT_EQ(Jobctl({"map", "--resume", "len", "x"}).status, 2) << "--resume needs --joblog";
+
+  // Killed mid-run, then resumed: every item's result once across the two runs.
+  const std::string in = dir_ + "/in", out = dir_ + "/out", log2 = dir_ + "/joblog2";
+  std::string numbers;
+  for (int i = 1; i <= 60; ++i) numbers += std::to_string(i) + "\n";
+  WriteFile(in, numbers);
+  const std::vector<std::string> slow = {Bin("jobctl"), "map", "--joblog", log2, "--chunksize",
+                                         "1", "--shell", "--exec", "sleep 0.02; echo {}"};
+  const pid_t killed = Spawn(slow, in, out, Env());
+  pids_.insert(killed);
+  ASSERT_TRUE(Eventually([&] { return ReadFile(out).size() > 20; }));
+  kill(killed, SIGKILL);
+  waitpid(killed, nullptr, 0);
+  const std::string before = ReadFile(out);
+  std::vector<std::string> rest_args(slow.begin() + 1, slow.end());
+  rest_args.push_back("--resume");
+  Command rest = RunCommand(with({slow[0]}, rest_args), numbers, Env());
+  EXPECT_EQ(rest.status, 0) << rest.err;
+  std::multiset<int> seen;
+  std::istringstream all(before + rest.out);
+  for (int n; all >> n;) seen.insert(n);
+  std::multiset<int> expected;
+  for (int i = 1; i <= 60; ++i) expected.insert(i);
+  EXPECT_EQ(seen, expected) << "first run:\n" << before << "resumed:\n" << rest.out;
 }
 
 // With --failed-as, stdout keeps one line per input line.
