@@ -620,6 +620,7 @@ class MapRun : public ItemSink {
       }
     }
     job_ = job;
+    resubmitted_ += unanswered_.size();
     resent_.clear();
     first_fresh_ = sent_;
     job_sent_ = 0;
@@ -647,6 +648,8 @@ class MapRun : public ItemSink {
   }
 
   size_t unanswered() const { return unanswered_.size(); }
+  // Items sent again to a jobd that replaced a dead one, over every resubmit.
+  uint64_t resubmitted() const { return resubmitted_; }
   uint64_t succeeded() const { return succeeded_; }
   uint64_t failed() const { return failed_; }
 
@@ -821,9 +824,7 @@ class MapRun : public ItemSink {
   // can follow them in order.
   void Unpack() {
     if (!batch_.has_packed()) return;
-    for (PackedReader packed(batch_.packed()); !packed.done();) {
-      batch_.add_items()->set_data(std::string(packed.Next()));
-    }
+    UnpackInto(batch_.mutable_packed(), [&] { return batch_.add_items(); });
     batch_.clear_packed();
   }
 
@@ -900,6 +901,7 @@ class MapRun : public ItemSink {
   size_t batch_bytes_ = 0;
   uint64_t sent_ = 0;
   uint64_t delivered_ = 0;
+  uint64_t resubmitted_ = 0;
   bool input_done_ = false;
   std::map<uint64_t, wire::ItemResult> pending_;  // ordered mode: results waiting their turn
   std::map<std::string, uint64_t> input_refs_;     // segment -> items not yet delivered
@@ -1141,7 +1143,8 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
         // After a resubmit, jobd's last job saw only part of the items.
         summary.succeeded = summary.resubmits > 0 ? run.succeeded() : reply.end().succeeded();
         summary.failed = summary.resubmits > 0 ? run.failed() : reply.end().failed();
-        summary.retried = reply.end().retried();
+        // Items a dead jobd held ran again: retried, as those of a dead worker.
+        summary.retried = run.resubmitted() + reply.end().retried();
         summary.job = job;
         return summary;
       } else if (reply.has_error() && (reply.error().job() == job || reply.error().job() == 0)) {

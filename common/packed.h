@@ -39,4 +39,15 @@ class PackedReader {
   size_t offset_ = 0;
 };
 
+// Moves the strings of `packed` into Payloads made by `add_payload()` (one
+// call per string, in order), and clears it: when a message that carried its
+// payloads packed must go on one by one.
+template <typename AddPayload>
+void UnpackInto(wire::Packed* packed, const AddPayload& add_payload) {
+  for (PackedReader strings(*packed); !strings.done();) {
+    add_payload()->set_data(std::string(strings.Next()));
+  }
+  packed->Clear();
+}
+
 }  // namespace jobd

@@ -147,9 +147,7 @@ void TaskOutput::TakeOutcome(wire::TaskResult* result) {
     AppendPacked(result->mutable_values(), outcome_.value().data());
   } else {
     if (result->has_values()) {  // the values so far, one by one after all
-      for (PackedReader values(result->values()); !values.done();) {
-        result->add_outcomes()->mutable_value()->set_data(std::string(values.Next()));
-      }
+      UnpackInto(result->mutable_values(), [&] { return result->add_outcomes()->mutable_value(); });
       result->clear_values();
     }
     result->add_outcomes()->Swap(&outcome_);

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -167,6 +168,35 @@ TEST_F(FaultTest, ResubmitDeliversEveryResultOnceInOrderAcrossADaemonRestart) {
   EXPECT_NE(err.find("waiting up to 30 s for jobd to serve"), std::string::npos) << err;
   EXPECT_NE(err.find("items without a result as job 1 to jobd (pid " + std::to_string(daemon_pid_)),
             std::string::npos) << err;
+}
+
+// The items a dead jobd held ran again: the summary counts them as retried,
+// as it does those of a dead worker.
+TEST_F(FaultTest, ResubmittedItemsCountAsRetried) {
+  Client client = Connect();
+  std::vector<std::string> items(40, "100");  // sleep 100 ms each
+  VectorSource source(items);
+  MapOptions options;
+  options.chunksize = 1;
+  options.resubmit_wait_seconds = 30;
+  std::atomic<int> results{0};
+  Result<JobSummary> summary = Status::Error("not run");
+  std::thread map([&] {
+    summary = client.Map("sleep", source, options, [&](const ItemResult&) {
+      ++results;
+      return Status();
+    });
+  });
+  ASSERT_TRUE(Eventually([&] { return results.load() >= 4; }));
+  KillDaemon();
+  ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
+  map.join();
+  ASSERT_TRUE(summary.ok()) << summary.message();
+  EXPECT_EQ(summary->succeeded, 40u);
+  EXPECT_EQ(summary->resubmits, 1u);
+  EXPECT_GE(summary->retried, 1u) << "the items without a result ran again";
+  EXPECT_LE(summary->retried, 36u);
+  EXPECT_EQ(results.load(), 40);
 }
 
 TEST_F(FaultTest, ResubmitKeepsResultsThatWaitedTheirTurn) {

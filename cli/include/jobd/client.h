@@ -114,7 +114,7 @@ struct JobSummary {
   uint64_t job = 0;
   uint64_t succeeded = 0;
   uint64_t failed = 0;
-  uint64_t retried = 0;  // items re-run because a worker died under them
+  uint64_t retried = 0;  // items run again because a worker, node or jobd died under them
   uint32_t resubmits = 0;  // times the job was resubmitted after jobd died
 };
 
