@@ -137,6 +137,14 @@ Result<bool> DelimitedSource::Read(ItemSink& sink, size_t max) {
   return true;
 }
 
+namespace {
+// A table's line without the CR of a CRLF ending (a file from Windows or a
+// spreadsheet): the CR would otherwise end up in the last argument, unseen.
+std::string_view WithoutCarriageReturn(std::string_view line) {
+  return !line.empty() && line.back() == '\r' ? line.substr(0, line.size() - 1) : line;
+}
+}  // namespace
+
 TsvSource::TsvSource(int fd, std::vector<std::string> constants)
     : lines_(fd, '\n'), constants_(std::move(constants)) {}
 
@@ -148,6 +156,7 @@ Result<bool> TsvSource::Read(ItemSink& sink, size_t max) {
     Split(TsvSource& s, ItemSink& t) : source(s), target(t) {}
     jobd::Status Add(std::string_view line) override {
       ++source.line_;
+      line = WithoutCarriageReturn(line);
       std::vector<std::string_view> args(source.constants_.begin(), source.constants_.end());
       for (size_t start = 0;;) {
         const size_t tab = line.find('\t', start);
@@ -211,6 +220,7 @@ Result<bool> ZipSource::Read(ItemSink& sink, size_t max) {
       } else {
         lines[i].assign(data, static_cast<size_t>(length));
         if (!lines[i].empty() && lines[i].back() == '\n') lines[i].pop_back();
+        lines[i].resize(WithoutCarriageReturn(lines[i]).size());
       }
       std::free(data);
     }

@@ -165,7 +165,8 @@ file. Every item must have as many arguments as the first.
 
 options (besides map's --pool, --chunksize, --workers, --json, --unordered,
 --plugin, --exec, --stream, --framed, --shell, --resubmit):
-  --zip FILE...        one argument per file, line by line, in lockstep
+  --zip FILE...        one argument per file, line by line, in lockstep (a CRLF
+                       line ending, in these files or in TSV, is a line ending)
   --const VALUE        an argument put first in every item (repeatable): the
                        zip(itertools.repeat(VALUE), items) idiom
 

@@ -116,7 +116,7 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   if (node.IsNull()) return pool;  // "cpu:" with nothing under it takes the defaults
   reader.CheckKeys(node, path, {"workers", "retries", "task_timeout", "max_tasks_per_worker",
                                 "plugins", "kinds", "max_restarts", "restart_window",
-                                "memory_limit", "retry_backoff"});
+                                "memory_limit", "retry_backoff", "credit_window"});
   if (const YAML::Node limit = node["memory_limit"]) {
     // A number of bytes with an optional K, M or G (powers of 1024).
     const std::string text = limit.IsScalar() ? limit.Scalar() : "";
@@ -139,6 +139,9 @@ PoolConfig ParsePool(const Reader& reader, const std::string& name, const YAML::
   }
   if (const YAML::Node timeout = node["task_timeout"]) {
     pool.task_timeout_ms = reader.Milliseconds(timeout, path + ".task_timeout", 86400, " (none)");
+  }
+  if (const YAML::Node window = node["credit_window"]) {
+    pool.credit_window_ms = reader.Milliseconds(window, path + ".credit_window", 10, " (one task at a time)");
   }
   if (const YAML::Node backoff = node["retry_backoff"]) {
     pool.retry_backoff_ms = reader.Milliseconds(backoff, path + ".retry_backoff", 60, " (none)");
@@ -208,7 +211,8 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
       return config;
     }
     reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "drain_timeout", "idle_exit",
-                                "job_history", "metrics_listen", "pools"});
+                                "job_history", "metrics_listen", "stop_deadline", "reap_interval",
+                                "pools"});
     if (const YAML::Node listen = root["listen"]) {
       config.listen = ExpandEnv(reader.String(listen, "listen"));
       if (Result<std::string> path = IpcPath(config.listen); !path.ok()) {
@@ -223,6 +227,12 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
     }
     if (const YAML::Node drain = root["drain_timeout"]) {
       config.drain_timeout_ms = reader.Milliseconds(drain, "drain_timeout", 86400, "");
+    }
+    if (const YAML::Node stop = root["stop_deadline"]) {
+      config.stop_deadline_ms = reader.Milliseconds(stop, "stop_deadline", 3600, " (kill at once)");
+    }
+    if (const YAML::Node reap = root["reap_interval"]) {
+      config.reap_interval_ms = reader.Milliseconds(reap, "reap_interval", 86400, " (only at start)");
     }
     if (const YAML::Node idle = root["idle_exit"]) {
       config.idle_exit_ms = reader.Milliseconds(idle, "idle_exit", 30 * 86400, "");

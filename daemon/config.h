@@ -26,6 +26,10 @@ struct PoolConfig {
   // restart_window seconds make the pool degraded for a window.
   uint32_t max_restarts = 20;
   uint32_t restart_window_s = 10;
+  // A worker holds more than one task only while their estimated run time
+  // stays under this (tiny tasks flow in batches; a slow one never holds up
+  // work another worker could do); 0: one task at a time.
+  uint32_t credit_window_ms = 2;
   std::vector<std::string> plugins;   // absolute paths of plugins every worker loads
   // What jobs may run here: "function" (the pool's builtins and plugins),
   // "plugin" (a job's own --plugin), "exec" (a command per item), "stream".
@@ -57,6 +61,10 @@ struct Config {
   uint32_t drain_timeout_ms = 30'000;
   // jobd stops after this long without a job; 0: never.
   uint32_t idle_exit_ms = 0;
+  // Workers told to stop are killed after this long.
+  uint32_t stop_deadline_ms = 5'000;
+  // How often /dev/shm is swept for segments whose creator has exited; 0: only at start.
+  uint32_t reap_interval_ms = 60'000;
   // Where Prometheus may GET /metrics ("HOST:PORT"); "": nowhere.
   std::string metrics_listen;
   // Finished jobs that `jobctl jobs` lists (the newest).

@@ -34,16 +34,11 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// An idle worker always gets a task. More tasks wait in its queue only while
-// their estimated run time stays this short: tiny tasks then flow in batches
-// that hide the round trip, and a slow task never holds up work another
-// worker could do (the round trip it saves is ~0.1 ms, noise for a long task).
-constexpr uint64_t kCreditWindowNs = 2'000'000;
+// Tasks a worker may hold at once, however short (its pool's credit_window
+// bounds their estimated run time).
 constexpr size_t kMaxCredit = 256;
 // Inline bytes per message to a worker; tasks beyond wait for the next round.
 constexpr size_t kMaxBatchBytes = 8 << 20;
-// How long workers get to exit after Stop before SIGKILL.
-constexpr auto kStopDeadline = seconds(5);
 constexpr auto kStartDeadline = seconds(15);
 constexpr auto kLivenessInterval = seconds(1);
 // The loop runs at least once a second: a longer gap than this between two
@@ -62,9 +57,6 @@ constexpr char kRemoteClient = 'R';
 constexpr size_t kDepartedRemembered = 256;
 // The descriptor on which a worker reads its routing id and secret.
 constexpr int kWorkerCredentialsFd = 3;
-// How often /dev/shm is swept for segments whose creator has exited (a
-// client that died between creating a segment and naming it to jobd).
-constexpr auto kReapInterval = seconds(60);
 // How often an idle jobd gives freed memory back to the system.
 constexpr auto kTrimInterval = seconds(5);
 // How often running items are checked against their timeouts.
@@ -298,7 +290,7 @@ Status Supervisor::Listen() {
                   << pools_.size() << (pools_.size() == 1 ? " pool" : " pools");
   next_liveness_check_ = Clock::now() + kLivenessInterval;
   next_timeout_check_ = Clock::now() + kTimeoutCheckInterval;
-  next_reap_ = Clock::now() + kReapInterval;
+  next_reap_ = Clock::now() + milliseconds(config_.reap_interval_ms);
   return {};
 }
 
@@ -805,7 +797,7 @@ void Supervisor::Dispatch() {
     while (gave) {
       gave = false;
       for (auto& worker : pool.workers) {
-        if (!worker->ready || !HasCredit(*worker, pool.config.max_tasks_per_worker) ||
+        if (!worker->ready || !HasCredit(*worker, pool.config) ||
             batch_bytes[worker.get()] >= kMaxBatchBytes) {
           continue;
         }
@@ -847,14 +839,16 @@ void Supervisor::Dispatch() {
   DispatchToNodes();
 }
 
-bool Supervisor::HasCredit(const Worker& worker, uint32_t max_tasks) const {
+bool Supervisor::HasCredit(const Worker& worker, const PoolConfig& pool) const {
   const size_t held = worker.tasks.size();
+  const uint32_t max_tasks = pool.max_tasks_per_worker;
   if (worker.fate != Fate::kServe || worker.stop_sent ||
       (max_tasks > 0 && worker.tasks_this_life + held >= max_tasks)) {
     return false;
   }
   if (held == 0) return true;
-  return held < kMaxCredit && worker.unestimated == 0 && worker.estimate_ns < kCreditWindowNs;
+  return held < kMaxCredit && worker.unestimated == 0 &&
+         worker.estimate_ns < uint64_t{pool.credit_window_ms} * 1'000'000;
 }
 
 void Supervisor::Untrack(Worker& worker, uint64_t task_id) {
@@ -1442,8 +1436,10 @@ void Supervisor::HandleTimers(Clock::time_point now) {
   notifier_.Watchdog(now);
   CheckNodes(now);
   CheckHead(now);
-  if (now >= next_reap_) {
-    next_reap_ = now + kReapInterval;
+  // The sweep at start is also for a client that died between creating a
+  // segment and naming it to jobd while jobd runs.
+  if (config_.reap_interval_ms > 0 && now >= next_reap_) {
+    next_reap_ = now + milliseconds(config_.reap_interval_ms);
     ReapOrphans();
   }
   if (now >= next_liveness_check_) {
@@ -1490,7 +1486,7 @@ void Supervisor::HandleTimers(Clock::time_point now) {
                              "drain_timeout: ") + deadline + " s, passed)");
     }
     workers_stopping_ = true;
-    kill_deadline_ = now + kStopDeadline;
+    kill_deadline_ = now + milliseconds(config_.stop_deadline_ms);
     respawns_.clear();
     for (auto& [name, pool] : pools_) {
       for (auto& worker : pool.workers) {

@@ -142,7 +142,7 @@ class Supervisor {
   // `sender_pid`: the client's pid as the kernel tells it; 0 if unknown.
   void Submit(const std::string& client, pid_t sender_pid, wire::Submit& submit);
   void Dispatch();
-  bool HasCredit(const Worker& worker, uint32_t max_tasks) const;
+  bool HasCredit(const Worker& worker, const PoolConfig& pool) const;
   void SendStop(const Worker& worker);
   void Untrack(Worker& worker, uint64_t task_id);
   void FlushResults();

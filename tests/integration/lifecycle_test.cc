@@ -5,8 +5,10 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <filesystem>
 
+#include "common/payload.h"
 #include "daemon_fixture.h"
 #include "jobd.pb.h"
 
@@ -142,6 +144,30 @@ TEST_F(LifecycleTest, JobsListsRunningAndFinishedJobsAndJobShowsOneWithItsErrors
   EXPECT_EQ(unknown.status, 4);
   EXPECT_NE(unknown.err.find("jobd knows no job 99"), std::string::npos) << unknown.err;
   EXPECT_EQ(Jobctl({"job"}).status, 2);
+}
+
+// A segment whose creator died while jobd runs (a client killed between
+// creating it and naming it to jobd) goes at the next sweep, every
+// reap_interval.
+TEST_F(LifecycleTest, SegmentsOfDeadCreatorsAreReapedEveryReapInterval) {
+  ASSERT_EQ(StopDaemon(), 0);
+  ASSERT_EQ(StartDaemon(Config() + "reap_interval: 0.3\nstop_deadline: 1\n").status, 0) << Log();
+  const pid_t gone = Spawn({"/bin/true"}, "/dev/null", dir_ + "/true.out");
+  waitpid(gone, nullptr, 0);
+  const std::string orphan = NewSegmentName(gone);
+  ASSERT_TRUE(Segment::Create(orphan, 4096).ok());
+  const std::string live = NewSegmentName();  // this test's own: kept
+  ASSERT_TRUE(Segment::Create(live, 4096).ok());
+  EXPECT_TRUE(Eventually([&] {
+    const std::vector<std::string> now = ListSegments();
+    return std::find(now.begin(), now.end(), orphan) == now.end();
+  }, 3000)) << Log();
+  EXPECT_TRUE(Eventually([&] {
+    return Log().find("removed 1 shared-memory segments left by dead processes") != std::string::npos;
+  })) << Log();
+  const std::vector<std::string> now = ListSegments();
+  EXPECT_NE(std::find(now.begin(), now.end(), live), now.end()) << "its creator lives";
+  RemoveSegment(live);
 }
 
 TEST_F(LifecycleTest, SigtermStopsCleanlyAndNoWorkerOutlivesTheDaemon) {

@@ -15,6 +15,23 @@ TEST_F(StarmapTest, ZippedFilesAndConstantsReachCommandsAsSeparateArguments) {
   EXPECT_EQ(run.out, "[K][one][1]\n[K][two words][2]\n[K][$(x)][3]\n");
 }
 
+// A CRLF ending (Windows, spreadsheets) ends the line: the CR is not part of
+// the last argument, in --zip files and in TSV alike.
+TEST_F(StarmapTest, ACarriageReturnBeforeTheNewlineIsPartOfTheLineEnding) {
+  WriteFile(dir_ + "/a", "one\r\ntwo\r\n");
+  WriteFile(dir_ + "/b", "1\r\n2\n");
+  Command zipped = Jobctl({"starmap", "--exec", "printf [%s] {1} {2}", "--zip", dir_ + "/a",
+                           dir_ + "/b"});
+  ASSERT_EQ(zipped.status, 0) << zipped.err;
+  EXPECT_EQ(zipped.out, "[one][1]\n[two][2]\n");
+  Command tsv = Jobctl({"starmap", "--exec", "printf [%s] {1} {2}"}, "a\tb\r\nc\td\n");
+  ASSERT_EQ(tsv.status, 0) << tsv.err;
+  EXPECT_EQ(tsv.out, "[a][b]\n[c][d]\n");
+  // Inside a line, a CR is data.
+  Command inner = Jobctl({"starmap", "--exec", "printf [%s] {1} {2}"}, "a\rx\tb\n");
+  EXPECT_EQ(inner.out, "[a\rx][b]\n");
+}
+
 TEST_F(StarmapTest, TsvColumnsReachPluginsAndStreams) {
   // The example plugin's `words` counts words of its first argument only.
   Command plugin = Jobctl({"starmap", "--plugin", std::string(JOBD_LIB_DIR) + "/libjobd_text.so",

@@ -67,11 +67,31 @@ TEST(ConfigTest, ListenExpandsEnvironment) {
   EXPECT_EQ(config.listen, "ipc:///tmp/xyz/s.sock");
 }
 
+TEST(ConfigTest, TunableIntervalsHaveDefaultsAndBounds) {
+  Result<Config> defaults = ParseConfig("pools:\n  cpu: {workers: 1}\n", "test.yaml");
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->stop_deadline_ms, 5000u);
+  EXPECT_EQ(defaults->reap_interval_ms, 60000u);
+  EXPECT_EQ(defaults->pools[0].credit_window_ms, 2u);
+  Result<Config> set = ParseConfig(
+      "stop_deadline: 1.5\nreap_interval: 0\npools:\n  cpu: {workers: 1, credit_window: 0}\n",
+      "test.yaml");
+  ASSERT_TRUE(set.ok()) << set.message();
+  EXPECT_EQ(set->stop_deadline_ms, 1500u);
+  EXPECT_EQ(set->reap_interval_ms, 0u);
+  EXPECT_EQ(set->pools[0].credit_window_ms, 0u);
+  EXPECT_NE(ErrorOf("pools:\n  cpu: {credit_window: 11}\n")
+                .find("'pools.cpu.credit_window' must be seconds from 0 (one task at a time) to 10"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("stop_deadline: -1\n").find("'stop_deadline' must be seconds"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   const std::string error = ErrorOf("pools:\n  cpu:\n    workers: 2\n    wrokers: 3\n");
   EXPECT_NE(error.find("test.yaml:4"), std::string::npos) << error;
   EXPECT_NE(error.find("pools.cpu.wrokers"), std::string::npos) << error;
-  EXPECT_NE(error.find("known keys here: kinds, max_restarts, max_tasks_per_worker, "
+  EXPECT_NE(error.find("known keys here: credit_window, kinds, max_restarts, max_tasks_per_worker, "
                        "memory_limit, plugins, restart_window, retries, retry_backoff, task_timeout, "
                        "workers"),
             std::string::npos) << error;
