@@ -211,7 +211,8 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
       return config;
     }
     reader.CheckKeys(root, "", {"listen", "log_level", "default_pool", "drain_timeout", "idle_exit",
-                                "job_history", "metrics_listen", "stop_deadline", "reap_interval",
+                                "job_history", "job_history_file", "metrics_listen",
+                                "stop_deadline", "reap_interval",
                                 "pools"});
     if (const YAML::Node listen = root["listen"]) {
       config.listen = ExpandEnv(reader.String(listen, "listen"));
@@ -243,6 +244,9 @@ Result<Config> ParseConfig(std::string_view yaml, const std::string& source) {
       if (config.metrics_listen.find(':') == std::string::npos) {
         config.metrics_listen = "127.0.0.1:" + config.metrics_listen;
       }
+    }
+    if (const YAML::Node file = root["job_history_file"]) {
+      config.job_history_file = ExpandEnv(reader.String(file, "job_history_file"));
     }
     if (const YAML::Node history = root["job_history"]) {
       config.job_history = reader.Count(history, "job_history", 0, 100'000);

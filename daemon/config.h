@@ -69,6 +69,9 @@ struct Config {
   std::string metrics_listen;
   // Finished jobs that `jobctl jobs` lists (the newest).
   uint32_t job_history = 100;
+  // Where they are kept across restarts; "": beside the socket (NAME.jobs),
+  // which a reboot clears.
+  std::string job_history_file;
   std::vector<PoolConfig> pools;  // in file order, never empty
 
   const PoolConfig* FindPool(std::string_view name) const;

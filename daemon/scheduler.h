@@ -153,6 +153,8 @@ class Scheduler {
   explicit Scheduler(pid_t segment_owner) : segment_owner_(segment_owner) {}
 
   Job& AddJob(JobSpec spec, Clock::time_point now);
+  // Jobs are numbered from `next` on (after those an earlier jobd recorded).
+  void NumberJobsFrom(uint64_t next) { next_job_ = std::max(next_job_, next); }
   Job* FindJob(uint64_t id);
   const std::map<uint64_t, Job>& jobs() const { return jobs_; }
   // Appends a window of items; they must continue the job's numbering. The

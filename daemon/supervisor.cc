@@ -192,6 +192,14 @@ Status Supervisor::Listen() {
 
   ReapOrphans();
 
+  // The finished jobs of earlier jobds on this endpoint; numbers go on after theirs.
+  Result<UniqueFd> history = config_.job_history_file.empty()
+                                 ? OpenOwnFile(runtime_dir_, socket_name_ + ".jobs", O_RDWR | O_APPEND)
+                                 : OpenOwnFile(config_.job_history_file, O_RDWR | O_APPEND);
+  if (!history.ok()) return history.status();
+  history_.Load(std::move(history).value());
+  scheduler_.NumberJobsFrom(history_.last_id() + 1);
+
   // Signals arrive through the loop. Blocked before ZeroMQ starts its threads,
   // which inherit the mask, so that no other thread takes them.
   sigset_t signals;

@@ -140,6 +140,19 @@ TEST_F(LifecycleTest, JobsListsRunningAndFinishedJobsAndJobShowsOneWithItsErrors
   Command text = Jobctl({"jobs"});
   EXPECT_NE(text.out.find("cancelled"), std::string::npos) << text.out;
 
+  // A restarted jobd lists them still, and numbers its jobs after them.
+  ASSERT_EQ(StopDaemon(), 0);
+  ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
+  EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
+  list = JobsOf(Jobctl({"jobs", "--json"}));
+  ASSERT_EQ(list.jobs_size(), 3) << list.DebugString();
+  EXPECT_EQ(list.jobs(0).id(), 3u) << "numbered after the recorded ones";
+  EXPECT_EQ(list.jobs(1).id(), 1u);
+  EXPECT_EQ(list.jobs(1).state(), "cancelled");
+  EXPECT_EQ(list.jobs(2).id(), 2u);
+  EXPECT_NE(Jobctl({"job", "2"}).out.find("item 3: command"), std::string::npos)
+      << "with its errors";
+
   Command unknown = Jobctl({"job", "99"});
   EXPECT_EQ(unknown.status, 4);
   EXPECT_NE(unknown.err.find("jobd knows no job 99"), std::string::npos) << unknown.err;

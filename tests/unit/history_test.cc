@@ -1,10 +1,24 @@
 #include "daemon/history.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+
 namespace jobd {
 namespace {
+
+std::string ReadAll(const std::string& path) {
+  std::string text;
+  if (FILE* file = std::fopen(path.c_str(), "r")) {
+    char buffer[4096];
+    for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, file)) > 0;) text.append(buffer, n);
+    std::fclose(file);
+  }
+  return text;
+}
 
 wire::JobRecord Record(uint64_t id) {
   wire::JobRecord record;
@@ -26,6 +40,35 @@ TEST(JobHistoryTest, KeepsTheNewestUpToItsCapacityNewestFirst) {
   history.set_capacity(0);
   history.Add(Record(4));
   EXPECT_TRUE(history.records().empty());
+}
+
+// The file a history is kept in, opened as jobd opens it.
+UniqueFd HistoryFile(const std::string& path) {
+  return UniqueFd(open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+}
+
+TEST(JobHistoryTest, AFileKeepsItAcrossRestartsAndStaysBounded) {
+  const std::string path = "/tmp/jobd-history-test-" + std::to_string(getpid());
+  unlink(path.c_str());
+  {
+    JobHistory history(3);
+    history.Load(HistoryFile(path));
+    for (uint64_t id = 1; id <= 10; ++id) history.Add(Record(id));
+  }
+  JobHistory again(3);
+  again.Load(HistoryFile(path));
+  ASSERT_EQ(again.records().size(), 3u);
+  EXPECT_EQ(again.records()[0].id(), 10u);
+  EXPECT_EQ(again.records()[2].id(), 8u);
+  EXPECT_EQ(again.last_id(), 10u);
+  std::string text = ReadAll(path);
+  EXPECT_LE(std::count(text.begin(), text.end(), '\n'), 6) << "rewritten at twice its capacity";
+  // A torn last line (jobd killed while writing) is skipped.
+  { UniqueFd fd = HistoryFile(path); (void)!write(fd.get(), "{\"id\": \"11", 11); }
+  JobHistory torn(3);
+  torn.Load(HistoryFile(path));
+  EXPECT_EQ(torn.records()[0].id(), 10u);
+  unlink(path.c_str());
 }
 
 TEST(JobHistoryTest, ARecordSaysHowTheJobEndedAndWhy) {
