@@ -537,8 +537,14 @@ class MapRun : public ItemSink {
   }
 
   bool Full() const override {
-    return batch_bytes_ >= kMaxBatchBytes || inflight_inline_ >= kMaxInflightBytes ||
+    return BatchFull(0, batch_bytes_) || inflight_inline_ >= kMaxInflightBytes ||
            inflight_shared_ >= kMaxInflightSharedBytes;
+  }
+
+  // Whether a batch of `items` items and `bytes` bytes makes one message, as
+  // large as one should be (fresh items and resubmitted ones alike).
+  static bool BatchFull(size_t items, size_t bytes) {
+    return items >= kMaxBatchItems || bytes >= kMaxBatchBytes;
   }
 
   // A file that cannot be read fails as its own item, like sha256sum's
@@ -642,7 +648,7 @@ class MapRun : public ItemSink {
       *items.add_items() = payload;
       resent_.push_back(index);
       bytes += payload.data().size() + 32;
-      if (items.items_size() >= static_cast<int>(kMaxBatchItems) || bytes >= kMaxBatchBytes) {
+      if (BatchFull(static_cast<size_t>(items.items_size()), bytes)) {
         items.set_first_index(job_sent_);
         job_sent_ += static_cast<uint64_t>(items.items_size());
         Send(items);
