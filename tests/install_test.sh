@@ -27,6 +27,26 @@ if ! cmp -s "$work/got" "$work/want"; then
   exit 1
 fi
 
+# The same example as a CMake project, with the two lines a CMake user writes.
+mkdir "$work/cmake-user"
+cp "$work/prefix/share/doc/jobd/examples/map_lines.cc" "$work/cmake-user/"
+cat > "$work/cmake-user/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.22)
+project(map_lines CXX)
+set(CMAKE_CXX_STANDARD 20)
+find_package(jobd CONFIG REQUIRED)
+add_executable(map_lines map_lines.cc)
+target_link_libraries(map_lines PRIVATE jobd::client)
+EOF
+cmake -S "$work/cmake-user" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/cmake-build" >/dev/null
+"$work/cmake-build/map_lines" sha256 < "$work/items" > "$work/got-cmake"
+if ! cmp -s "$work/got-cmake" "$work/want"; then
+  echo "install test: the example built with find_package(jobd) printed:" >&2
+  cat "$work/got-cmake" >&2
+  exit 1
+fi
+
 # The stream helper, where jobctl map --help says it is.
 cat > "$work/upper.py" <<EOF
 import sys
