@@ -41,6 +41,7 @@ enum Exit : int {
 };
 
 constexpr const char* kHelp = R"(usage: jobctl [--socket ENDPOINT | --cluster-file FILE] COMMAND [ARGS...]
+       jobctl --help | --version
 
 Runs functions over many items on jobd's warm worker processes, one per core.
 
@@ -727,6 +728,10 @@ int main(int argc, char** argv) {
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; ++i) {
     const std::string arg = argv[i];
+    if (arg == "--version") {
+      std::printf("jobctl %s\n", JOBD_VERSION);
+      return kOk;
+    }
     if (arg == "-h" || arg == "--help") {
       std::fputs(kHelp, stdout);
       return kOk;

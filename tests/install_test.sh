@@ -47,6 +47,11 @@ if ! cmp -s "$work/got-cmake" "$work/want"; then
   exit 1
 fi
 
+# The man pages, where man finds them.
+for page in man1/jobd.1 man1/jobctl.1 man5/jobd.yaml.5; do
+  [ -f "$work/prefix/share/man/$page" ] || { echo "install test: no $page" >&2; exit 1; }
+done
+
 # The stream helper, where jobctl map --help says it is.
 cat > "$work/upper.py" <<EOF
 import sys
