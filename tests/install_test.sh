@@ -47,6 +47,12 @@ if ! cmp -s "$work/got-cmake" "$work/want"; then
   exit 1
 fi
 
+# Completion, where bash-completion finds it.
+for name in jobd jobctl; do
+  [ -f "$work/prefix/share/bash-completion/completions/$name" ] ||
+    { echo "install test: no completion for $name" >&2; exit 1; }
+done
+
 # The man pages, where man finds them.
 for page in man1/jobd.1 man1/jobctl.1 man5/jobd.yaml.5; do
   [ -f "$work/prefix/share/man/$page" ] || { echo "install test: no $page" >&2; exit 1; }
