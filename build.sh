@@ -6,6 +6,7 @@
 #   bash build.sh test    run every test (unit and integration under ctest, then
 #                         the fuzz targets for a bounded time)
 #   bash build.sh build   only build
+#   bash build.sh package build the Debian package: build/jobd_VERSION_ARCH.deb
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -73,9 +74,22 @@ print(f'wall time on 1 worker (--workers 1):       {one:.2f} s')
 print(f'speed-up: {one / all:.2f}x')"
 }
 
+# The Debian package, built in its own folder (installed under /usr) and
+# copied into the build folder: $BUILD_DIR/jobd_VERSION_ARCH.deb.
+package() {
+  local dir=$BUILD_DIR/package
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
+    -DJOBD_PACKAGE=ON -DBUILD_TESTING=OFF >/dev/null
+  cmake --build "$dir"
+  (cd "$dir" && cpack >/dev/null)
+  cp "$dir"/jobd_*.deb "$BUILD_DIR/"
+  ls "$BUILD_DIR"/jobd_*.deb
+}
+
 case "${1:-}" in
   demo) install_packages; build; demo ;;
-  test) install_packages; build; run_tests ;;
+  test) install_packages; build; package; run_tests ;;
   build) install_packages; build ;;
-  *) echo "usage: bash build.sh demo|test|build" >&2; exit 2 ;;
+  package) install_packages; package ;;
+  *) echo "usage: bash build.sh demo|test|build|package" >&2; exit 2 ;;
 esac
