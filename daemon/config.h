@@ -65,6 +65,9 @@ struct Config {
   uint32_t stop_deadline_ms = 5'000;
   // How often /dev/shm is swept for segments whose creator has exited; 0: only at start.
   uint32_t reap_interval_ms = 60'000;
+  // The log file stderr goes to (--detach --log-file, absolute): reopened on
+  // SIGHUP for logrotate; "": none.
+  std::string log_file;
   // Where Prometheus may GET /metrics ("HOST:PORT"); "": nowhere.
   std::string metrics_listen;
   // Finished jobs that `jobctl jobs` lists (the newest).

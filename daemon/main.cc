@@ -57,7 +57,10 @@ submitted with `jobctl map` on them.
                         with --idle-exit 600 when none is running)
   --detach              run in the background; returns once jobd is serving
   --pid-file FILE       with --detach: write the daemon's pid here
-  --log-file FILE       with --detach: append the log here (default: none)
+  --log-file FILE       with --detach: append the log here (default: none);
+                        reopened on SIGHUP, so that logrotate can move it
+  --log-level LEVEL     debug, info, warn or error, instead of the config's
+                        `log_level:` (also after a reload)
   --check-config        validate the configuration and exit
   --print-default-config
                         print the embedded default configuration
@@ -120,6 +123,7 @@ void RemoveIfSame(const jobd::TrustedDir& dir, const std::string& name, int fd) 
 
 int main(int argc, char** argv) {
   std::string config_path, pid_file, log_file, listen, idle_exit, cluster_file, cluster_listen;
+  std::optional<jobd::LogLevel> log_level;  // --log-level
   std::string node_name;
   bool detach = false, check_only = false, join = false, slurm = false;
   for (int i = 1; i < argc; ++i) {
@@ -144,6 +148,11 @@ int main(int argc, char** argv) {
       if (!value(&pid_file)) return Usage("--pid-file needs a FILE");
     } else if (arg == "--log-file") {
       if (!value(&log_file)) return Usage("--log-file needs a FILE");
+    } else if (arg == "--log-level") {
+      std::string text;
+      if (!value(&text) || !jobd::ParseLogLevel(text, &log_level.emplace())) {
+        return Usage("--log-level takes debug, info, warn or error");
+      }
     } else if (arg == "--listen") {
       std::string endpoint;
       if (!value(&endpoint)) return Usage("--listen needs an ENDPOINT (ipc:///absolute/path)");
@@ -244,6 +253,8 @@ int main(int argc, char** argv) {
     config.node_name = node_name;
     config.join_wait = std::chrono::seconds(join ? 60 : 0);
     if (idle_exit_ms) config.idle_exit_ms = *idle_exit_ms;
+    if (log_level) config.log_level = *log_level;
+    if (!log_file.empty()) config.log_file = std::filesystem::absolute(log_file).string();
   };
   overrides(*config);
   if (check_only) {

@@ -1169,6 +1169,17 @@ void Supervisor::HandleSignals() {
   }
 }
 
+void Supervisor::ReopenLogFile() {
+  if (config_.log_file.empty()) return;
+  Result<UniqueFd> log = OpenOwnFile(config_.log_file, O_WRONLY | O_APPEND);
+  if (!log.ok()) {
+    JOBD_LOG(kError) << "SIGHUP: cannot reopen the log file, logging on to the old one: "
+                     << log.message();
+    return;
+  }
+  dup2(log->get(), STDERR_FILENO);
+}
+
 void Supervisor::Reload() {
   const std::string source = config_path_.empty() ? "the embedded default config" : config_path_;
   if (shutting_down_) {
@@ -1176,6 +1187,7 @@ void Supervisor::Reload() {
     return;
   }
   notifier_.Reloading();
+  ReopenLogFile();
   // However the reload ends, systemd hears that jobd serves again.
   struct ReadyAgain {
     Supervisor& supervisor;

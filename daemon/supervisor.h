@@ -120,6 +120,8 @@ class Supervisor {
   void HandleSignals();
   // SIGHUP: reads the config file again and applies it, or logs why not.
   void Reload();
+  // SIGHUP: a log file that logrotate moved is opened anew at its path.
+  void ReopenLogFile();
   // Starts or stops workers so that `pool` has `count` serving ones.
   void Resize(PoolState& pool, uint32_t count);
   // Seals the fate of a worker that has run max_tasks_per_worker tasks, and

@@ -218,5 +218,32 @@ TEST_F(LifecycleTest, DetachReturnsOnceServingAndWritesThePidFile) {
   EXPECT_NE(ReadFile(dir_ + "/detached.log").find("serving ipc://"), std::string::npos);
 }
 
+// logrotate moves the log file away, then sends SIGHUP: jobd logs on in a
+// new file at the same path. --log-level holds across the reload.
+TEST_F(LifecycleTest, SighupReopensTheLogFileThatLogrotateMoved) {
+  ASSERT_EQ(StopDaemon(), 0);
+  const std::string pid_file = dir_ + "/jobd.pid", log = dir_ + "/detached.log";
+  Command detached = RunCommand({Bin("jobd"), "--config", dir_ + "/jobd.yaml", "--detach",
+                                 "--pid-file", pid_file, "--log-file", log, "--log-level", "debug"},
+                                "", Env());
+  ASSERT_EQ(detached.status, 0) << detached.err;
+  const pid_t pid = std::atoi(ReadFile(pid_file).c_str());
+  ASSERT_GT(pid, 0);
+  pids_.insert(pid);
+  ASSERT_EQ(rename(log.c_str(), (log + ".1").c_str()), 0);
+  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  EXPECT_TRUE(Eventually([&] { return ReadFile(log).find("SIGHUP: ") != std::string::npos; }))
+      << "old file:\n" << ReadFile(log + ".1");
+  EXPECT_EQ(Jobctl({"map", "len", "abc"}).out, "3\n");
+  EXPECT_NE(ReadFile(log + ".1").find("debug: "), std::string::npos) << ReadFile(log + ".1");
+  // A replaced worker's "ready" is a debug line: --log-level holds after the reload.
+  kill(Workers("cpu").at(0).first, SIGKILL);
+  EXPECT_TRUE(Eventually([&] { return ReadFile(log).find("debug: ") != std::string::npos; }))
+      << ReadFile(log);
+  EXPECT_EQ(ReadFile(log + ".1").find("SIGHUP"), std::string::npos);
+  EXPECT_EQ(Jobctl({"shutdown"}).status, 0);
+  for (int i = 0; i < 200 && std::filesystem::exists(pid_file); ++i) usleep(25000);
+}
+
 }  // namespace
 }  // namespace jobd::testing
