@@ -170,9 +170,12 @@ TEST_F(LifecycleTest, SegmentsOfDeadCreatorsAreReapedEveryReapInterval) {
   const std::string live = NewSegmentName();  // this test's own: kept
   ASSERT_TRUE(Segment::Create(live, 4096).ok());
   // Any jobd of this user that starts meanwhile (tests run in parallel)
-  // removes orphans too: until this one's sweep is seen, a new orphan.
+  // removes orphans too: until this one's sweep is seen, a new orphan. (Not
+  // its sweep at start: only what it logs from here on counts.)
+  const size_t started = Log().size();
   auto swept = [&] {
-    return Log().find(" shared-memory segments left by dead processes") != std::string::npos;
+    return Log().find(" shared-memory segments left by dead processes", started) !=
+           std::string::npos;
   };
   for (int attempt = 0; attempt < 10 && !swept(); ++attempt) {
     const std::string orphan = NewSegmentName(gone);
