@@ -87,6 +87,9 @@ std::string RenderMetrics(const MetricsSnapshot& snapshot) {
               [](const ItemCounts& c) { return c.retried; });
   item_family("jobd_tasks_total", "Tasks (runs of items) that workers returned.",
               [](const ItemCounts& c) { return c.tasks; });
+  item_family("jobd_tasks_retried_total",
+              "Tasks put back in the queue because their worker or node was lost.",
+              [](const ItemCounts& c) { return c.tasks_retried; });
 
   auto pool_family = [&](const std::string& name, const char* type, const char* help,
                          const std::function<double(const MetricsSnapshot::Pool&)>& field) {

@@ -16,6 +16,7 @@ constexpr uint64_t kNodeTaskHolder = uint64_t{1} << 63;
 
 Job& Scheduler::AddJob(JobSpec spec, Clock::time_point now) {
   if (spec.cost_key.empty()) spec.cost_key = spec.function;
+  if (spec.metric_function.empty()) spec.metric_function = spec.function;
   const uint64_t id = next_job_++;
   Job& job = jobs_[id];
   job.id = id;
@@ -357,6 +358,7 @@ void Scheduler::Requeue(uint64_t task_id, std::optional<uint32_t> running_item,
   // The worker may have created the output segment before it died.
   if (!task.message->output_segment().empty()) RemoveSegment(task.message->output_segment());
   task.message->clear_output_segment();
+  if (job != nullptr) ++CountsOf(*job).tasks_retried;
   if (!task.input_segment.empty()) {
     // Its items wait inline again, as they came; this jobd's segment goes.
     Status s = job == nullptr ? Status() : InlineItems(*task.message);

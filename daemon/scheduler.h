@@ -58,6 +58,7 @@ struct ItemCounts {
   uint64_t failed = 0;
   uint64_t retried = 0;  // run again after a worker or node was lost
   uint64_t tasks = 0;    // tasks that returned
+  uint64_t tasks_retried = 0;  // tasks put back because their worker or node was lost
 };
 
 // An item waiting for a worker. Small items that came packed share their

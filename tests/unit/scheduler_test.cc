@@ -275,6 +275,10 @@ TEST_F(SchedulerTest, UnknownRunningItemChargesNothing) {
                      Clock::now());
   EXPECT_TRUE(job.crashes.empty());
   EXPECT_NE(scheduler_.NextTask("cpu", 1, kWorker), nullptr);
+  const ItemCounts& counts = scheduler_.counts().at({"cpu", "f"});
+  EXPECT_EQ(counts.tasks_retried, 1u) << "for the metrics";
+  EXPECT_EQ(counts.retried, 1u);
+  EXPECT_EQ(counts.tasks, 0u);
 }
 
 TEST_F(SchedulerTest, ResultsOfAnErasedJobAreDropped) {
