@@ -9,12 +9,21 @@
 
 namespace jobd {
 
-wire::JobRecord RecordOf(const Job& job, const std::string& label, JobEnding ending,
-                         bool errors) {
+std::string JobLabel(const JobSpec& spec) {
+  if (spec.exec) {
+    return (spec.exec->mode() == wire::Exec::PER_ITEM ? "exec " : "stream ") + spec.exec->argv(0);
+  }
+  if (spec.python) {
+    return "python " + (spec.python->pickled() ? std::string("(jobd.Pool)") : spec.python->function());
+  }
+  return spec.function;
+}
+
+wire::JobRecord RecordOf(const Job& job, JobEnding ending, bool errors) {
   static constexpr const char* kStates[] = {"running", "done", "failed", "cancelled"};
   wire::JobRecord record;
   record.set_id(job.id);
-  record.set_function(label);
+  record.set_function(JobLabel(job.spec));
   record.set_pool(job.spec.pool);
   record.set_uid(job.spec.client_uid);
   record.set_pid(static_cast<uint32_t>(job.spec.client_pid));

@@ -12,12 +12,15 @@
 
 namespace jobd {
 
+// What a job runs, for people: its function, "exec CMD" or "stream CMD" (the
+// command's first word), "python MODULE:FUNCTION" or "python (jobd.Pool)".
+std::string JobLabel(const JobSpec& spec);
+
 // How a job ended, for its record.
 enum class JobEnding { kRunning, kDone, kFailed, kCancelled };
 
 // The record of `job`; with `errors`, its failed items' first errors too.
-wire::JobRecord RecordOf(const Job& job, const std::string& label, JobEnding ending,
-                         bool errors);
+wire::JobRecord RecordOf(const Job& job, JobEnding ending, bool errors);
 
 // The newest finished jobs' records, newest first; kept in a file (one JSON
 // record per line, appended as jobs end) so that they outlive jobd.

@@ -26,6 +26,10 @@ namespace jobd {
 
 using Clock = std::chrono::steady_clock;
 
+inline double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 struct JobSpec {
   std::string client;  // the submitter's connection (Supervisor's client key)
   pid_t client_pid = 0;  // 0 for a client on another host

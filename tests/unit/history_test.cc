@@ -75,21 +75,22 @@ TEST(JobHistoryTest, ARecordSaysHowTheJobEndedAndWhy) {
   Job job;
   job.id = 7;
   job.spec.pool = "cpu";
+  job.spec.function = "len";
   job.spec.client_pid = 42;
   job.received = 3;
   job.succeeded = 1;
   job.failed = 2;
   job.error = "its client exited";
   job.first_errors = {{0, "boom"}, {2, "bang"}};
-  const wire::JobRecord record = RecordOf(job, "len", JobEnding::kCancelled, true);
+  const wire::JobRecord record = RecordOf(job, JobEnding::kCancelled, true);
   EXPECT_EQ(record.state(), "cancelled");
   EXPECT_EQ(record.error(), "its client exited");
-  EXPECT_EQ(record.function(), "len");
+  EXPECT_EQ(record.function(), "len");  // (the job's function)
   ASSERT_EQ(record.errors_size(), 2);
   EXPECT_EQ(record.errors(1).index(), 2u);
   EXPECT_EQ(record.errors(1).error(), "bang");
-  EXPECT_EQ(RecordOf(job, "len", JobEnding::kFailed, false).errors_size(), 0);
-  EXPECT_EQ(RecordOf(job, "len", JobEnding::kFailed, false).state(), "failed");
+  EXPECT_EQ(RecordOf(job, JobEnding::kFailed, false).errors_size(), 0);
+  EXPECT_EQ(RecordOf(job, JobEnding::kFailed, false).state(), "failed");
 }
 
 TEST(JobHistoryTest, CommandLineOfAProcessJoinsItsArguments) {
