@@ -274,6 +274,27 @@ TEST_F(ClusterTest, NodesTakeTheHeadsTasksAndALostNodesTasksGoElsewhereExactlyOn
   ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
 }
 
+TEST_F(ClusterTest, StreamCoprocessesRunOnNodesToo) {
+  const pid_t node = JoinNode("nodeA");
+  const std::string script = dir_ + "/where.py";
+  WriteFile(script, "import os, sys, time\nsys.path.insert(0, '" + std::string(JOBD_SOURCE_DIR) +
+                        "/worker/stream')\nimport jobd_stream\n"
+                        "def where(item):\n    time.sleep(0.05)\n"
+                        "    return item + ' ' + os.environ.get('JOBD_NODE', '?')\n"
+                        "jobd_stream.serve(where)\n");
+  const std::string input = Numbers(dir_ + "/in", 40);
+  Command streamed = Jobctl({"map", "--chunksize", "1", "--stream", "python3 " + script}, input);
+  ASSERT_EQ(streamed.status, 0) << streamed.err;
+  WriteFile(dir_ + "/out", streamed.out);
+  EXPECT_TRUE(NumbersOut() == input) << "results missing, repeated or out of order:\n"
+                                     << streamed.out;
+  EXPECT_NE(streamed.out.find(" nodeA\n"), std::string::npos) << "the node ran none:\n"
+                                                              << streamed.out;
+  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
+  EXPECT_EQ(stop.status, 0) << stop.err;
+  EXPECT_EQ(waitpid(node, nullptr, 0), node);
+}
+
 TEST_F(ClusterTest, AStoppedNodeIsLostItsLateResultsDroppedAndItJoinsAgainWhenItResumes) {
   const pid_t node = JoinNode("nodeA");
   const pid_t job = SpawnNodeMap(60, "0.1");
