@@ -45,9 +45,19 @@ class ClusterTest : public DaemonTest {
   }
   // Whether the head soon reports node `name` in `state`.
   bool NodeReaches(const std::string& name, const std::string& state);
+  // Node `name`'s local socket, where its own host's clients reach it.
+  std::string NodeSocket(const std::string& name) const {
+    return "ipc://" + dir_ + "/jobd/node-" + name + ".sock";
+  }
+  // Stops node `name` (pid `pid`) as any jobd is stopped, and reaps it.
+  void StopNode(const std::string& name, pid_t pid) {
+    Command stop = Jobctl({"--socket", NodeSocket(name), "shutdown"});
+    EXPECT_EQ(stop.status, 0) << stop.err;
+    EXPECT_EQ(waitpid(pid, nullptr, 0), pid);
+  }
   // The status of node `name`'s jobd, asked on its local socket.
   Result<wire::StatusReport> NodeReport(const std::string& name) {
-    Result<Client> client = Client::Connect("ipc://" + dir_ + "/jobd/node-" + name + ".sock");
+    Result<Client> client = Client::Connect(NodeSocket(name));
     if (!client.ok()) return client.status();
     return client->Status();
   }
@@ -290,9 +300,7 @@ TEST_F(ClusterTest, StreamCoprocessesRunOnNodesToo) {
                                      << streamed.out;
   EXPECT_NE(streamed.out.find(" nodeA\n"), std::string::npos) << "the node ran none:\n"
                                                               << streamed.out;
-  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
-  EXPECT_EQ(stop.status, 0) << stop.err;
-  EXPECT_EQ(waitpid(node, nullptr, 0), node);
+  StopNode("nodeA", node);
 }
 
 TEST_F(ClusterTest, AStoppedNodeIsLostItsLateResultsDroppedAndItJoinsAgainWhenItResumes) {
@@ -319,9 +327,7 @@ TEST_F(ClusterTest, AStoppedNodeIsLostItsLateResultsDroppedAndItJoinsAgainWhenIt
       << ReadFile(dir_ + "/nodeA.out.err");
   Command after = Jobctl({"map", "--chunksize", "1", "--shell", "--exec", "echo {}", "a", "b"});
   EXPECT_EQ(after.out, "a\nb\n") << after.err;
-  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
-  EXPECT_EQ(stop.status, 0) << stop.err;
-  EXPECT_EQ(waitpid(node, &status, 0), node);
+  StopNode("nodeA", node);
 }
 
 TEST_F(ClusterTest, AJobsTimeoutAndItsCancellationReachItsNodes) {
@@ -354,16 +360,14 @@ TEST_F(ClusterTest, AJobsTimeoutAndItsCancellationReachItsNodes) {
   EXPECT_NE(next.out.find("nodeA"), std::string::npos) << "the node's workers were still busy:\n"
                                                         << next.out;
   // The node serves its own host's clients beside the head; it stops as any jobd.
-  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
-  EXPECT_EQ(stop.status, 0) << stop.err;
-  EXPECT_EQ(waitpid(node, nullptr, 0), node);
+  StopNode("nodeA", node);
 }
 
 TEST_F(ClusterTest, ANodeThatStopsMidJobHandsItsTasksBackAtOnce) {
   const pid_t node = JoinNode("nodeA");
   const auto start = std::chrono::steady_clock::now();
   const pid_t job = SpawnNodeMap(30, "0.2");
-  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
+  Command stop = Jobctl({"--socket", NodeSocket("nodeA"), "shutdown"});
   EXPECT_EQ(stop.status, 0) << stop.err;
   int status = 0;
   waitpid(job, &status, 0);
@@ -395,9 +399,7 @@ TEST_F(ClusterTest, ANodeThatReloadsTellsItsHeadItsNewSize) {
   })) << Log() << ReadFile(dir_ + "/nodeA.out.err");
   Command mapped = Jobctl({"map", "--chunksize", "1", "--shell", "--exec", "echo {}", "a", "b"});
   EXPECT_EQ(mapped.out, "a\nb\n") << mapped.err;
-  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
-  EXPECT_EQ(stop.status, 0) << stop.err;
-  EXPECT_EQ(waitpid(node, nullptr, 0), node);
+  StopNode("nodeA", node);
 }
 
 TEST_F(ClusterTest, LargeItemsAndResultsSitInSharedMemoryOnEveryHost) {
@@ -427,9 +429,7 @@ TEST_F(ClusterTest, LargeItemsAndResultsSitInSharedMemoryOnEveryHost) {
   EXPECT_LT(PoolOf(*head, "cpu").payload_bytes_inline(), 16u << 10)
       << "large payloads crossed the head's worker socket";
   // The node, stopped, leaves none of its segments (the fixture checks).
-  Command stop = Jobctl({"--socket", "ipc://" + dir_ + "/jobd/node-nodeA.sock", "shutdown"});
-  EXPECT_EQ(stop.status, 0) << stop.err;
-  EXPECT_EQ(waitpid(node_pid, nullptr, 0), node_pid);
+  StopNode("nodeA", node_pid);
 }
 
 TEST(ClusterUsageTest, ATcpEndpointWithoutAClusterFileIsAUsageError) {
