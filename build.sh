@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 PACKAGES=(g++ cmake ninja-build pkg-config libzmq3-dev cppzmq-dev libprotobuf-dev
           protobuf-compiler libboost-dev libyaml-cpp-dev libgtest-dev libssl-dev python3
           python3-dev pybind11-dev python3-cloudpickle python3-tqdm python3-pytest python3-numpy
-          python3-venv python3-pip parallel slurm-wlm munge libsystemd-dev systemd prometheus help2man libspdlog-dev lintian
+          python3-venv python3-pip parallel slurm-wlm munge libsystemd-dev systemd prometheus help2man libspdlog-dev libcli11-dev lintian
           clang libclang-rt-14-dev)
 BUILD_DIR=${BUILD_DIR:-build}
 

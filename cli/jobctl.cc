@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/joblog.h"
+#include "common/command_line.h"
 #include "cli/words.h"
 #include "jobd.pb.h"
 #include "jobd/client.h"
@@ -40,147 +41,202 @@ enum Exit : int {
   kInterrupted = 130,
 };
 
-constexpr const char* kHelp = R"(usage: jobctl [--socket ENDPOINT | --cluster-file FILE] COMMAND [ARGS...]
-       jobctl --help | --version
+constexpr const char* kSynopsis =
+    R"(usage: jobctl [--socket ENDPOINT | --cluster-file FILE] COMMAND [ARGS...]
+       jobctl [COMMAND] --help | --version)";
 
-Runs functions over many items on jobd's warm worker processes, one per core.
-
-commands:
-  map FUNCTION [ITEM...]   apply FUNCTION to every ITEM (or to each line of stdin)
-  starmap FUNCTION         the same with several arguments per item (--zip, TSV)
-  functions                list the functions each pool offers
-  status                   pools, workers (pid, state, tasks, restarts), running jobs
-  jobs                     running jobs and the last finished ones: items done, failed,
-                           retried, who submitted them, when, how long, how they ended
-  job JOB                  one job in full, with its failed items' first errors
-  metrics                  counters and gauges in Prometheus' text format (items, tasks,
-                           workers, queue, payload bytes, job durations, jobd's memory)
-  cancel JOB               stop a running job (its number is in `jobctl status`)
-  ping                     check that jobd answers
-  shutdown                 let running jobs finish, then stop jobd
-  help [COMMAND]           this text, or a command's
-
---socket ENDPOINT   jobd's endpoint (default ipc://$XDG_RUNTIME_DIR/jobd/jobd.sock,
-                    or $JOBD_SOCKET)
---cluster-file FILE reach the jobd that wrote FILE (jobd --cluster-file) over TCP,
-                    from any host that can read FILE (or $JOBD_CLUSTER_FILE)
-
-examples:
+constexpr const char* kFooter = R"(examples:
   jobctl map sha256 --files *.iso          # like sha256sum, on every core
   seq 1 64 | jobctl map primes             # one item per line of stdin
   jobctl map --pool io sleep 100 200 300   # a pool with many workers for I/O
 
 exit status: 0 all went well; 1 some items failed (see stderr); 2 bad usage;
-3 no jobd answering; 4 the job was refused or broken off; 130 interrupted.
-)";
+3 no jobd answering; 4 the job was refused or broken off; 130 interrupted.)";
 
-constexpr const char* kMapUsage = R"(usage: jobctl map FUNCTION [OPTIONS] [ITEM...]
+constexpr const char* kMapSynopsis = R"(usage: jobctl map FUNCTION [OPTIONS] [ITEM...]
        jobctl map --exec 'COMMAND {}' [OPTIONS] [ITEM...]
-       jobctl map --python MODULE:FUNCTION [OPTIONS] [ITEM...]
+       jobctl map --python MODULE:FUNCTION [OPTIONS] [ITEM...])";
 
-Applies FUNCTION (or runs COMMAND) for every item on the workers of a pool and
+constexpr const char* kMapDescription =
+    R"(Applies FUNCTION (or runs COMMAND) for every item on the workers of a pool and
 prints one result per line, in input order. Items are the ITEM arguments;
 without any, each line of stdin is an item (read and sent in windows, so stdin
-may be endless).
+may be endless).)";
 
-options:
-  --exec 'COMMAND'     run COMMAND once per item instead of a function (like
-                       xargs -I{} or GNU parallel). Replacement strings: {} the
-                       item, {.} without extension, {/} basename, {//} dirname,
-                       {/.} basename without extension, {#} item number, {%}
-                       worker slot. No {} at all: the item goes to stdin. The
-                       item is one argument, never parsed by a shell; COMMAND
-                       runs in this directory with this environment (PATH
-                       too); its stdout (less one trailing
-                       newline) is the result, a non-zero exit the item's error
-  --shell              with --exec or --stream: run COMMAND with /bin/sh -c
-                       (pipes, redirections); items are quoted for the shell
-  --stream 'COMMAND'   each worker runs COMMAND once for the job and feeds it
-                       items on stdin, one per line, reading one result line
-                       per item from its stdout; for Python, jobd_stream.py
-                       (share/jobd/stream/ when installed, worker/stream/ in
-                       the source tree) makes a function a stream
-  --framed             with --stream: items and results are length-prefixed
-                       frames ("<length>\n<bytes>"), for binary or multi-line items
-  --python MODULE:FUNCTION
-                       call a Python function on each item (a str) and print
-                       str() of its result; an exception fails that item. The
-                       module is found on PYTHONPATH or in this directory and
-                       runs with python3 from PATH, here, with this environment.
-                       Each worker keeps its interpreter warm for later jobs
-                       (imports done), and replaces it when a module it
-                       imported has changed
-  -0, --null           stdin items are separated by NUL, not newline
-  --files              each ITEM (or stdin line) names a file whose whole
-                       contents is one item (large files go through shared memory;
-                       with --cluster-file the worker reads it on the host where
-                       it runs: a shared file system); a file that cannot be read
-                       is a failed item
-  --unordered          print results as they complete, not in input order
-  --json               print one JSON record per item:
-                       {"index":N,"ok":true,"result":"..."} or
-                       {"index":N,"ok":false,"error":"..."}; index counts
-                       from 0; a failed item keeps its line
-  --failed-as TEXT     print TEXT on stdout for a failed item (its error still
-                       goes to stderr): one output line per input line, so
-                       `paste` and line numbers stay aligned
-  --joblog FILE        append a line per item to FILE in GNU parallel's format
-                       (Seq Host Starttime JobRuntime Send Receive Exitval Signal
-                       Command, tab-separated; Seq counts input items from 1)
-  --resume             with --joblog: skip the items FILE shows done, so an
-                       interrupted run (Ctrl-C, jobctl or jobd killed) finishes
-                       with each item done once across the runs
-  --resume-failed      with --joblog: the same, but run failed items again
-  --pool NAME          run in pool NAME (default: jobd's default pool); for
-                       I/O-bound work (downloads, waiting on other programs)
-                       --pool io, which has many more workers than cores
-  --chunksize N        items per task (default: adapted to the cost of an item)
-  --workers N          use at most N of the pool's workers at once (default: all)
-  --timeout SECONDS    stop an item that runs longer (its worker is replaced);
-                       it is retried, then fails "timed out" (at most the pool's
-                       task_timeout)
-  --retries N          times an item may be retried after killing a worker or
-                       timing out (at most the pool's retries)
-  --plugin PATH.so     FUNCTION comes from this plugin (see include/jobd/plugin.h);
-                       each worker loads it once and keeps it
-  --resubmit           if jobd dies mid-job, wait for it to come back (up to
-                       600 s) and resubmit the items without a result: each
-                       result is still printed exactly once, in order
-  --resubmit-wait SECONDS
-                       like --resubmit, waiting up to SECONDS
-  --progress           show progress on stderr (default: when stderr is a terminal)
-  --no-progress        never show progress
-
-A failed item prints nothing on stdout; its index and error go to stderr and
+constexpr const char* kMapFooter =
+    R"(A failed item prints nothing on stdout; its index and error go to stderr and
 the exit status is 1. Every other item still runs. `jobctl functions` lists
-the functions; Ctrl-C cancels the job.
-)";
+the functions; Ctrl-C cancels the job.)";
 
-constexpr const char* kStarmapUsage = R"(usage: jobctl starmap FUNCTION [OPTIONS] [--const VALUE]... [--zip FILE...]
-       jobctl starmap --exec 'COMMAND {1} {2}' [OPTIONS] ...
+constexpr const char* kStarmapSynopsis =
+    R"(usage: jobctl starmap FUNCTION [OPTIONS] [--const VALUE]... [--zip FILE...]
+       jobctl starmap --exec 'COMMAND {1} {2}' [OPTIONS] ...)";
 
-Like map, but every item is a tuple of arguments, as Python's
+constexpr const char* kStarmapDescription =
+    R"(Like map, but every item is a tuple of arguments, as Python's
 pool.starmap(f, zip(a, b)): each line of stdin is an item whose tab-separated
 columns are its arguments, or --zip A.txt B.txt makes item n of line n of each
-file. Every item must have as many arguments as the first.
+file. Every item must have as many arguments as the first.)";
 
-options (besides map's --pool, --chunksize, --workers, --json, --unordered,
---plugin, --exec, --stream, --framed, --shell, --resubmit):
-  --zip FILE...        one argument per file, line by line, in lockstep (a CRLF
-                       line ending, in these files or in TSV, is a line ending)
-  --const VALUE        an argument put first in every item (repeatable): the
-                       zip(itertools.repeat(VALUE), items) idiom
-
-Functions receive every argument: plugins as args[0..n), commands as {1} {2}
+constexpr const char* kStarmapFooter =
+    R"(Functions receive every argument: plugins as args[0..n), commands as {1} {2}
 ... ({} is all of them joined by spaces; without replacement strings the
 command reads them tab-separated on stdin), stream coprocesses as one
 tab-separated line (or, --framed, "*<count>\n" then one frame each).
-Builtin functions take one argument.
-)";
+Builtin functions take one argument.)";
 
-int Usage(const char* text, const std::string& problem) {
-  std::fprintf(stderr, "jobctl: %s\n\n%s", problem.c_str(), text);
-  return kBadUsage;
+// What `jobctl map` (or starmap) was told.
+struct MapArgs {
+  bool starmap = false;
+  jobd::MapOptions options;
+  bool null_separated = false, files = false, json = false, shell = false, framed = false;
+  bool progress = isatty(STDERR_FILENO);
+  std::string exec, stream, python;  // the command, or MODULE:FUNCTION, when given
+  std::vector<std::string> words;    // FUNCTION (unless a command or --python), then ITEMs
+  std::vector<std::string> zip, constants;  // starmap
+  std::optional<std::string> failed_as;     // printed for a failed item
+  std::string joblog_path;
+  jobd::JobLog::Resume resume = jobd::JobLog::Resume::kNo;
+  // A word that came before --exec, --stream or --python: a FUNCTION where
+  // none goes (a mistake), not an item.
+  std::string function_before;
+};
+
+// `jobctl map` (or starmap) and its options, the help included.
+CLI::App* AddMap(CLI::App& app, jobd::HelpFormatter& help, MapArgs* args, bool starmap) {
+  CLI::App* map = app.add_subcommand(starmap ? "starmap" : "map",
+                                     starmap ? "the same with several arguments per item (--zip, TSV)"
+                                             : "apply FUNCTION to every ITEM (or to each line of stdin)");
+  args->starmap = starmap;
+  map->footer(starmap ? kStarmapFooter : kMapFooter);
+  help.Describe(map, starmap ? kStarmapSynopsis : kMapSynopsis,
+                starmap ? kStarmapDescription : kMapDescription);
+  map->add_option("ITEM", args->words,
+                  "the FUNCTION (see `jobctl functions`; none with --exec, --stream or\n"
+                  "--python), then the items; an item that starts with '-' goes after --")
+      ->type_name("");
+  jobd::MapOptions& options = args->options;
+
+  const char* run = "What runs";
+  CLI::Option* exec = map->add_option("--exec", args->exec,
+      "run COMMAND once per item instead of a function (like xargs -I{} or\n"
+      "GNU parallel). Replacement strings: {} the item, {.} without extension,\n"
+      "{/} basename, {//} dirname, {/.} basename without extension, {#} item\n"
+      "number, {%} worker slot. No {} at all: the item goes to stdin. The item\n"
+      "is one argument, never parsed by a shell; COMMAND runs in this directory\n"
+      "with this environment (PATH too); its stdout (less one trailing newline)\n"
+      "is the result, a non-zero exit the item's error")->type_name("COMMAND")->group(run);
+  CLI::Option* stream = map->add_option("--stream", args->stream,
+      "each worker runs COMMAND once for the job and feeds it items on stdin,\n"
+      "one per line, reading one result line per item from its stdout; for\n"
+      "Python, jobd_stream.py (share/jobd/stream/ when installed, worker/stream/\n"
+      "in the source tree) makes a function a stream")->type_name("COMMAND")->group(run);
+  CLI::Option* shell = map->add_flag("--shell", args->shell,
+      "with --exec or --stream: run COMMAND with /bin/sh -c (pipes,\n"
+      "redirections); items are quoted for the shell")->group(run);
+  map->add_flag("--framed", args->framed,
+      "with --stream: items and results are length-prefixed frames\n"
+      "(\"<length>\\n<bytes>\"), for binary or multi-line items")->group(run)->needs(stream);
+  CLI::Option* python = map->add_option("--python", args->python,
+      "call a Python function on each item (a str) and print str() of its\n"
+      "result; an exception fails that item. The module is found on PYTHONPATH\n"
+      "or in this directory and runs with python3 from PATH, here, with this\n"
+      "environment. Each worker keeps its interpreter warm for later jobs\n"
+      "(imports done), and replaces it when a module it imported has changed")
+      ->type_name("MODULE:FUNCTION")->group(run)->excludes(exec)->excludes(stream);
+  exec->excludes(stream);
+  shell->excludes(python);
+  map->add_option("--plugin", options.plugin,
+      "FUNCTION comes from this plugin (see include/jobd/plugin.h); each worker\n"
+      "loads it once and keeps it")->type_name("PATH.so")->group(run);
+  map->add_option("--pool", options.pool,
+      "run in pool NAME (default: jobd's default pool); for I/O-bound work\n"
+      "(downloads, waiting on other programs) --pool io, which has many more\n"
+      "workers than cores")->type_name("NAME")->group(run);
+
+  const char* input = "Input";
+  map->add_flag("-0,--null", args->null_separated,
+                "stdin items are separated by NUL, not newline")->group(input);
+  map->add_flag("--files", args->files,
+      "each ITEM (or stdin line) names a file whose whole contents is one item\n"
+      "(large files go through shared memory; with --cluster-file the worker\n"
+      "reads it on the host where it runs: a shared file system); a file that\n"
+      "cannot be read is a failed item")->group(input);
+  if (starmap) {
+    map->add_option("--zip", args->zip,
+        "one argument per file, line by line, in lockstep (a CRLF line ending,\n"
+        "in these files or in TSV, is a line ending)")->type_name("FILE...")->group(input);
+    map->add_option("--const", args->constants,
+        "an argument put first in every item (repeatable): the\n"
+        "zip(itertools.repeat(VALUE), items) idiom")
+        ->type_name("VALUE")->allow_extra_args(false)->group(input);
+  }
+
+  const char* output = "Output";
+  map->add_flag_callback("--unordered", [&options] { options.ordered = false; },
+                         "print results as they complete, not in input order")->group(output);
+  map->add_flag("--json", args->json,
+      "print one JSON record per item: {\"index\":N,\"ok\":true,\"result\":\"...\"}\n"
+      "or {\"index\":N,\"ok\":false,\"error\":\"...\"}; index counts from 0; a\n"
+      "failed item keeps its line")->group(output);
+  map->add_option_function<std::string>("--failed-as",
+      [args](const std::string& text) { args->failed_as = text; },
+      "print TEXT on stdout for a failed item (its error still goes to stderr):\n"
+      "one output line per input line, so `paste` and line numbers stay aligned")
+      ->type_name("TEXT")->group(output);
+  CLI::Option* joblog = map->add_option("--joblog", args->joblog_path,
+      "append a line per item to FILE in GNU parallel's format (Seq Host\n"
+      "Starttime JobRuntime Send Receive Exitval Signal Command, tab-separated;\n"
+      "Seq counts input items from 1)")->type_name("FILE")->group(output);
+  CLI::Option* resume = map->add_flag_callback("--resume",
+      [args] { args->resume = jobd::JobLog::Resume::kDone; },
+      "with --joblog: skip the items FILE shows done, so an interrupted run\n"
+      "(Ctrl-C, jobctl or jobd killed) finishes with each item done once across\n"
+      "the runs")->group(output)->needs(joblog);
+  map->add_flag_callback("--resume-failed",
+      [args] { args->resume = jobd::JobLog::Resume::kSucceeded; },
+      "with --joblog: the same, but run failed items again")
+      ->group(output)->needs(joblog)->excludes(resume);
+  CLI::Option* progress = map->add_flag_callback("--progress", [args] { args->progress = true; },
+      "show progress on stderr (default: when stderr is a terminal)")->group(output);
+  map->add_flag_callback("--no-progress", [args] { args->progress = false; },
+                         "never show progress")->group(output)->excludes(progress);
+
+  const char* limits = "Scheduling and failures";
+  map->add_option("--chunksize", options.chunksize,
+                  "items per task (default: adapted to the cost of an item)")
+      ->type_name("N")->check(jobd::WholeNumber(1, 65536))->group(limits);
+  map->add_option("--workers", options.max_workers,
+                  "use at most N of the pool's workers at once (default: all)")
+      ->type_name("N")->check(jobd::WholeNumber(1, 65536))->group(limits);
+  map->add_option("--timeout", options.timeout_seconds,
+      "stop an item that runs longer (its worker is replaced); it is retried,\n"
+      "then fails \"timed out\" (at most the pool's task_timeout)")
+      ->type_name("SECONDS")->check(jobd::Seconds(86400))->group(limits);
+  map->add_option_function<uint32_t>("--retries", [&options](const uint32_t& n) { options.retries = n; },
+      "times an item may be retried after killing a worker or timing out (at\n"
+      "most the pool's retries)")->type_name("N")->check(jobd::WholeNumber(0, 65536))->group(limits);
+  CLI::Option* resubmit = map->add_flag_callback("--resubmit",
+      [&options] { options.resubmit_wait_seconds = 600; },
+      "if jobd dies mid-job, wait for it to come back (up to 600 s) and\n"
+      "resubmit the items without a result: each result is still printed\n"
+      "exactly once, in order")->group(limits);
+  map->add_option("--resubmit-wait", options.resubmit_wait_seconds,
+                  "like --resubmit, waiting up to SECONDS")
+      ->type_name("SECONDS")->check(jobd::Seconds(86400))->group(limits)->excludes(resubmit);
+
+  map->final_callback([map, args, exec, stream, python] {
+    for (const CLI::Option* option : map->parse_order()) {
+      if (option == exec || option == stream || option == python) return;
+      if (option->get_positional()) {
+        if (!exec->empty() || !stream->empty() || !python->empty()) {
+          args->function_before = args->words.front();
+        }
+        return;
+      }
+    }
+  });
+  return map;
 }
 
 void AppendJsonString(std::string* out, std::string_view text) {
@@ -244,24 +300,10 @@ class Progress {
   std::chrono::steady_clock::time_point drawn_{};
 };
 
-// A whole number from 1 to 65536 in `text`, if it is one.
-bool ParseCount(const std::string* text, uint32_t* out) {
-  if (text == nullptr) return false;
-  char* end = nullptr;
-  const long n = std::strtol(text->c_str(), &end, 10);
-  if (text->empty() || *end != '\0' || n < 1 || n > 65536) return false;
-  *out = static_cast<uint32_t>(n);
-  return true;
-}
-
-// Seconds, fractions allowed: more than 0, at most a day.
-bool ParseSeconds(const std::string* text, double* out) {
-  if (text == nullptr || text->empty()) return false;
-  char* end = nullptr;
-  const double seconds = std::strtod(text->c_str(), &end);
-  if (*end != '\0' || !(seconds > 0 && seconds <= 86400)) return false;
-  *out = seconds;
-  return true;
+// A usage error found after parsing: said as the parser says its own.
+int Usage(const std::string& command, const std::string& problem) {
+  std::fprintf(stderr, "jobctl: %s\n(see `jobctl %s --help`)\n", problem.c_str(), command.c_str());
+  return kBadUsage;
 }
 
 int ConnectFailed(const jobd::Status& status) {
@@ -269,135 +311,37 @@ int ConnectFailed(const jobd::Status& status) {
   return kNoDaemon;
 }
 
-int Map(const Target& target, std::vector<std::string> args, bool starmap) {
-  jobd::MapOptions options;
-  bool null_separated = false, files = false, json = false, shell = false;
-  bool stream = false, framed = false;
-  std::optional<std::string> python;  // MODULE:FUNCTION
-  std::vector<std::string> zip, constants;  // starmap
+int Map(const Target& target, MapArgs& args) {
+  const std::string name = args.starmap ? "starmap" : "map";
+  jobd::MapOptions& options = args.options;
+  const bool null_separated = args.null_separated, files = args.files, json = args.json;
+  const bool shell = args.shell, stream = !args.stream.empty(), framed = args.framed;
+  const bool progress = args.progress, starmap = args.starmap;
+  const std::optional<std::string>& failed_as = args.failed_as;
+  const std::string& joblog_path = args.joblog_path;
+  const jobd::JobLog::Resume resume = args.resume;
   std::optional<std::string> command;
-  std::optional<std::string> failed_as;  // printed for a failed item
-  std::string joblog_path;
-  jobd::JobLog::Resume resume = jobd::JobLog::Resume::kNo;
-  bool progress = isatty(STDERR_FILENO);
+  if (!args.exec.empty()) command = args.exec;
+  if (stream) command = args.stream;
+  std::optional<std::string> python;
+  if (!args.python.empty()) python = args.python;
+  if (!args.function_before.empty()) {
+    return Usage(name, "'" + args.function_before + "' comes before " +
+                           (python ? "--python" : stream ? "--stream" : "--exec") +
+                           ", where a FUNCTION would: with a command or a Python function "
+                           "there is none; put items after it (or on stdin)");
+  }
   std::string function;
-  std::vector<std::string> items;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(starmap ? kStarmapUsage : kMapUsage, stdout);
-      return kOk;
-    } else if (arg == "-0" || arg == "--null") {
-      null_separated = true;
-    } else if (arg == "--files") {
-      files = true;
-    } else if (arg == "--plugin") {
-      const std::string* path = value();
-      if (path == nullptr) return Usage(kMapUsage, "--plugin needs a PATH.so");
-      options.plugin = *path;
-    } else if (arg == "--exec") {
-      const std::string* text = value();
-      if (text == nullptr) return Usage(kMapUsage, "--exec needs a COMMAND");
-      command = *text;
-    } else if (arg == "--shell") {
-      shell = true;
-    } else if (arg == "--stream") {
-      const std::string* text = value();
-      if (text == nullptr) return Usage(kMapUsage, "--stream needs a COMMAND");
-      command = *text;
-      stream = true;
-    } else if (arg == "--framed") {
-      framed = true;
-    } else if (arg == "--python") {
-      const std::string* name = value();
-      if (name == nullptr) return Usage(kMapUsage, "--python needs a MODULE:FUNCTION");
-      python = *name;
-    } else if (starmap && arg == "--zip") {
-      while (i + 1 < args.size() && (args[i + 1].empty() || args[i + 1][0] != '-')) {
-        zip.push_back(args[++i]);
-      }
-      if (zip.empty()) return Usage(kStarmapUsage, "--zip needs FILEs");
-    } else if (starmap && arg == "--const") {
-      const std::string* constant = value();
-      if (constant == nullptr) return Usage(kStarmapUsage, "--const needs a VALUE");
-      constants.push_back(*constant);
-    } else if (arg == "--unordered") {
-      options.ordered = false;
-    } else if (arg == "--joblog") {
-      const std::string* path = value();
-      if (path == nullptr) return Usage(kMapUsage, "--joblog needs a FILE");
-      joblog_path = *path;
-    } else if (arg == "--resume") {
-      resume = jobd::JobLog::Resume::kDone;
-    } else if (arg == "--resume-failed") {
-      resume = jobd::JobLog::Resume::kSucceeded;
-    } else if (arg == "--failed-as") {
-      const std::string* text = value();
-      if (text == nullptr) return Usage(kMapUsage, "--failed-as needs a TEXT (it may be empty)");
-      failed_as = *text;
-    } else if (arg == "--json") {
-      json = true;
-    } else if (arg == "--progress") {
-      progress = true;
-    } else if (arg == "--no-progress") {
-      progress = false;
-    } else if (arg == "--pool") {
-      const std::string* pool = value();
-      if (pool == nullptr) return Usage(kMapUsage, "--pool needs a NAME");
-      options.pool = *pool;
-    } else if (arg == "--chunksize") {
-      if (!ParseCount(value(), &options.chunksize)) {
-        return Usage(kMapUsage, "--chunksize needs a whole number from 1 to 65536");
-      }
-    } else if (arg == "--workers") {
-      if (!ParseCount(value(), &options.max_workers)) {
-        return Usage(kMapUsage, "--workers needs a whole number from 1 to 65536");
-      }
-    } else if (arg == "--retries") {
-      const std::string* n = value();
-      uint32_t retries = 0;
-      if (n != nullptr && *n == "0") {
-        options.retries = 0;
-      } else if (ParseCount(n, &retries)) {
-        options.retries = retries;
-      } else {
-        return Usage(kMapUsage, "--retries needs a whole number from 0 to 65536");
-      }
-    } else if (arg == "--timeout") {
-      if (!ParseSeconds(value(), &options.timeout_seconds)) {
-        return Usage(kMapUsage, "--timeout needs seconds, more than 0 and at most 86400");
-      }
-    } else if (arg == "--resubmit") {
-      options.resubmit_wait_seconds = 600;
-    } else if (arg == "--resubmit-wait") {
-      if (!ParseSeconds(value(), &options.resubmit_wait_seconds)) {
-        return Usage(kMapUsage, "--resubmit-wait needs seconds, more than 0 and at most 86400");
-      }
-    } else if (arg == "--") {
-      items.insert(items.end(), args.begin() + static_cast<long>(i) + 1, args.end());
-      break;
-    } else if (arg.size() > 1 && arg[0] == '-') {
-      return Usage(kMapUsage, "unknown option '" + arg + "' (items that start with '-' go after --)");
-    } else if (function.empty() && !command && !python) {
-      function = arg;
-    } else {
-      items.push_back(arg);
+  std::vector<std::string> items = std::move(args.words);
+  if (!command && !python) {
+    if (items.empty()) {
+      return Usage(name, name + " needs a FUNCTION (see `jobctl functions`), --exec 'COMMAND' "
+                                "or --python MODULE:FUNCTION");
     }
+    function = items.front();
+    items.erase(items.begin());
   }
-  if (command && python) return Usage(kMapUsage, "--python and --exec or --stream exclude each other");
-  if ((command || python) && !function.empty()) {
-    return Usage(kMapUsage, "'" + function + "' comes before " +
-                                (python ? "--python" : stream ? "--stream" : "--exec") +
-                                ", where a FUNCTION would: with a command or a Python function "
-                                "there is none; put items after it (or on stdin)");
-  }
-  if (function.empty() && !command && !python) {
-    return Usage(kMapUsage, "map needs a FUNCTION (see `jobctl functions`), --exec 'COMMAND' or "
-                            "--python MODULE:FUNCTION");
-  }
-  if (shell && !command) return Usage(kMapUsage, "--shell goes with --exec or --stream");
-  if (framed && !stream) return Usage(kMapUsage, "--framed goes with --stream");
+  if (shell && !command) return Usage(name, "--shell goes with --exec or --stream");
   jobd::Command exec;
   exec.shell = shell;
   exec.mode = !stream ? jobd::Command::Mode::kPerItem
@@ -407,7 +351,7 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
     exec.argv = {*command};
   } else if (command) {
     jobd::Result<std::vector<std::string>> words = jobd::SplitWords(*command);
-    if (!words.ok()) return Usage(kMapUsage, "--exec: " + words.message());
+    if (!words.ok()) return Usage(name, "--exec: " + words.message());
     exec.argv = std::move(words).value();
   }
   jobd::Result<jobd::Client> client = target.Connect();
@@ -441,14 +385,14 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
   options.starmap = starmap;
   if (starmap) {
     if (!items.empty() || files || null_separated) {
-      return Usage(kStarmapUsage, "starmap reads its items from --zip FILEs or TSV on stdin");
+      return Usage(name, "starmap reads its items from --zip FILEs or TSV on stdin");
     }
-    if (!zip.empty()) {
-      auto zipped = jobd::ZipSource::Open(zip, constants);
-      if (!zipped.ok()) return Usage(kStarmapUsage, zipped.message());
+    if (!args.zip.empty()) {
+      auto zipped = jobd::ZipSource::Open(args.zip, args.constants);
+      if (!zipped.ok()) return Usage(name, zipped.message());
       source = std::move(zipped).value();
     } else {
-      source = std::make_unique<jobd::TsvSource>(STDIN_FILENO, constants);
+      source = std::make_unique<jobd::TsvSource>(STDIN_FILENO, args.constants);
     }
   } else if (files) {
     source = std::make_unique<jobd::FileSource>(items);
@@ -456,9 +400,6 @@ int Map(const Target& target, std::vector<std::string> args, bool starmap) {
     source = std::make_unique<jobd::DelimitedSource>(STDIN_FILENO, null_separated ? '\0' : '\n');
   } else {
     source = std::make_unique<jobd::VectorSource>(items);
-  }
-  if (resume != jobd::JobLog::Resume::kNo && joblog_path.empty()) {
-    return Usage(kMapUsage, "--resume and --resume-failed read the log of --joblog FILE");
   }
   std::unique_ptr<jobd::JobLog> joblog;
   std::unique_ptr<jobd::ItemSource> logged;
@@ -725,76 +666,100 @@ int main(int argc, char** argv) {
   Target target;
   if (const char* env = std::getenv("JOBD_SOCKET")) target.socket = env;
   if (const char* env = std::getenv("JOBD_CLUSTER_FILE")) target.cluster_file = env;
-  int i = 1;
-  for (; i < argc && argv[i][0] == '-'; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--version") {
-      std::printf("jobctl %s\n", JOBD_VERSION);
-      return kOk;
-    }
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kHelp, stdout);
-      return kOk;
-    } else if (arg == "--socket" && i + 1 < argc) {
-      target.socket = argv[++i];
-      target.cluster_file.clear();
-    } else if (arg == "--cluster-file" && i + 1 < argc) {
-      target.cluster_file = argv[++i];
-    } else {
-      return Usage(kHelp, "unknown option '" + arg + "'");
-    }
+  CLI::App app("Runs functions over many items on jobd's warm worker processes, one per core.",
+               "jobctl");
+  std::shared_ptr<jobd::HelpFormatter> help = jobd::SetUpHelp(app, kSynopsis, kFooter, JOBD_VERSION);
+  app.require_subcommand(1);
+  CLI::Option* socket = app.add_option("--socket", target.socket,
+      "jobd's endpoint (default ipc://$XDG_RUNTIME_DIR/jobd/jobd.sock, or\n"
+      "$JOBD_SOCKET)")->type_name("ENDPOINT");
+  app.add_option("--cluster-file", target.cluster_file,
+      "reach the jobd that wrote FILE (jobd --cluster-file) over TCP, from any\n"
+      "host that can read FILE (or $JOBD_CLUSTER_FILE)")->type_name("FILE")->excludes(socket);
+
+  MapArgs map_args, starmap_args;
+  AddMap(app, *help, &map_args, false);
+  AddMap(app, *help, &starmap_args, true);
+  bool json = false;
+  auto query = [&](const char* name, const char* description, bool with_json) {
+    CLI::App* command = app.add_subcommand(name, description)->group("Commands");
+    if (with_json) command->add_flag("--json", json, "print the answer as JSON, for scripts");
+    return command;
+  };
+  query("functions", "list the functions each pool offers", true);
+  query("status", "pools, workers (pid, state, tasks, restarts), nodes, running jobs", true);
+  query("jobs", "running jobs and the last finished ones: items done, failed,\n"
+                "retried, who submitted them, when, how long, how they ended", true);
+  uint64_t job_id = 0;
+  query("job", "one job in full, with its failed items' first errors", true)
+      ->add_option("JOB", job_id, "the job's number (see `jobctl jobs`)")
+      ->check(jobd::WholeNumber(1, UINT64_MAX))->required()->type_name("");
+  query("metrics", "counters and gauges in Prometheus' text format (items, tasks,\n"
+                   "workers, queue, payload bytes, job durations, jobd's memory)", false);
+  query("cancel", "stop a running job (its number is in `jobctl status`)", false)
+      ->add_option("JOB", job_id, "the job's number (see `jobctl status`)")
+      ->check(jobd::WholeNumber(1, UINT64_MAX))->required()->type_name("");
+  query("ping", "check that jobd answers", true);
+  query("shutdown", "let running jobs finish, then stop jobd", false);
+  std::string help_topic;
+  CLI::App* help_command = query("help", "this text, or a COMMAND's", false);
+  help_command->add_option("COMMAND", help_topic, "the command to explain")->type_name("");
+  for (CLI::App* command : app.get_subcommands({})) {
+    command->fallthrough()->group("Commands");  // --socket anywhere
   }
-  if (i >= argc) return Usage(kHelp, "missing COMMAND");
-  const std::string command = argv[i];
-  std::vector<std::string> args(argv + i + 1, argv + argc);
-  const bool json = args.size() == 1 && args[0] == "--json";
-  if (!args.empty() && !json && command != "map" && command != "starmap" && command != "help" &&
-      command != "cancel" && command != "job") {
-    return Usage(kHelp, command + " takes no arguments but --json");
+
+  // What follows "--" are items, whatever they look like. (CLI11 2.1 ends a
+  // command's arguments at "--" once its positional has a value.)
+  const int dashes = static_cast<int>(std::find_if(argv + 1, argv + argc, [](const char* arg) {
+                                        return std::strcmp(arg, "--") == 0;
+                                      }) - argv);
+  if (std::optional<int> exit = jobd::ParseCommandLine(app, dashes, argv, kBadUsage)) return *exit;
+  if (socket->count() > 0) target.cluster_file.clear();  // the command line wins over $JOBD_CLUSTER_FILE
+  const std::string command = app.get_subcommands().front()->get_name();
+  if (dashes < argc) {
+    if (command != "map" && command != "starmap") return Usage(command, command + " takes no items");
+    std::vector<std::string>& words = (command == "map" ? map_args : starmap_args).words;
+    words.insert(words.end(), argv + dashes + 1, argv + argc);
   }
   try {
-    if (command == "map" || command == "starmap") return Map(target, args, command == "starmap");
-    if (command == "status" || command == "functions" || command == "ping" ||
-        command == "shutdown" || command == "jobs" || command == "metrics") {
-      return Query(target, command, json);
+    if (command == "map") return Map(target, map_args);
+    if (command == "starmap") return Map(target, starmap_args);
+    if (command == "help") {
+      if (help_topic.empty()) {
+        std::fputs(app.help().c_str(), stdout);
+        return kOk;
+      }
+      const CLI::App* topic = nullptr;
+      for (const CLI::App* known : app.get_subcommands({})) {
+        if (known->get_name() == help_topic) topic = known;
+      }
+      if (topic == nullptr) return Usage("help", "no command is named '" + help_topic + "'");
+      std::fputs(topic->help("jobctl").c_str(), stdout);
+      return kOk;
     }
     if (command == "cancel" || command == "job") {
-      const bool job_json = command == "job" && args.size() == 2 && args[1] == "--json";
-      char* end = nullptr;
-      const unsigned long long job = !args.empty() ? std::strtoull(args[0].c_str(), &end, 10) : 0;
-      if ((args.size() != 1 && !job_json) || *end != '\0' || job == 0) {
-        return Usage(kHelp, command + " needs one JOB number (see `jobctl " +
-                                (command == "job" ? "jobs" : "status") + "`)");
-      }
       jobd::Result<jobd::Client> client = target.Connect();
       if (!client.ok()) return ConnectFailed(client.status());
       if (command == "job") {
-        jobd::Result<jobd::wire::JobList> one = client->Jobs(job);
+        jobd::Result<jobd::wire::JobList> one = client->Jobs(job_id);
         if (!one.ok() && one.message().rfind("jobd knows no job", 0) == 0) {
           std::fprintf(stderr, "jobctl: %s\n", one.message().c_str());
           return kJobFailed;
         }
-        return Show(one, job_json, PrintJob);
+        return Show(one, json, PrintJob);
       }
-      if (!client.ok()) return ConnectFailed(client.status());
-      jobd::Result<uint64_t> done = client->Cancel(job);
+      jobd::Result<uint64_t> done = client->Cancel(job_id);
       if (!done.ok()) {
         std::fprintf(stderr, "jobctl: %s\n", done.message().c_str());
         return kJobFailed;
       }
-      std::printf("job %llu cancelled after %llu items\n", job, static_cast<unsigned long long>(*done));
+      std::printf("job %llu cancelled after %llu items\n", static_cast<unsigned long long>(job_id),
+                  static_cast<unsigned long long>(*done));
       return kOk;
     }
-    if (command == "help") {
-      std::fputs(!args.empty() && args[0] == "map"       ? kMapUsage
-                 : !args.empty() && args[0] == "starmap" ? kStarmapUsage
-                                                         : kHelp,
-                 stdout);
-      return kOk;
-    }
+    return Query(target, command, json);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "jobctl: %s\n", e.what());
     return kJobFailed;
   }
-  return Usage(kHelp, "unknown command '" + command + "'");
 }

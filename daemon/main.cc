@@ -10,8 +10,9 @@
 #include <optional>
 #include <string>
 
-#include "common/log.h"
 #include "common/cluster_file.h"
+#include "common/command_line.h"
+#include "common/log.h"
 #include "common/paths.h"
 #include "common/trusted_dir.h"
 #include "daemon/config.h"
@@ -19,64 +20,31 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: jobd [--config FILE] [--listen ENDPOINT] [--idle-exit SECONDS]
+constexpr const char* kSynopsis =
+    R"(usage: jobd [--config FILE] [--listen ENDPOINT] [--idle-exit SECONDS]
             [--cluster-file FILE --listen tcp://HOST:PORT]
             [--detach [--pid-file FILE] [--log-file FILE]]
        jobd join --cluster-file FILE [--name NAME] [OPTIONS]
        srun --ntasks-per-node=1 jobd --slurm --cluster-file FILE [OPTIONS]
        jobd --check-config [--config FILE]
-       jobd --print-default-config
+       jobd --print-default-config)";
 
-jobd keeps one warm worker process per core (per pool) and runs map jobs
-submitted with `jobctl map` on them.
+constexpr const char* kAbout =
+    R"(jobd keeps one warm worker process per core (per pool) and runs map jobs
+submitted with `jobctl map` on them.)";
 
-  --config FILE         pools and settings (YAML); without it, the embedded
-                        default (print it with --print-default-config)
-  --listen ENDPOINT     where clients connect (ipc://ABSOLUTE-PATH), instead
-                        of the config's `listen:`; or, with --cluster-file,
-                        tcp://HOST:PORT where clients on other hosts connect
-                        (as well as on the local socket; port 0: any free one)
-  --cluster-file FILE   write FILE (mode 0600; on a shared file system for
-                        other hosts) with the endpoint and the CurveZMQ keys
-                        that clients need: `jobctl --cluster-file FILE ...`.
-                        Every TCP connection is encrypted and authenticated;
-                        a peer without the file's key is refused
-  join                  run as a node of the head that wrote --cluster-file
-                        FILE: its workers take the head's tasks (and serve
-                        this host's own clients on ipc://$XDG_RUNTIME_DIR/
-                        jobd/node-NAME.sock); it waits up to 60 s for FILE
-                        and its head, and stops when the head is gone
-  --name NAME           the node's name among the head's (default: the host's)
-  --slurm               under srun: rank 0 ($SLURM_PROCID) is the head (it
-                        listens on TCP, port from --listen tcp://HOST:PORT
-                        or any free one, and writes FILE), every other rank
-                        a node named $SLURMD_NODENAME; `workers: auto` is
-                        the CPUs Slurm gave the step on each node
-  --idle-exit SECONDS   stop after SECONDS without a job (0: never), instead
-                        of the config's `idle_exit:` (jobd.Pool starts jobd
-                        with --idle-exit 600 when none is running)
-  --detach              run in the background; returns once jobd is serving
-  --pid-file FILE       with --detach: write the daemon's pid here
-  --log-file FILE       with --detach: append the log here (default: none);
-                        reopened on SIGHUP, so that logrotate can move it
-  --log-level LEVEL     debug, info, warn or error, instead of the config's
-                        `log_level:` (also after a reload)
-  --check-config        validate the configuration and exit
-  --print-default-config
-                        print the embedded default configuration
-  -h, --help            this text
-  --version             print the version
-
-Stop it with `jobctl shutdown`, SIGTERM or Ctrl-C: running jobs finish first
+constexpr const char* kFooter =
+    R"(Stop it with `jobctl shutdown`, SIGTERM or Ctrl-C: running jobs finish first
 (within the config's drain_timeout). SIGHUP reads the --config file again and
 applies it without losing a task; a file with an error changes nothing and
 the log says why.
-Exit status: 0 after a clean stop, 1 if it could not start, 2 on bad usage.
-)";
+Exit status: 0 after a clean stop, 1 if it could not start, 2 on bad usage.)";
+
+constexpr int kBadUsage = 2;
 
 int Usage(const std::string& problem) {
-  std::fprintf(stderr, "jobd: %s\n\n%s", problem.c_str(), kUsage);
-  return 2;
+  std::fprintf(stderr, "jobd: %s\n(see `jobd --help`)\n", problem.c_str());
+  return kBadUsage;
 }
 
 // Forks into the background. Returns in the child with `ready_fd` to report
@@ -122,64 +90,73 @@ void RemoveIfSame(const jobd::TrustedDir& dir, const std::string& name, int fd) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, pid_file, log_file, listen, idle_exit, cluster_file, cluster_listen;
+  std::string config_path, pid_file, log_file, listen, cluster_file, cluster_listen;
+  std::optional<double> idle_exit;      // --idle-exit
   std::optional<jobd::LogLevel> log_level;  // --log-level
   std::string node_name;
-  bool detach = false, check_only = false, join = false, slurm = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= argc) return false;
-      *out = argv[++i];
-      return true;
-    };
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (arg == "--version") {
-      std::printf("jobd %s\n", JOBD_VERSION);
-      return 0;
-    } else if (arg == "--print-default-config") {
-      std::fwrite(jobd::DefaultConfigText().data(), 1, jobd::DefaultConfigText().size(), stdout);
-      return 0;
-    } else if (arg == "--config") {
-      if (!value(&config_path)) return Usage("--config needs a FILE");
-    } else if (arg == "--pid-file") {
-      if (!value(&pid_file)) return Usage("--pid-file needs a FILE");
-    } else if (arg == "--log-file") {
-      if (!value(&log_file)) return Usage("--log-file needs a FILE");
-    } else if (arg == "--log-level") {
-      std::string text;
-      if (!value(&text) || !jobd::ParseLogLevel(text, &log_level.emplace())) {
-        return Usage("--log-level takes debug, info, warn or error");
-      }
-    } else if (arg == "--listen") {
-      std::string endpoint;
-      if (!value(&endpoint)) return Usage("--listen needs an ENDPOINT (ipc:///absolute/path)");
-      if (jobd::IsTcpEndpoint(endpoint)) {
-        cluster_listen = endpoint;
-      } else if (jobd::Result<std::string> path = jobd::IpcPath(endpoint); !path.ok()) {
-        return Usage("--listen " + endpoint + ": " + path.message());
-      } else {
-        listen = endpoint;
-      }
-    } else if (arg == "--cluster-file") {
-      if (!value(&cluster_file)) return Usage("--cluster-file needs a FILE");
-      cluster_file = std::filesystem::absolute(cluster_file).string();  // --detach leaves the directory
-    } else if (arg == "--idle-exit") {
-      if (!value(&idle_exit)) return Usage("--idle-exit needs SECONDS");
-    } else if (arg == "join" && i == 1) {
-      join = true;
-    } else if (arg == "--name") {
-      if (!value(&node_name)) return Usage("--name needs a NAME");
-    } else if (arg == "--slurm") {
-      slurm = true;
-    } else if (arg == "--detach") {
-      detach = true;
-    } else if (arg == "--check-config") {
-      check_only = true;
+  std::vector<std::string> listens;  // --listen, each
+  bool detach = false, check_only = false, slurm = false;
+  CLI::App app(kAbout, "jobd");
+  std::shared_ptr<jobd::HelpFormatter> help = jobd::SetUpHelp(app, kSynopsis, kFooter, JOBD_VERSION);
+  bool print_default = false;
+  app.add_flag("--print-default-config", print_default, "print the embedded default configuration");
+  app.add_option("--config", config_path,
+                 "pools and settings (YAML); without it, the embedded default (print it with "
+                 "--print-default-config)")->type_name("FILE");
+  app.add_option("--listen", listens,
+      "where clients connect (ipc://ABSOLUTE-PATH), instead of the config's `listen:`; or, with "
+      "--cluster-file, tcp://HOST:PORT where clients on other hosts connect (as well as on the "
+      "local socket; port 0: any free one); both may be given")
+      ->type_name("ENDPOINT")->allow_extra_args(false);
+  app.add_option_function<std::string>("--cluster-file", [&](const std::string& file) {
+        cluster_file = std::filesystem::absolute(file).string();  // --detach leaves the directory
+      },
+      "write FILE (mode 0600; on a shared file system for other hosts) with the endpoint and the "
+      "CurveZMQ keys that clients need: `jobctl --cluster-file FILE ...`. Every TCP connection is "
+      "encrypted and authenticated; a peer without the file's key is refused")->type_name("FILE");
+  CLI::App* join = app.add_subcommand("join",
+      "run as a node of the head that wrote --cluster-file FILE: its workers take the head's "
+      "tasks (and serve this host's own clients on ipc://$XDG_RUNTIME_DIR/jobd/node-NAME.sock); "
+      "it waits up to 60 s for FILE and its head, and stops when the head is gone");
+  join->fallthrough()->group("Commands");
+  help->Describe(join, "usage: jobd join --cluster-file FILE [--name NAME] [OPTIONS]");
+  app.add_option("--name", node_name, "the node's name among the head's (default: the host's)")
+      ->type_name("NAME");
+  app.add_flag("--slurm", slurm,
+      "under srun: rank 0 ($SLURM_PROCID) is the head (it listens on TCP, port from --listen "
+      "tcp://HOST:PORT or any free one, and writes FILE), every other rank a node named "
+      "$SLURMD_NODENAME; `workers: auto` is the CPUs Slurm gave the step on each node");
+  app.add_option_function<double>("--idle-exit", [&](const double& seconds) { idle_exit = seconds; },
+      "stop after SECONDS without a job (0: never), instead of the config's `idle_exit:` "
+      "(jobd.Pool starts jobd with --idle-exit 600 when none is running)")
+      ->type_name("SECONDS")->check(jobd::Seconds(30 * 86400, /*from_zero=*/true));
+  app.add_flag("--detach", detach, "run in the background; returns once jobd is serving");
+  app.add_option("--pid-file", pid_file, "with --detach: write the daemon's pid here")
+      ->type_name("FILE");
+  app.add_option("--log-file", log_file,
+                 "with --detach: append the log here (default: none); reopened on SIGHUP, so that "
+                 "logrotate can move it")->type_name("FILE");
+  app.add_option_function<std::string>("--log-level", [&](const std::string& text) {
+        if (!jobd::ParseLogLevel(text, &log_level.emplace())) {
+          throw CLI::ValidationError("--log-level", "takes debug, info, warn or error, not '" + text + "'");
+        }
+      },
+      "debug, info, warn or error, instead of the config's `log_level:` (also after a reload)")
+      ->type_name("LEVEL");
+  app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  if (std::optional<int> exit = jobd::ParseCommandLine(app, argc, argv, kBadUsage)) return *exit;
+  if (print_default) {
+    std::fwrite(jobd::DefaultConfigText().data(), 1, jobd::DefaultConfigText().size(), stdout);
+    return 0;
+  }
+  bool joining = join->parsed();
+  for (const std::string& endpoint : listens) {
+    if (jobd::IsTcpEndpoint(endpoint)) {
+      cluster_listen = endpoint;
+    } else if (jobd::Result<std::string> path = jobd::IpcPath(endpoint); !path.ok()) {
+      return Usage("--listen " + endpoint + ": " + path.message());
     } else {
-      return Usage("unknown argument '" + arg + "'");
+      listen = endpoint;
     }
   }
 
@@ -194,14 +171,14 @@ int main(int argc, char** argv) {
         cluster_listen = "tcp://" + std::string(host) + ":0";
       }
     } else {
-      join = true;
+      joining = true;
       cluster_listen.clear();  // the head's (every rank gets the same command line)
       if (const char* name = std::getenv("SLURMD_NODENAME"); name != nullptr && node_name.empty()) {
         node_name = name;
       }
     }
   }
-  if (join) {
+  if (joining) {
     if (cluster_file.empty()) return Usage("join needs --cluster-file FILE: the head's");
     if (!cluster_listen.empty()) return Usage("a node listens on no TCP endpoint: its head does");
     if (node_name.empty()) {
@@ -228,14 +205,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::optional<uint32_t> idle_exit_ms;
-  if (!idle_exit.empty()) {
-    char* end = nullptr;
-    const double seconds = std::strtod(idle_exit.c_str(), &end);
-    if (end == idle_exit.c_str() || *end != '\0' || !(seconds >= 0) || seconds > 30 * 86400) {
-      return Usage("--idle-exit takes seconds from 0 to 2592000 (30 days), not '" + idle_exit + "'");
-    }
-    idle_exit_ms = static_cast<uint32_t>(seconds * 1000);
-  }
+  if (idle_exit) idle_exit_ms = static_cast<uint32_t>(*idle_exit * 1000);
   // The command line wins over every configuration read, also on SIGHUP.
   // This jobd's name (commands see it as $JOBD_NODE): a node's, else Slurm's
   // name for this node, else the host's.
@@ -247,11 +217,11 @@ int main(int argc, char** argv) {
   }
   auto overrides = [=](jobd::Config& config) {
     if (!listen.empty()) config.listen = listen;
-    config.cluster_listen = join ? "" : cluster_listen;
-    config.cluster_file = join ? "" : cluster_file;
-    config.join_cluster_file = join ? cluster_file : "";
+    config.cluster_listen = joining ? "" : cluster_listen;
+    config.cluster_file = joining ? "" : cluster_file;
+    config.join_cluster_file = joining ? cluster_file : "";
     config.node_name = node_name;
-    config.join_wait = std::chrono::seconds(join ? 60 : 0);
+    config.join_wait = std::chrono::seconds(joining ? 60 : 0);
     if (idle_exit_ms) config.idle_exit_ms = *idle_exit_ms;
     if (log_level) config.log_level = *log_level;
     if (!log_file.empty()) config.log_file = std::filesystem::absolute(log_file).string();

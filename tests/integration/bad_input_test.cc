@@ -79,8 +79,14 @@ TEST_F(BadInputTest, UsageErrorsExitTwoWithHelp) {
     EXPECT_EQ(run.status, 2) << args[0] << ": " << run.err;
     EXPECT_TRUE(Has(run.err, "jobctl: ")) << run.err;
   }
-  EXPECT_TRUE(Has(Jobctl({"map", "identity", "a", "--unorderd"}).err,
-                  "unknown option '--unorderd' (items that start with '-' go after --)"));
+  // A misspelt option or command is named, with the closest known one.
+  Command misspelt = Jobctl({"map", "identity", "a", "--unorderd"});
+  EXPECT_TRUE(Has(misspelt.err, "unknown option '--unorderd'; did you mean --unordered? (an "
+                                "argument that starts with '-' goes after --)")) << misspelt.err;
+  EXPECT_TRUE(Has(misspelt.err, "(see `jobctl map --help`)")) << misspelt.err;
+  EXPECT_TRUE(Has(Jobctl({"stauts"}).err, "unknown command 'stauts'; did you mean status?"));
+  EXPECT_TRUE(Has(Jobctl({"map", "--chunksize", "0", "len"}).err,
+                  "--chunksize: takes a whole number from 1 to 65536, not '0'"));
   EXPECT_EQ(Jobctl({"map", "identity", "--", "-a", "--b"}).out, "-a\n--b\n");
   Command help = Jobctl({"map", "--help"});
   EXPECT_EQ(help.status, 0);
