@@ -7,7 +7,8 @@ seconds per side.
                                with the default chunksize: jobd.Pool against
                                multiprocessing.Pool(cores)
   python_bench.py cpu          a pure-Python CPU-bound function over 64 items:
-                               jobd.Pool against a serial loop
+                               jobd.Pool against a serial loop (and, for
+                               information, multiprocessing.Pool(cores))
   python_bench.py first jobd|fork|spawn|forkserver
                                as a new program: the time from creating the pool
                                to the first map of one item's result (and, apart,
@@ -46,12 +47,15 @@ def bench_map():
     expected = list(items)
     out = {}
     with jobd.Pool() as ours, multiprocessing.Pool(CORES) as theirs:
-        for name, pool in (("jobd", ours), ("multiprocessing", theirs)):
+        sides = (("jobd", ours), ("multiprocessing", theirs))
+        for _, pool in sides:
             pool.map(pool_work.identity, range(100))  # warm: imports done
-            # The default chunksize's map takes milliseconds: the best of
-            # several, as timeit does, so that one descheduling does not decide.
-            for chunksize, runs in ((1, 1), (None, 5)):
-                for _ in range(runs):
+        # The default chunksize's map takes milliseconds: the best of several,
+        # as timeit does, so that one descheduling does not decide; the sides
+        # take turns, so that this machine's drifting speed favours neither.
+        for chunksize, runs in ((1, 1), (None, 9)):
+            for _ in range(runs):
+                for name, pool in sides:
                     seconds, result = timed(lambda: pool.map(pool_work.identity, items, chunksize))
                     assert result == expected, name
                     key = f"{name} chunksize={chunksize}"
@@ -60,14 +64,23 @@ def bench_map():
 
 
 def bench_cpu():
+    """The serial loop runs in two halves, before and after the pools' maps,
+    so that this machine's speed drifting during the run weighs on both sides
+    alike."""
+    import multiprocessing
+
     import jobd
     items = [60_000 + i for i in range(64)]
-    with jobd.Pool() as pool:
-        pool.map(pool_work.busy, items[:4])  # warm
-        serial, expected = timed(lambda: [pool_work.busy(n) for n in items])
-        parallel, result = timed(lambda: pool.map(pool_work.busy, items))
-    assert result == expected
-    return {"jobd": parallel, "serial": serial, "cores": CORES}
+    with jobd.Pool() as ours, multiprocessing.Pool(CORES) as theirs:
+        ours.map(pool_work.busy, items[:4])  # warm
+        theirs.map(pool_work.busy, items[:4])
+        first_half, expected = timed(lambda: [pool_work.busy(n) for n in items[:32]])
+        parallel, result = timed(lambda: ours.map(pool_work.busy, items))
+        reference, theirs_result = timed(lambda: theirs.map(pool_work.busy, items))
+        second_half, rest = timed(lambda: [pool_work.busy(n) for n in items[32:]])
+    assert result == theirs_result == expected + rest
+    return {"jobd": parallel, "multiprocessing": reference, "serial": first_half + second_half,
+            "cores": CORES}
 
 
 def bench_first(side):
