@@ -250,34 +250,55 @@ struct Client::Impl {
   std::string endpoint;
   uint32_t daemon_pid = 0;
   wire::Pong pong_;  // the last answer to a ping
-  bool remote = false;       // on another host, reached with the cluster file's keys
+  bool remote = false;       // reached over TCP, with the cluster file's keys
   ClusterFile cluster;
-  std::string cluster_path;
+  std::string cluster_path;  // set: jobd is reached through this cluster file
   zmq::context_t context{1};
   zmq::socket_t socket;
 
-  // A fresh connection to the endpoint, checked with a ping; the error says
-  // what is wrong and how to start jobd.
+  // A fresh connection to jobd, checked with a ping; the error says what is
+  // wrong and how to start jobd. Through a cluster file, the file is read
+  // again each time (a head that restarted wrote new keys), and on the
+  // head's own host its local socket is used, unless JOBD_CLUSTER_LOCAL=0:
+  // payloads then go through shared memory, with no encryption to pay.
   jobd::Status Open(std::chrono::milliseconds timeout) {
-    std::string no_answer;  // why no ping may be answered
-    if (remote) {
-      // Read at each connection: a head that restarted wrote new keys.
-      Result<ClusterFile> read = ClusterFile::Read(cluster_path);
-      if (!read.ok()) return read.status();
-      cluster = std::move(*read);
-      endpoint = cluster.endpoint;
-      no_answer = "no jobd answers at " + endpoint + " (from cluster file " + cluster_path +
-                  ") within " + std::to_string(timeout.count() / 1000) + " s: its head is not " +
-                  "running there, or the file's keys are not its current ones (a head writes " +
-                  "new keys each time it starts)";
-    } else {
-      Result<std::string> path = IpcPath(endpoint);
-      if (!path.ok()) return path.status();
-      if (jobd::Status s = CheckSocket(*path); !s.ok()) return s;
-      no_answer = "no jobd answers at " + endpoint + " (the socket " + *path +
-                  " exists but nobody replied within " + std::to_string(timeout.count() / 1000) +
-                  " s: a jobd that died?); start one with `jobd --detach`";
+    if (cluster_path.empty()) return OpenLocal(timeout);
+    Result<ClusterFile> read = ClusterFile::Read(cluster_path);
+    if (!read.ok()) return read.status();
+    cluster = std::move(*read);
+    const char* local = std::getenv("JOBD_CLUSTER_LOCAL");
+    if (!cluster.local.empty() && cluster.host == HostName() &&
+        (local == nullptr || std::string(local) != "0")) {
+      endpoint = cluster.local;
+      // Another jobd at that path (or none) is not the head: TCP it is.
+      if (OpenLocal(std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(1))).ok() &&
+          daemon_pid == cluster.pid) {
+        return {};
+      }
     }
+    remote = true;
+    endpoint = cluster.endpoint;
+    return Ping(timeout, "no jobd answers at " + endpoint + " (from cluster file " + cluster_path +
+                             ") within " + std::to_string(timeout.count() / 1000) +
+                             " s: its head is not running there, or the file's keys are not its "
+                             "current ones (a head writes new keys each time it starts)");
+  }
+
+  // A connection to the local socket `endpoint`.
+  jobd::Status OpenLocal(std::chrono::milliseconds timeout) {
+    remote = false;
+    Result<std::string> path = IpcPath(endpoint);
+    if (!path.ok()) return path.status();
+    if (jobd::Status s = CheckSocket(*path); !s.ok()) return s;
+    return Ping(timeout, "no jobd answers at " + endpoint + " (the socket " + *path +
+                             " exists but nobody replied within " +
+                             std::to_string(timeout.count() / 1000) +
+                             " s: a jobd that died?); start one with `jobd --detach`");
+  }
+
+  // A new socket to `endpoint` (CurveZMQ with the cluster file's keys if
+  // `remote`), and a ping on it; `no_answer` is the error when none comes.
+  jobd::Status Ping(std::chrono::milliseconds timeout, const std::string& no_answer) {
     // A connection to a jobd that died: what it still queued goes nowhere.
     if (socket) socket.set(zmq::sockopt::linger, 0);
     socket = zmq::socket_t(context, zmq::socket_type::dealer);
@@ -423,7 +444,6 @@ void Client::Interrupt() { g_interrupted = true; }
 
 Result<Client> Client::ConnectCluster(const std::string& cluster_file) {
   auto impl = std::make_unique<Impl>();
-  impl->remote = true;
   impl->cluster_path = cluster_file;
   if (jobd::Status s = impl->Open(std::chrono::seconds(5)); !s.ok()) return s;
   return Client(std::move(impl));

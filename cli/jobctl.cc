@@ -675,7 +675,9 @@ int main(int argc, char** argv) {
       "$JOBD_SOCKET)")->type_name("ENDPOINT");
   app.add_option("--cluster-file", target.cluster_file,
       "reach the jobd that wrote FILE (jobd --cluster-file) over TCP, from any\n"
-      "host that can read FILE (or $JOBD_CLUSTER_FILE)")->type_name("FILE")->excludes(socket);
+      "host that can read FILE (or $JOBD_CLUSTER_FILE); on that jobd's own host,\n"
+      "on its local socket (shared memory, no encryption) unless\n"
+      "JOBD_CLUSTER_LOCAL=0")->type_name("FILE")->excludes(socket);
 
   MapArgs map_args, starmap_args;
   AddMap(app, *help, &map_args, false);

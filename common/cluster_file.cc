@@ -6,6 +6,8 @@
 #include <zmq.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -27,6 +29,12 @@ bool IsKey(const std::string& text) {
 std::string Describe(const std::string& path) { return "cluster file " + path; }
 
 }  // namespace
+
+std::string HostName() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
 
 bool IsTcpEndpoint(const std::string& endpoint) { return endpoint.rfind("tcp://", 0) == 0; }
 
@@ -58,9 +66,11 @@ Status ClusterFile::Write(const std::string& path) const {
   if (fd < 0) {
     return Status::Error("cannot write " + Describe(path) + ": " + std::strerror(errno));
   }
-  const std::string text = "endpoint " + endpoint + "\nserver_key " + server_public +
-                           "\nclient_public " + client_public + "\nclient_secret " +
-                           client_secret + "\n";
+  std::string text = "endpoint " + endpoint + "\nserver_key " + server_public +
+                     "\nclient_public " + client_public + "\nclient_secret " + client_secret + "\n";
+  if (!host.empty() && !local.empty() && pid != 0) {
+    text += "host " + host + "\nlocal " + local + "\npid " + std::to_string(pid) + "\n";
+  }
   const bool written = fchmod(fd, 0600) == 0 &&
                        write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
                        fsync(fd) == 0;
@@ -115,6 +125,15 @@ Result<ClusterFile> ClusterFile::Read(const std::string& path) {
   file.server_public = fields["server_key"];
   file.client_public = fields["client_public"];
   file.client_secret = fields["client_secret"];
+  // Where the head runs: all three, or the client takes the TCP way.
+  char* end = nullptr;
+  const unsigned long pid = std::strtoul(fields["pid"].c_str(), &end, 10);
+  if (!fields["host"].empty() && fields["local"].rfind("ipc://", 0) == 0 && end != nullptr &&
+      *end == '\0' && pid > 0 && pid <= UINT32_MAX) {
+    file.host = fields["host"];
+    file.local = fields["local"];
+    file.pid = static_cast<uint32_t>(pid);
+  }
   if (!IsTcpEndpoint(file.endpoint) || !IsKey(file.server_public) || !IsKey(file.client_public) ||
       !IsKey(file.client_secret)) {
     return Status::Error(Describe(path) + " is not one jobd wrote (it needs endpoint tcp://..., "

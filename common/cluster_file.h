@@ -11,8 +11,16 @@
 //   server_key <40 characters of Z85: the head's public key>
 //   client_public <40 characters of Z85>
 //   client_secret <40 characters of Z85>
+//   host node1                      (optional: where the head runs,
+//   local ipc:///run/user/1000/jobd/jobd.sock   its local socket there,
+//   pid 4242                        and its pid)
+//
+// A client on the head's host reaches it on its local socket instead, when it
+// finds that jobd there (the same pid): its payloads then go through shared
+// memory, with no encryption to pay.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "jobd/status.h"
@@ -25,6 +33,9 @@ struct ClusterFile {
   std::string client_public;
   std::string client_secret;
   std::string server_secret;  // the head's own, never written to the file
+  std::string host;   // the head's host name (gethostname)
+  std::string local;  // the head's local endpoint (ipc://PATH) on that host
+  uint32_t pid = 0;   // the head's pid there
 
   // New keys (libzmq's CurveZMQ key pairs) for a head at `endpoint`.
   static Result<ClusterFile> Generate(const std::string& endpoint);
@@ -34,6 +45,9 @@ struct ClusterFile {
   // half of it), in a folder checked as jobd's own files are.
   Status Write(const std::string& path) const;
 };
+
+// This host's name, as a cluster file names the head's.
+std::string HostName();
 
 // Whether `endpoint` is a TCP one (tcp://HOST:PORT), which needs a cluster file.
 bool IsTcpEndpoint(const std::string& endpoint);

@@ -23,15 +23,14 @@ constexpr int kHeartbeatTimeoutMs = 10000;
 std::string Reachable(const std::string& bound) {
   const std::string any = "tcp://0.0.0.0:";
   if (bound.rfind(any, 0) != 0) return bound;
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  return "tcp://" + std::string(host) + ":" + bound.substr(any.size());
+  return "tcp://" + HostName() + ":" + bound.substr(any.size());
 }
 
 }  // namespace
 
 Result<std::unique_ptr<RemoteListener>> RemoteListener::Start(const std::string& endpoint,
-                                                              const std::string& cluster_file) {
+                                                              const std::string& cluster_file,
+                                                              const std::string& local) {
   if (!IsTcpEndpoint(endpoint)) {
     return Status::Error("a cluster endpoint is tcp://HOST:PORT, not " + endpoint);
   }
@@ -71,6 +70,9 @@ Result<std::unique_ptr<RemoteListener>> RemoteListener::Start(const std::string&
   } catch (const zmq::error_t& e) {
     return Status::Error("cannot listen on " + endpoint + ": " + e.what());
   }
+  listener->keys_.host = HostName();
+  listener->keys_.local = local;
+  listener->keys_.pid = static_cast<uint32_t>(getpid());
   if (Status s = listener->keys_.Write(cluster_file); !s.ok()) return s;
   return listener;
 }

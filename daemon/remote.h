@@ -21,9 +21,11 @@ namespace jobd {
 class RemoteListener {
  public:
   // Listens on `endpoint` (tcp://HOST:PORT; port 0 picks one) with new keys,
-  // then writes the cluster file at `cluster_file` naming the bound endpoint.
+  // then writes the cluster file at `cluster_file` naming the bound endpoint
+  // (and `local`, this jobd's local endpoint, for clients on this host).
   static Result<std::unique_ptr<RemoteListener>> Start(const std::string& endpoint,
-                                                       const std::string& cluster_file);
+                                                       const std::string& cluster_file,
+                                                       const std::string& local);
   ~RemoteListener();
 
   zmq::socket_t& socket() { return socket_; }

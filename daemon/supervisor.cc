@@ -249,7 +249,7 @@ Status Supervisor::Listen() {
   }
   if (!config_.cluster_listen.empty()) {
     Result<std::unique_ptr<RemoteListener>> remote =
-        RemoteListener::Start(config_.cluster_listen, config_.cluster_file);
+        RemoteListener::Start(config_.cluster_listen, config_.cluster_file, config_.listen);
     if (!remote.ok()) return remote.status();
     remote_ = std::move(*remote);
     JOBD_LOG(kInfo) << "serving clients on other hosts at " << remote_->endpoint()

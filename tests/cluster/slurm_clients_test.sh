@@ -5,6 +5,9 @@
 #
 #   slurm_clients_test.sh BUILD_DIR
 source "$(dirname "$0")/slurm_test_setup.sh"
+# n1 and n2 are this host, the head's, where the cluster file would lead a
+# client to its local socket: these clients take the TCP way, as on other hosts.
+export JOBD_CLUSTER_LOCAL=0
 logs=("$work/jobd.log")
 cleanup() { "$build/bin/jobctl" shutdown >/dev/null 2>&1; }
 "$build/bin/jobd" --detach --log-file "$work/jobd.log" --listen tcp://127.0.0.1:0 \

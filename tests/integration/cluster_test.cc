@@ -61,10 +61,18 @@ class ClusterTest : public DaemonTest {
     if (!client.ok()) return client.status();
     return client->Status();
   }
+  // The environment of a client on another host: this host is the head's,
+  // where the cluster file would lead to the head's local socket.
+  std::vector<std::string> RemoteEnv() const {
+    std::vector<std::string> env = Env();
+    env.push_back("JOBD_CLUSTER_LOCAL=0");
+    return env;
+  }
+  // jobctl ARGS as on another host, through the cluster file.
   Command Remote(const std::vector<std::string>& args, const std::string& input = "") {
     std::vector<std::string> argv = {Program("jobctl"), "--cluster-file", ClusterPath()};
     argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv, input, Env());
+    return RunCommand(argv, input, RemoteEnv());
   }
 };
 
@@ -127,6 +135,50 @@ TEST_F(ClusterTest, AClientWithTheClusterFileMapsOverTcpItemsAndResultsInline) {
   EXPECT_EQ(local.out, "x\n") << local.err;
 }
 
+// On the head's own host the cluster file leads to the head's local socket:
+// payloads in shared memory, nothing to encrypt.
+TEST_F(ClusterTest, AClientOnTheHeadsHostTakesItsLocalSocket) {
+  Result<ClusterFile> cluster = ClusterFile::Read(ClusterPath());
+  ASSERT_TRUE(cluster.ok()) << cluster.message();
+  EXPECT_EQ(cluster->host, HostName());
+  EXPECT_EQ(cluster->local, endpoint_);
+  EXPECT_EQ(cluster->pid, static_cast<uint32_t>(daemon_pid_));
+  auto ping = [&](const std::string& file, const std::vector<std::string>& env) {
+    return RunCommand({Program("jobctl"), "--cluster-file", file, "ping"}, "", env);
+  };
+  Command local = ping(ClusterPath(), Env());
+  EXPECT_NE(local.out.find("answers at " + endpoint_), std::string::npos) << local.out << local.err;
+
+  // A map submitted so is a local client's: its pid is known (a client on
+  // another host has none), and its items and results are right.
+  const std::string items = RandomLines(4, 1 << 20);
+  Command echoed = RunCommand({Program("jobctl"), "--cluster-file", ClusterPath(), "map",
+                               "identity"}, items, Env());
+  EXPECT_EQ(echoed.status, 0) << echoed.err;
+  EXPECT_TRUE(echoed.out == items) << "the results differ from the items";
+  Result<wire::JobList> jobs = Connect().Jobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.message();
+  ASSERT_GT(jobs->jobs_size(), 0);
+  EXPECT_NE(jobs->jobs(0).pid(), 0u) << "the job came over TCP";
+
+  // Over TCP when asked to, when the file names another host, or when the
+  // jobd at its local socket is not the head.
+  Command asked = ping(ClusterPath(), RemoteEnv());
+  EXPECT_NE(asked.out.find("answers at " + cluster->endpoint), std::string::npos) << asked.out;
+  ClusterFile elsewhere = *cluster;
+  elsewhere.host = "elsewhere";
+  ClusterFile not_the_head = *cluster;
+  not_the_head.pid = cluster->pid + 1;
+  for (const auto& [name, file] : {std::pair{"elsewhere", elsewhere},
+                                   std::pair{"not-the-head", not_the_head}}) {
+    const std::string path = dir_ + "/cluster-" + name;
+    ASSERT_TRUE(file.Write(path).ok());
+    Command tcp = ping(path, Env());
+    EXPECT_NE(tcp.out.find("answers at " + cluster->endpoint), std::string::npos)
+        << name << ": " << tcp.out << tcp.err;
+  }
+}
+
 TEST_F(ClusterTest, FilesAreReadByTheWorkerWhereItRunsNotByAClientOnAnotherHost) {
   WriteFile(dir_ + "/big", std::string(3 << 20, 'x'));
   WriteFile(dir_ + "/small", "12345");
@@ -184,7 +236,7 @@ TEST_F(ClusterTest, AHeadThatStopsAnsweringIsNoticedAndItsRestartWithNewKeysResu
   const std::string input = Numbers(in, 60);
   const pid_t job = Spawn({Program("jobctl"), "--cluster-file", ClusterPath(), "map",
                            "--resubmit-wait", "60", "--shell", "--exec", "sleep 0.1; echo {}"},
-                          in, out, Env());
+                          in, out, RemoteEnv());
   pids_.insert(job);
   ASSERT_TRUE(Eventually([&] { return ReadFile(out).size() > 10; })) << ReadFile(out + ".err");
   const std::string old_keys = ReadFile(ClusterPath());

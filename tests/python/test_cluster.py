@@ -1,7 +1,10 @@
 """jobd.Pool and jobd.Executor reaching jobd by its cluster file, over TCP
-(CurveZMQ), as from another host: arguments and results travel inline."""
+(CurveZMQ), as from another host: arguments and results travel inline.
+(This host is the head's, where the cluster file would lead to its local
+socket: JOBD_CLUSTER_LOCAL=0 makes the clients take the TCP way.)"""
 
 import concurrent.futures
+import json
 import os
 import subprocess
 import time
@@ -12,6 +15,22 @@ import pytest
 import jobd
 import work
 from conftest import BUILD
+
+
+@pytest.fixture(autouse=True)
+def as_from_another_host(monkeypatch):
+    monkeypatch.setenv("JOBD_CLUSTER_LOCAL", "0")
+
+
+def test_on_the_heads_host_a_pool_takes_its_local_socket(jobd_server, monkeypatch):
+    monkeypatch.delenv("JOBD_CLUSTER_LOCAL")
+    arrays = [numpy.full((256, 1024), i, dtype=numpy.float64) for i in range(4)]  # 2 MiB each
+    with jobd.Pool(cluster_file=jobd_server.cluster_file) as pool:
+        doubled = pool.map(work.double_array, arrays, chunksize=1)
+    assert all((d == 2 * a).all() for a, d in zip(arrays, doubled))
+    jobs = json.loads(jobd_server.jobctl("jobs", "--json").stdout)["jobs"]
+    assert jobs[0]["pid"] == os.getpid(), "a client on another host has no pid there"
+    jobd_server.wait_idle()
 
 
 def test_a_pool_by_cluster_file_maps_small_and_large_values(jobd_server):
@@ -77,7 +96,6 @@ def test_python_functions_run_on_a_node_with_their_arrays_in_its_shared_memory(j
         node_status = subprocess.run([os.path.join(BUILD, "bin", "jobctl"), "--socket",
                                       node_socket, "status", "--json"], capture_output=True,
                                      text=True, check=True).stdout
-        import json
         cpu = next(p for p in json.loads(node_status)["pools"] if p["name"] == "cpu")
         assert int(cpu["payload_bytes_shared"]) >= 2 << 20, cpu
         assert int(cpu["payload_bytes_inline"]) < 1 << 20, "arrays crossed its worker socket"

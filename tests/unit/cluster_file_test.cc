@@ -50,6 +50,38 @@ TEST_F(ClusterFileTest, WrittenThenReadWithModeSixHundredAndNoSecretOfTheHead) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 1) << "no temporary left";
 }
 
+// Where the head runs, for clients on its host: all of host, local socket and
+// pid, or none (a client then takes the TCP way).
+TEST_F(ClusterFileTest, TheHeadsHostLocalSocketAndPidGoTogether) {
+  Result<ClusterFile> made = ClusterFile::Generate("tcp://127.0.0.1:7321");
+  ASSERT_TRUE(made.ok()) << made.message();
+  made->host = "node1";
+  made->local = "ipc:///run/jobd/jobd.sock";
+  made->pid = 4242;
+  ASSERT_TRUE(made->Write(Path("cluster")).ok());
+  Result<ClusterFile> read = ClusterFile::Read(Path("cluster"));
+  ASSERT_TRUE(read.ok()) << read.message();
+  EXPECT_EQ(read->host, "node1");
+  EXPECT_EQ(read->local, "ipc:///run/jobd/jobd.sock");
+  EXPECT_EQ(read->pid, 4242u);
+
+  for (const std::string& broken : {std::string("pid 0\n"), std::string("pid x\n"),
+                                    std::string("local tcp://1.2.3.4:5\n")}) {
+    std::ifstream text(Path("cluster"));
+    std::string whole((std::istreambuf_iterator<char>(text)), {});
+    const std::string field = broken.substr(0, broken.find(' '));
+    const size_t at = whole.find("\n" + field + " ") + 1;
+    whole.replace(at, whole.find('\n', at) + 1 - at, broken);
+    std::ofstream(Path("edited"), std::ios::trunc) << whole;
+    chmod(Path("edited").c_str(), 0600);
+    Result<ClusterFile> edited = ClusterFile::Read(Path("edited"));
+    ASSERT_TRUE(edited.ok()) << edited.message();
+    EXPECT_EQ(edited->local, "") << broken;
+    EXPECT_EQ(edited->pid, 0u) << broken;
+    EXPECT_EQ(edited->endpoint, "tcp://127.0.0.1:7321") << "the TCP way stays";
+  }
+}
+
 TEST_F(ClusterFileTest, AFileOthersMayReadIsRefusedAndSaysWhatToDo) {
   ASSERT_TRUE(ClusterFile::Generate("tcp://127.0.0.1:1")->Write(Path("cluster")).ok());
   chmod(Path("cluster").c_str(), 0644);

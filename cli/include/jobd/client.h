@@ -229,8 +229,10 @@ class Client {
   // start one.
   static Result<Client> Connect(const std::string& endpoint = "");
   // Connects to the jobd whose cluster file (jobd --cluster-file) is at
-  // `cluster_file`: over TCP, with CurveZMQ and the file's keys. Items then
-  // travel inline (shared memory is not shared between hosts).
+  // `cluster_file`: over TCP, with CurveZMQ and the file's keys, items then
+  // travelling inline (shared memory is not shared between hosts); or, on
+  // the head's own host, on its local socket as Connect does (unless
+  // $JOBD_CLUSTER_LOCAL is 0).
   static Result<Client> ConnectCluster(const std::string& cluster_file);
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;
