@@ -1,6 +1,6 @@
 // jobd._client: the C++ client library (cli/include/jobd/client.h) for the
 // Python package. One Job is one jobd job of a pickled Python function: the
-// caller's threads put items and take results, while a C++ thread runs
+// caller's threads put items and take results, while the connection's C++ thread runs
 // Client::MapPython with the GIL released, so that windows, shared-memory
 // payloads and resubmits have one implementation for C++, jobctl and Python.
 //
@@ -21,6 +21,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -41,20 +42,77 @@ constexpr size_t kMaxQueuedItems = 4096;
 constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
 
 // A connection to jobd, used by one job at a time and kept for the next (a
-// connection costs a new socket and a round trip). `broken` once a job
-// ended in a way that may leave it unusable (jobd died, an error).
-struct Connection {
+// connection costs a new socket and a round trip), with the C++ thread that
+// runs its jobs: made once, because a thread made for each job may wait a
+// millisecond for a core on a busy machine before it submits the job.
+// `broken` once a job ended in a way that may leave it unusable (jobd died,
+// an error).
+class Connection {
+ public:
+  explicit Connection(jobd::Client connected) : client(std::move(connected)) {
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~Connection() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Runs `job` on the connection's thread; returns at once.
+  void Run(std::function<void()> job) {
+    {
+      std::lock_guard lock(mutex_);
+      next_ = std::move(job);
+      busy_ = true;
+    }
+    changed_.notify_all();
+  }
+  // Waits until the job given to Run has returned.
+  void WaitIdle() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return !busy_; });
+  }
+
   jobd::Client client;
   bool broken = false;
+
+ private:
+  void Serve() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      changed_.wait(lock, [&] { return stopping_ || next_; });
+      if (!next_) return;  // stopping, with no job left
+      std::function<void()> job = std::exchange(next_, nullptr);
+      lock.unlock();
+      job();
+      lock.lock();
+      busy_ = false;
+      changed_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::function<void()> next_;
+  bool busy_ = false, stopping_ = false;
+  std::thread thread_;  // last: started once the rest is ready
 };
 
+std::shared_ptr<Connection> Connected(jobd::Result<jobd::Client> client) {
+  if (!client.ok()) throw std::runtime_error(client.message());
+  return std::make_shared<Connection>(std::move(*client));
+}
+
 std::shared_ptr<Connection> Connect(const std::string& endpoint) {
-  jobd::Result<jobd::Client> client = [&] {
+  return Connected([&] {
     py::gil_scoped_release release;
     return jobd::Client::Connect(endpoint);
-  }();
-  if (!client.ok()) throw std::runtime_error(client.message());
-  return std::make_shared<Connection>(Connection{std::move(*client)});
+  }());
 }
 
 // A bytes-like object's memory, held (and read without the GIL) until released
@@ -278,17 +336,18 @@ class Job : public jobd::ItemSource {
     Start();
   }
 
-  // Waits for the C++ thread (after the end of the job, or Cancel).
+  // Waits until the job has left the connection's thread (after its end, or Cancel).
   // Several Python threads may call it at once (a job's collector, exit).
   void Join() {
     {
       py::gil_scoped_release release;
       {
         std::lock_guard start(start_mutex_);
-        started_ = true;  // not started by now: never (thread_ stays as it is from here)
+        started_ = true;  // not started by now: never (running_ stays as it is from here)
       }
       std::lock_guard join(join_mutex_);
-      if (thread_.joinable()) thread_.join();
+      if (running_) connection_->WaitIdle();
+      running_ = false;
     }
     ReleaseSent();
     std::lock_guard lock(mutex_);
@@ -383,7 +442,8 @@ class Job : public jobd::ItemSource {
       results_ready_.notify_all();
       return;
     }
-    thread_ = std::thread([this] { RunJob(); });
+    running_ = true;
+    connection_->Run([this] { RunJob(); });
   }
 
   // Releases (with the GIL) the memory of items the C++ thread has copied.
@@ -398,9 +458,9 @@ class Job : public jobd::ItemSource {
   jobd::PythonFunction function_;
   jobd::MapOptions options_;
   std::shared_ptr<Connection> connection_;
-  std::thread thread_;
-  std::mutex start_mutex_, join_mutex_;  // start_mutex_ guards thread_ until started_
+  std::mutex start_mutex_, join_mutex_;  // start_mutex_ guards running_ until started_
   bool started_ = false;
+  bool running_ = false;  // given to the connection's thread, not joined yet
   Eventfd input_ready_, cancel_;
 
   mutable std::mutex mutex_;
@@ -429,12 +489,10 @@ PYBIND11_MODULE(_client, m) {
   m.def("connect", &Connect, py::arg("endpoint"));
   // A connection to the jobd whose cluster file is at `path` (over TCP, CurveZMQ).
   m.def("connect_cluster", [](const std::string& path) {
-    jobd::Result<jobd::Client> client = [&] {
+    return Connected([&] {
       py::gil_scoped_release release;
       return jobd::Client::ConnectCluster(path);
-    }();
-    if (!client.ok()) throw std::runtime_error(client.message());
-    return std::make_shared<Connection>(Connection{std::move(*client)});
+    }());
   }, py::arg("path"));
   // How many workers pool `pool` (empty: the default pool) had when the
   // connection was made; ValueError naming the pools if jobd has no such pool.
