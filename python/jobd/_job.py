@@ -14,11 +14,10 @@ import weakref
 from . import _client
 
 EXCEPTION_MARK = "\njobd-pickled-exception:"  # as in _worker.py
-PUT_BATCH = 512  # items pickled and handed over at once, when the input is not lazy
-# The first batch (which travels with the job's submission) holds at least
-# so many jobd items (chunks), so that every worker gets one at once, unless
-# its pickles reach FIRST_BATCH_BYTES first.
-FIRST_BATCH_CHUNKS = 64
+# Items pickled and handed over at once, when the input is not lazy (a chunk
+# of at least so many goes alone: a worker may start on it at once), unless
+# their pickles reach FIRST_BATCH_BYTES first.
+PUT_BATCH = 512
 FIRST_BATCH_BYTES = 4 << 20
 IDLE_EXIT = 600  # seconds a jobd started by jobd.Pool lives without a job
 
@@ -350,9 +349,7 @@ class Run:
         for item in parts:
             batch.append(item)
             size += sum(memoryview(part).nbytes for part in item)
-            if put == 0 or size >= FIRST_BATCH_BYTES or (
-                    put + len(batch) >= FIRST_BATCH_CHUNKS
-                    and (put + len(batch)) * self.chunk >= PUT_BATCH):
+            if put == 0 or size >= FIRST_BATCH_BYTES or len(batch) * self.chunk >= PUT_BATCH:
                 put += len(batch)
                 self.job.put(batch, last=put == count)
                 batch = []
