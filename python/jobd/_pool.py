@@ -227,8 +227,9 @@ class Pool:
     pool: the jobd pool to run in ("io" for I/O-bound work); default: jobd's.
     socket: jobd's endpoint (default: $JOBD_SOCKET, else jobd's own).
     cluster_file: reach the jobd that wrote this cluster file (jobd
-        --cluster-file), over TCP, from any host (default: $JOBD_CLUSTER_FILE
-        when no socket is named).
+        --cluster-file), over TCP, from any host, or on that jobd's own host
+        through its local socket (default: $JOBD_CLUSTER_FILE when no socket
+        is named).
     retries: how often an item may kill its interpreter before it fails with
         WorkerLost (at most the pool's `retries`).
     timeout: seconds an item may run before it fails (at most the pool's).
