@@ -708,6 +708,7 @@ int main(int argc, char** argv) {
   help_command->add_option("COMMAND", help_topic, "the command to explain")->type_name("");
   for (CLI::App* command : app.get_subcommands({})) {
     command->fallthrough()->group("Commands");  // --socket anywhere
+    command->set_help_flag("-h,--help", "this text");
   }
 
   // What follows "--" are items, whatever they look like. (CLI11 2.1 ends a

@@ -126,6 +126,7 @@ std::string Wrap(const std::string& text, size_t width) {
 HelpFormatter::HelpFormatter() {
   column_width(26);
   label("Positionals", "Arguments");
+  label("Usage", "usage");  // as the synopses given by hand
 }
 
 void HelpFormatter::Describe(const CLI::App* app, std::string synopsis, std::string about) {
@@ -155,7 +156,9 @@ std::string HelpFormatter::make_usage(const CLI::App* app, std::string name) con
 
 std::string HelpFormatter::make_description(const CLI::App* app) const {
   const Text* text = Find(app);
-  const std::string about = text != nullptr && !text->about.empty() ? text->about : app->get_description();
+  const std::string about = text != nullptr && !text->about.empty()
+                                ? text->about  // paragraphs as written
+                                : Wrap(app->get_description(), 79);
   return about.empty() ? about : about + "\n";
 }
 

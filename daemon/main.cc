@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
       "tasks (and serve this host's own clients on ipc://$XDG_RUNTIME_DIR/jobd/node-NAME.sock); "
       "it waits up to 60 s for FILE and its head, and stops when the head is gone");
   join->fallthrough()->group("Commands");
-  help->Describe(join, "usage: jobd join --cluster-file FILE [--name NAME] [OPTIONS]");
+  join->set_help_flag("-h,--help", "this text");
+  help->Describe(join, "usage: jobd join --cluster-file FILE [--name NAME] [OPTIONS]\n"
+                      "(OPTIONS: those of `jobd --help`)");
   app.add_option("--name", node_name, "the node's name among the head's (default: the host's)")
       ->type_name("NAME");
   app.add_flag("--slurm", slurm,
