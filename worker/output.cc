@@ -52,7 +52,7 @@ char* TaskOutput::Reserve(size_t capacity) {
   }
   Status grown = Grow(used_ + capacity);
   if (grown.ok()) {
-    const int error = posix_fallocate(fd_, static_cast<off_t>(used_), static_cast<off_t>(capacity));
+    const int error = AllocateForWriting(fd_, base_, used_, capacity);
     if (error != 0) {
       grown = Status::Error(std::string("no room for it in shared memory: ") + std::strerror(error) +
                             " (is /dev/shm full?)");
