@@ -518,7 +518,7 @@ class MapRun : public ItemSink {
  public:
   // `remote`: jobd is on another host, so every item travels inline.
   MapRun(zmq::socket_t& socket, uint64_t job, const MapOptions& options, bool remote)
-      : socket_(socket), job_(job), options_(options), remote_(remote),
+      : socket_(socket), job_(job), options_(options), remote_(remote), files_by_name_(remote),
         writer_(16 << 20, !remote), keep_items_(options.resubmit_wait_seconds > 0) {}
 
   ~MapRun() override {
@@ -571,7 +571,7 @@ class MapRun : public ItemSink {
   // "No such file": jobd is told to skip it, and its error is delivered here.
   Status AddFile(const std::string& path) override {
     // jobd on another host: the worker reads it where it runs (Submit.read_files).
-    if (remote_) return Add(path.rfind('/', 0) == 0 ? path : CurrentDirectory() + "/" + path);
+    if (files_by_name_) return Add(path.rfind('/', 0) == 0 ? path : CurrentDirectory() + "/" + path);
     wire::Payload* payload = NewItem();
     const std::string error = ReadFileInto(path, payload);
     Track(*payload);  // what it reserved is released when its error is delivered
@@ -643,8 +643,14 @@ class MapRun : public ItemSink {
 
   // jobd died and job `job` replaces this one: sends it every item that has
   // no result yet, in input order. Results waiting their turn are kept, but
-  // those in shared memory died with jobd: their items run again.
-  void Resubmit(uint64_t job) {
+  // those in shared memory died with jobd: their items run again. `remote`:
+  // the new jobd is on another host (a head may come back elsewhere).
+  Status Resubmit(uint64_t job, bool remote) {
+    if (remote && !remote_) {
+      if (Status s = InlineUnanswered(); !s.ok()) return s;
+    }
+    if (remote != remote_) writer_ = PayloadWriter(16 << 20, !remote);
+    remote_ = remote;
     for (auto it = pending_.begin(); it != pending_.end();) {
       const wire::Outcome& outcome = it->second.outcome();
       if (outcome.has_value() && outcome.value().has_ref()) {  // died with jobd: run it again
@@ -663,6 +669,7 @@ class MapRun : public ItemSink {
     wire::Items items;
     // The new jobd removes the input segments with the job, as the old one would have.
     for (const auto& [name, count] : input_refs_) items.add_segments(name);
+    // (A jobd on another host has no input segment: InlineUnanswered() took them back.)
     size_t bytes = 0;
     for (const auto& [index, payload] : unanswered_) {
       *items.add_items() = payload;
@@ -676,11 +683,35 @@ class MapRun : public ItemSink {
         bytes = 0;
       }
     }
-    if (items.items_size() == 0 && !input_done_) return;
+    if (items.items_size() == 0 && !input_done_) return {};
     items.set_first_index(job_sent_);
     job_sent_ += static_cast<uint64_t>(items.items_size());
     items.set_last(input_done_);
     Send(items);
+    return {};
+  }
+
+  // The items without a result that wait in this host's shared memory, put
+  // inline for a jobd on another host; their segments are then this
+  // client's to remove.
+  Status InlineUnanswered() {
+    SegmentReader inputs;
+    for (auto& [index, payload] : unanswered_) {
+      if (!payload.has_ref()) continue;
+      Result<std::string_view> bytes = inputs.Read(payload);
+      if (!bytes.ok()) return bytes.status();
+      payload.set_data(std::string(*bytes));
+    }
+    for (auto& [index, counted] : counted_) {
+      if (!counted.shared) continue;
+      inflight_shared_ -= counted.size;
+      inflight_inline_ += counted.size;
+      counted.shared = false;
+    }
+    for (const auto& [name, count] : input_refs_) RemoveSegment(name);
+    input_refs_.clear();
+    input_segment_of_.clear();
+    return {};
   }
 
   size_t unanswered() const { return unanswered_.size(); }
@@ -930,7 +961,10 @@ class MapRun : public ItemSink {
   zmq::socket_t& socket_;
   uint64_t job_;
   const MapOptions& options_;
-  const bool remote_;
+  bool remote_;  // jobd is on another host (reached over TCP)
+  // --files items travel as names, read where they run: decided with the
+  // job's submission (a resubmit to a jobd elsewhere keeps it).
+  const bool files_by_name_;
   PayloadWriter writer_;
   SegmentReader reader_;
   wire::Items batch_;
@@ -1114,7 +1148,9 @@ Result<JobSummary> Client::Run(wire::Request& request, ItemSource& items,
     if (!accepted.ok()) return jobd::Status::Error(died + "; resubmitting failed: " + accepted.message());
     job = accepted->accepted().job();
     ++summary.resubmits;
-    run.Resubmit(job);
+    if (jobd::Status s = run.Resubmit(job, impl_->remote); !s.ok()) {
+      return jobd::Status::Error(died + "; resubmitting failed: " + s.message());
+    }
     notice("resubmitted the " + std::to_string(run.unanswered()) + " items without a result as job " +
            std::to_string(job) + " to jobd (pid " + std::to_string(impl_->daemon_pid) + ")");
     return {};

@@ -20,9 +20,11 @@ namespace {
 class ClusterTest : public DaemonTest {
  protected:
   std::vector<std::string> DaemonArgs() const override {
-    return {"--listen", "tcp://127.0.0.1:0", "--cluster-file", ClusterPath()};
+    return {"--listen", "tcp://127.0.0.1:0", "--cluster-file",
+            written_cluster_file_.empty() ? ClusterPath() : written_cluster_file_};
   }
   std::string ClusterPath() const { return dir_ + "/cluster"; }
+  std::string written_cluster_file_;  // set: where the head writes it, not ClusterPath()
   // A node (jobd join) beside the head, once the head says it joined.
   pid_t JoinNode(const std::string& name);
   // The lines 1 to `count`, written to `path` too.
@@ -252,6 +254,43 @@ TEST_F(ClusterTest, AHeadThatStopsAnsweringIsNoticedAndItsRestartWithNewKeysResu
                                       << ReadFile(out);
   EXPECT_NE(err.find("stopped answering while running job 1"), std::string::npos) << err;
   EXPECT_NE(err.find("items without a result as job 1"), std::string::npos) << err;
+}
+
+// A job begun through the head's local socket, its items in this host's
+// shared memory, goes on when its head comes back on another host: what has
+// no result yet travels inline, each result still printed once, in order.
+TEST_F(ClusterTest, AJobBegunOnTheHeadsHostFollowsItsHeadToAnotherHost) {
+  const std::string in = dir_ + "/in", out = dir_ + "/out";
+  std::string input;
+  for (int i = 1; i <= 40; ++i) input += std::to_string(i) + std::string(20000, 'x') + "\n";
+  WriteFile(in, input);
+  const pid_t job = Spawn({Program("jobctl"), "--cluster-file", ClusterPath(), "map",
+                           "--resubmit-wait", "60", "--chunksize", "1", "--shell", "--exec",
+                           "sleep 0.1; echo {}"},
+                          in, out, Env());
+  pids_.insert(job);
+  ASSERT_TRUE(Eventually([&] { return ReadFile(out).size() > 3 * 20000; }))
+      << ReadFile(out + ".err");
+  KillDaemon();
+  // The head comes back "elsewhere": the file the client reads names another host.
+  written_cluster_file_ = dir_ + "/cluster.new";
+  ASSERT_EQ(StartDaemon(Config()).status, 0) << Log();
+  Result<ClusterFile> moved = ClusterFile::Read(written_cluster_file_);
+  ASSERT_TRUE(moved.ok()) << moved.message();
+  moved->host = "elsewhere";
+  ASSERT_TRUE(moved->Write(ClusterPath()).ok());
+
+  int status = 0;
+  waitpid(job, &status, 0);
+  const std::string err = ReadFile(out + ".err");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
+  EXPECT_TRUE(ReadFile(out) == input) << "results missing, repeated or out of order; stderr:\n"
+                                      << err;
+  EXPECT_NE(err.find("items without a result as job 1"), std::string::npos) << err;
+  Result<wire::JobList> jobs = Connect().Jobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.message();
+  ASSERT_GT(jobs->jobs_size(), 0);
+  EXPECT_EQ(jobs->jobs(0).pid(), 0u) << "the resubmitted job came through the local socket";
 }
 
 bool ClusterTest::NodeReaches(const std::string& name, const std::string& state) {
