@@ -49,16 +49,26 @@ constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
 // an error).
 class Connection {
  public:
-  explicit Connection(jobd::Client connected) : client(std::move(connected)) {
-    thread_ = std::thread([this] { Serve(); });
+  explicit Connection(jobd::Client connected)
+      : client(std::make_unique<jobd::Client>(std::move(connected))),
+        runner_(std::make_unique<Runner>()) {
+    runner_->thread = std::thread([runner = runner_.get()] { runner->Serve(); });
   }
   ~Connection() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
+    if (getpid() != owner_) {
+      // A forked child's copy: the thread, the waiters on its condition and
+      // ZeroMQ's threads are the parent's, and ending any of them here would
+      // wait for them forever. The child leaves them be.
+      (void)runner_.release();
+      (void)client.release();
+      return;
     }
-    changed_.notify_all();
-    thread_.join();
+    {
+      std::lock_guard lock(runner_->mutex);
+      runner_->stopping = true;
+    }
+    runner_->changed.notify_all();
+    runner_->thread.join();
   }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -66,41 +76,46 @@ class Connection {
   // Runs `job` on the connection's thread; returns at once.
   void Run(std::function<void()> job) {
     {
-      std::lock_guard lock(mutex_);
-      next_ = std::move(job);
-      busy_ = true;
+      std::lock_guard lock(runner_->mutex);
+      runner_->next = std::move(job);
+      runner_->busy = true;
     }
-    changed_.notify_all();
+    runner_->changed.notify_all();
   }
   // Waits until the job given to Run has returned.
   void WaitIdle() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return !busy_; });
+    std::unique_lock lock(runner_->mutex);
+    runner_->changed.wait(lock, [&] { return !runner_->busy; });
   }
 
-  jobd::Client client;
+  std::unique_ptr<jobd::Client> client;
   bool broken = false;
 
  private:
-  void Serve() {
-    std::unique_lock lock(mutex_);
-    while (true) {
-      changed_.wait(lock, [&] { return stopping_ || next_; });
-      if (!next_) return;  // stopping, with no job left
-      std::function<void()> job = std::exchange(next_, nullptr);
-      lock.unlock();
-      job();
-      lock.lock();
-      busy_ = false;
-      changed_.notify_all();
+  // The thread and what it waits on.
+  struct Runner {
+    void Serve() {
+      std::unique_lock lock(mutex);
+      while (true) {
+        changed.wait(lock, [&] { return stopping || next; });
+        if (!next) return;  // stopping, with no job left
+        std::function<void()> job = std::exchange(next, nullptr);
+        lock.unlock();
+        job();
+        lock.lock();
+        busy = false;
+        changed.notify_all();
+      }
     }
-  }
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::function<void()> next;
+    bool busy = false, stopping = false;
+    std::thread thread;
+  };
 
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::function<void()> next_;
-  bool busy_ = false, stopping_ = false;
-  std::thread thread_;  // last: started once the rest is ready
+  const pid_t owner_ = getpid();
+  std::unique_ptr<Runner> runner_;
 };
 
 std::shared_ptr<Connection> Connected(jobd::Result<jobd::Client> client) {
@@ -388,7 +403,7 @@ class Job : public jobd::ItemSource {
 
  private:
   void RunJob() {
-    jobd::Result<jobd::JobSummary> summary = connection_->client.MapPython(
+    jobd::Result<jobd::JobSummary> summary = connection_->client->MapPython(
         function_, *this, options_, [this](const jobd::ItemResult& result) -> jobd::Status {
           Outcome outcome{result.index, result.ok, {}, {}};
           if (result.value.size() >= kObjectFrom) {
@@ -484,7 +499,7 @@ PYBIND11_MODULE(_client, m) {
       .def_buffer(&SharedBytes::Buffer);
   py::class_<Connection, std::shared_ptr<Connection>>(m, "Connection")
       .def_property_readonly("broken", [](const Connection& c) { return c.broken; })
-      .def_property_readonly("daemon_pid", [](const Connection& c) { return c.client.daemon_pid(); });
+      .def_property_readonly("daemon_pid", [](const Connection& c) { return c.client->daemon_pid(); });
   // A connection to the jobd at `endpoint`; RuntimeError with jobd's message if none answers.
   m.def("connect", &Connect, py::arg("endpoint"));
   // A connection to the jobd whose cluster file is at `path` (over TCP, CurveZMQ).
@@ -497,7 +512,7 @@ PYBIND11_MODULE(_client, m) {
   // How many workers pool `pool` (empty: the default pool) had when the
   // connection was made; ValueError naming the pools if jobd has no such pool.
   m.def("pool_workers", [](const Connection& connection, const std::string& pool) {
-    jobd::Result<uint32_t> workers = connection.client.PoolWorkers(pool);
+    jobd::Result<uint32_t> workers = connection.client->PoolWorkers(pool);
     if (!workers.ok()) throw py::value_error(workers.message());
     return *workers;
   });

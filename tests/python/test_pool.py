@@ -292,3 +292,30 @@ def test_join_after_close_does_not_wait_for_an_unread_imap(jobd_server):
     p.close()
     p.join()  # returns once the job ended, however little of it was read
     assert sum(1 for _ in results) == 19999
+
+
+def test_a_forked_child_that_drops_its_copy_of_a_pool_exits(pool):
+    """A child forked after a map holds copies of the connection, its thread
+    and ZeroMQ's, which are the parent's: dropping them must not wait for
+    threads the child does not have. The parent's pool goes on."""
+    import gc
+    import os
+    assert pool.map(work.square, [2, 3]) == [4, 9]
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            pool._idle.clear()  # the connections kept for the next job
+            gc.collect()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        pytest.fail("the child hung dropping its copy of the pool's connection")
+    assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0
+    assert pool.map(work.square, [4]) == [16]
