@@ -240,6 +240,12 @@ class Job : public jobd::ItemSource {
   }
 
   ~Job() override {
+    if (getpid() != owner_) {
+      // A forked child's copy: the parent's threads may wait on its
+      // conditions, and destroying a condition waits for its waiters.
+      (void)sync_.release();
+      return;
+    }
     Cancel();
     Join();
   }
@@ -470,16 +476,26 @@ class Job : public jobd::ItemSource {
     }
   }
 
+  // The locks and conditions, on the heap: a forked child leaves them be.
+  struct Sync {
+    std::mutex start, join, state;
+    std::condition_variable room, results_ready;
+  };
+
+  const pid_t owner_ = getpid();
   jobd::PythonFunction function_;
   jobd::MapOptions options_;
   std::shared_ptr<Connection> connection_;
-  std::mutex start_mutex_, join_mutex_;  // start_mutex_ guards running_ until started_
+  std::unique_ptr<Sync> sync_ = std::make_unique<Sync>();
+  std::mutex& start_mutex_ = sync_->start;  // guards running_ until started_
+  std::mutex& join_mutex_ = sync_->join;
   bool started_ = false;
   bool running_ = false;  // given to the connection's thread, not joined yet
   Eventfd input_ready_, cancel_;
 
-  mutable std::mutex mutex_;
-  std::condition_variable room_, results_ready_;
+  std::mutex& mutex_ = sync_->state;
+  std::condition_variable& room_ = sync_->room;
+  std::condition_variable& results_ready_ = sync_->results_ready;
   std::deque<Item> input_;
   size_t input_bytes_ = 0;
   uint64_t put_ = 0;  // items put so far: the next one's position

@@ -226,6 +226,15 @@ _live = weakref.WeakSet()  # Runs not ended yet
 _collecting = threading.local()  # `active` in a Run's collector thread (where callbacks run)
 
 
+def _forget_runs():
+    """In a forked child: its parent's jobs are not the child's to cancel or
+    wait for at exit (their eventfds and threads are the parent's)."""
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_forget_runs)
+
+
 @atexit.register
 def _end_runs():
     """At exit, the jobs still running are cancelled and their threads ended

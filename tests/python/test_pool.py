@@ -319,3 +319,36 @@ def test_a_forked_child_that_drops_its_copy_of_a_pool_exits(pool):
         pytest.fail("the child hung dropping its copy of the pool's connection")
     assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0
     assert pool.map(work.square, [4]) == [16]
+
+
+def test_a_forked_child_leaves_its_parents_jobs_alone(jobd_server):
+    """A child forked while an Executor's call runs, exiting as Python does
+    (jobd's exit handler, then garbage collection), neither cancels the
+    parent's job nor waits for it. (Only jobd's handler runs here: the test
+    process's others, pytest's, are not the child's to run.)"""
+    import gc
+    import os
+
+    from jobd import _job
+    with jobd.Executor() as executor:
+        future = executor.submit(work.sleep, 1)
+        time.sleep(0.2)  # the call is running
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                _job._end_runs()
+                del executor
+                gc.collect()
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done == (0, 0):
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+            pytest.fail("the child hung on its parent's job")
+        assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0
+        assert future.result(timeout=10) == 1, "the parent's call was cancelled"
