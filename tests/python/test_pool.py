@@ -297,7 +297,8 @@ def test_join_after_close_does_not_wait_for_an_unread_imap(jobd_server):
 def test_a_forked_child_that_drops_its_copy_of_a_pool_exits(pool):
     """A child forked after a map holds copies of the connection, its thread
     and ZeroMQ's, which are the parent's: dropping them must not wait for
-    threads the child does not have. The parent's pool goes on."""
+    threads the child does not have. The child can make a Pool of its own;
+    the parent's pool goes on."""
     import gc
     import os
     assert pool.map(work.square, [2, 3]) == [4, 9]
@@ -307,7 +308,8 @@ def test_a_forked_child_that_drops_its_copy_of_a_pool_exits(pool):
         try:
             pool._idle.clear()  # the connections kept for the next job
             gc.collect()
-            code = 0
+            with jobd.Pool() as own:
+                code = 0 if own.map(work.square, [3]) == [9] else 2
         finally:
             os._exit(code)
     deadline = time.monotonic() + 10
