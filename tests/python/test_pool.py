@@ -294,6 +294,20 @@ def test_join_after_close_does_not_wait_for_an_unread_imap(jobd_server):
     assert sum(1 for _ in results) == 19999
 
 
+def assert_child_exits_cleanly(child, doing):
+    """Waits up to 10 s for the forked `child` to exit 0; kills it and fails
+    the test if it hangs (`doing`: what it hung on)."""
+    import os
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        pytest.fail(f"the child hung {doing}")
+    assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0, f"child status {done[1]}"
+
+
 def test_a_forked_child_that_drops_its_copy_of_a_pool_exits(pool):
     """A child forked after a map holds copies of the connection, its thread
     and ZeroMQ's, which are the parent's: dropping them must not wait for
@@ -312,14 +326,7 @@ def test_a_forked_child_that_drops_its_copy_of_a_pool_exits(pool):
                 code = 0 if own.map(work.square, [3]) == [9] else 2
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 10
-    while (done := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done == (0, 0):
-        os.kill(child, 9)
-        os.waitpid(child, 0)
-        pytest.fail("the child hung dropping its copy of the pool's connection")
-    assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0
+    assert_child_exits_cleanly(child, "dropping its copy of the pool's connection")
     assert pool.map(work.square, [4]) == [16]
 
 
@@ -345,12 +352,5 @@ def test_a_forked_child_leaves_its_parents_jobs_alone(jobd_server):
                 code = 0
             finally:
                 os._exit(code)
-        deadline = time.monotonic() + 10
-        while (done := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if done == (0, 0):
-            os.kill(child, 9)
-            os.waitpid(child, 0)
-            pytest.fail("the child hung on its parent's job")
-        assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0
+        assert_child_exits_cleanly(child, "on its parent's job")
         assert future.result(timeout=10) == 1, "the parent's call was cancelled"
