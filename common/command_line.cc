@@ -70,6 +70,18 @@ std::vector<std::string> OptionNames(const CLI::App* app) {
   return names;
 }
 
+// The names of `app`'s commands.
+std::vector<std::string> CommandNames(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+  return names;
+}
+
+// Whether `app` takes arguments besides options.
+bool TakesArguments(const CLI::App* app) {
+  return !app->get_options([](const CLI::Option* o) { return o->get_positional(); }).empty();
+}
+
 // What was wrong with the command line, as a person would say it.
 std::string Explain(const CLI::App& app, const CLI::ParseError& error) {
   const CLI::App* chosen = Chosen(app);
@@ -79,9 +91,7 @@ std::string Explain(const CLI::App& app, const CLI::ParseError& error) {
                             chosen == &app && app.get_require_subcommand_min() > 0;
     if (!no_command) return error.what();
     std::string commands;
-    for (const CLI::App* sub : app.get_subcommands({})) {
-      commands += (commands.empty() ? "" : ", ") + sub->get_name();
-    }
+    for (const std::string& name : CommandNames(app)) commands += (commands.empty() ? "" : ", ") + name;
     return "missing COMMAND: one of " + commands;
   }
   const std::string& word = left.front();
@@ -90,21 +100,15 @@ std::string Explain(const CLI::App& app, const CLI::ParseError& error) {
     const std::string closest = Closest(name, OptionNames(chosen));
     std::string text = "unknown option '" + word + "'";
     if (!closest.empty()) text += "; did you mean " + closest + "?";
-    if (!chosen->get_options([](const CLI::Option* o) { return o->get_positional(); }).empty()) {
-      text += " (an argument that starts with '-' goes after --)";
-    }
+    if (TakesArguments(chosen)) text += " (an argument that starts with '-' goes after --)";
     return text;
   }
   if (chosen == &app && !app.get_subcommands({}).empty()) {
-    std::vector<std::string> commands;
-    for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
-    const std::string closest = Closest(word, commands);
+    const std::string closest = Closest(word, CommandNames(app));
     return "unknown command '" + word + "'" + (closest.empty() ? "" : "; did you mean " + closest + "?");
   }
   return "unexpected argument '" + word + "': `" + PathOf(chosen) + "` takes " +
-         (chosen->get_options([](const CLI::Option* o) { return o->get_positional(); }).empty()
-              ? "no arguments, only options"
-              : "fewer arguments");
+         (TakesArguments(chosen) ? "fewer arguments" : "no arguments, only options");
 }
 
 // `text` as lines of at most `width` characters (a longer word stands alone).
