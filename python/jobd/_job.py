@@ -143,15 +143,16 @@ def connect(socket, pool, cluster_file=None):
 
 # ---------------------------------------------------------------- pickling
 
-def dumps(value, what):
+def dumps(value, what, *what_args):
     """`value` as an item's parts: its pickle (protocol 5) and out-of-band
     buffers. What refers to __main__ (or cannot be pickled by reference:
-    lambdas, closures) is pickled by value with cloudpickle."""
+    lambdas, closures) is pickled by value with cloudpickle. `what` (a format
+    string, filled with `what_args` only on error) names the value in an error."""
     buffers = []
     try:
         data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         if b"__main__" not in data:
-            return [data, *(b.raw() for b in buffers)]
+            return [data, *map(pickle.PickleBuffer.raw, buffers)] if buffers else [data]
     except Exception:
         pass
     import cloudpickle
@@ -159,10 +160,10 @@ def dumps(value, what):
     try:
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     except Exception as error:
-        raise TypeError(f"jobd cannot send {what} to its workers: it cannot be pickled "
-                        f"({type(error).__name__}: {error}); pass what pickle can take "
+        raise TypeError(f"jobd cannot send {what.format(*what_args)} to its workers: it cannot be "
+                        f"pickled ({type(error).__name__}: {error}); pass what pickle can take "
                         "(module-level functions, plain data)") from error
-    return [data, *(b.raw() for b in buffers)]
+    return [data, *map(pickle.PickleBuffer.raw, buffers)]
 
 
 def dumps_whole(value, what):
@@ -183,16 +184,27 @@ def dumps_whole(value, what):
                         f"({type(error).__name__}: {error})") from error
 
 
+_ONE_PART = struct.Struct("<II")  # a count of 1, then the part's length
+
+
 def loads(blob):
     """A result: the packed parts (common/args.h layout) unpickled."""
+    count, length = _ONE_PART.unpack_from(blob)
+    if count == 1:  # no out-of-band buffers: most results, so kept short
+        return pickle.loads(memoryview(blob)[8:8 + length])
     view = memoryview(blob)
-    (count,) = struct.unpack_from("<I", view, 0)
     parts, at = [], 4
     for _ in range(count):
         (length,) = struct.unpack_from("<I", view, at)
         parts.append(view[at + 4:at + 4 + length])
         at += 4 + length
     return pickle.loads(parts[0], buffers=parts[1:])
+
+
+def unreadable_result(number, error):
+    """The error of item `number` (from 1) whose result cannot be unpickled."""
+    return RemoteError(f"the result of item {number} cannot be unpickled here: "
+                       f"{type(error).__name__}: {error}")
 
 
 def error_of(blob):
@@ -270,6 +282,7 @@ class Run:
         self.deliver, self.finish = deliver, finish
         self.wake = None  # set by a target whose `deliver` may wait
         self.star = star  # each item is an arguments tuple (starmap)
+        self.ordered = ordered
         # Items pickled together as one jobd item (multiprocessing's chunksize).
         self.chunk = chunk
         self.count = None  # of items, once the feeder knows it
@@ -328,7 +341,7 @@ class Run:
         """(each jobd item's parts, lazily; whether `items` itself is lazy)."""
         if self.chunk == 1:
             star = self.star
-            return ((dumps(tuple(args) if star else (args,), f"the arguments of item {n}")
+            return ((dumps(tuple(args) if star else (args,), "the arguments of item {}", n)
                      for n, args in enumerate(items, 1)),
                     not isinstance(items, (list, tuple, range)))
         if isinstance(items, (list, tuple, range)):  # slices: no loop per item
@@ -385,7 +398,7 @@ class Run:
         chunk = list(chunk)
         if self.count is None and len(chunk) < self.chunk:
             self.count = first + len(chunk)  # the last chunk: its size is known now
-        return dumps([self.star, chunk], f"the arguments of items {first + 1}-{first + len(chunk)}")
+        return dumps([self.star, chunk], "the arguments of items {}-{}", first + 1, first + len(chunk))
 
     def _outcomes(self, index, ok, value):
         """The outcomes of jobd's item `index`: (first item, results,
@@ -394,9 +407,7 @@ class Run:
             try:
                 value = loads(value)
             except Exception as error:
-                ok, value = False, RemoteError(
-                    f"the result of item {index * self.chunk + 1} cannot be unpickled here: "
-                    f"{type(error).__name__}: {error}")
+                ok, value = False, unreadable_result(index * self.chunk + 1, error)
         else:
             value = error_of(value)
         first = index * self.chunk
@@ -410,6 +421,24 @@ class Run:
         size = self.chunk if self.count is None else min(self.chunk, self.count - first)
         return first, [None] * size, dict.fromkeys(range(size), value)
 
+    def _deliver_in_order(self, outcomes):
+        """Hands out at once the outcomes of consecutive items (those of an
+        ordered job come in order), as _outcomes would one by one."""
+        results, failures, size = [], {}, 0
+        for offset, (_, ok, value) in enumerate(outcomes):
+            size += len(value)
+            if ok:
+                try:
+                    results.append(loads(value))
+                    continue
+                except Exception as error:
+                    value = unreadable_result(outcomes[0][0] + offset + 1, error)
+            else:
+                value = error_of(value)
+            results.append(None)
+            failures[offset] = value
+        self.deliver(outcomes[0][0], results, failures, size)
+
     def _collect(self):
         _collecting.active = True
         try:
@@ -422,6 +451,9 @@ class Run:
                     break
                 if outcomes is None:
                     break
+                if self.chunk == 1 and self.ordered and outcomes:
+                    self._deliver_in_order(outcomes)
+                    continue
                 for outcome in outcomes:
                     self.deliver(*self._outcomes(*outcome), len(outcome[2]))
         except BaseException as error:  # from `deliver`: a callback's, say

@@ -70,6 +70,10 @@ def frame_at(buffer, start):
     return ((newline + 1, end), end) if len(buffer) >= end else None
 
 
+STAR, AMPERSAND, ONE = b"*&1"
+ONE_PART = struct.Struct("<II")  # an answer of one part: the count, its length
+
+
 def message_at(buffer, start):
     """The message at `start`: (header line or None, frames, end), or None if
     it is not all there. A header's frames are its fields, an item's its
@@ -79,6 +83,15 @@ def message_at(buffer, start):
     newline = buffer.find(b"\n", start)
     if newline < 0:
         return None
+    if newline == start + 2 and buffer[start] == STAR and buffer[start + 1] == ONE:
+        # Most messages: an item of one frame (its pickle), parsed here rather
+        # than by the general loop below, for the per-item cost.
+        length_end = buffer.find(b"\n", newline + 1)
+        if length_end < 0:
+            return None
+        if buffer[newline + 1] != AMPERSAND:
+            end = length_end + 1 + int(buffer[newline + 1:length_end])
+            return (None, [buffer[length_end + 1:end]], end) if len(buffer) >= end else None
     first = buffer[start:newline]
     if first[:1] == b"!":
         protocol, paths, variables = (int(n) for n in first[1:].split()[:3])
@@ -299,7 +312,7 @@ def dumps(value):
         import cloudpickle
         buffers = []
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    return data, [b.raw() for b in buffers]
+    return data, [b.raw() for b in buffers] if buffers else buffers
 
 
 def pack(parts):
@@ -316,6 +329,9 @@ def answer_pickled(out, value, chunk=False):
     result cannot be pickled."""
     try:
         data, buffers = dumps(value)
+        if not buffers and len(data) < SEGMENT_FROM:  # most results: kept short
+            out.append(b"%d\n%s%s" % (len(data) + 8, ONE_PART.pack(1, len(data)), data))
+            return
     except Exception as error:
         if chunk:
             answer_pickled(out, unpicklable_results(value))
@@ -480,10 +496,10 @@ class Job:
                 chunk = isinstance(call, list)  # [star, items]: map's chunksize
                 if chunk:
                     result = run_chunk(self.function, *call)
-                else:
-                    function, args, kwargs = call if self.function is None else \
-                        (self.function, call, {})
-                    result = function(*args, **kwargs)
+                elif self.function is not None:  # call: the arguments
+                    result = self.function(*call)
+                else:  # call: (function, args, kwargs)
+                    result = call[0](*call[1], **call[2])
         except BaseException as error:  # SystemExit too: the item's error, not the end
             if self.pickled:
                 answer_exception(out, error)
@@ -507,7 +523,7 @@ class Answers:
         self.fd = fd
         self.pending = []
         self.since = 0.0  # when the oldest pending answer came
-        self.lock = threading.Condition()
+        self.lock = threading.Condition(threading.Lock())  # taken per item: the cheaper lock
         threading.Thread(target=self._send_late, daemon=True).start()
 
     def append(self, data):

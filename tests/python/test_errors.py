@@ -46,6 +46,22 @@ def test_unpicklable_result_fails_that_item(pool):
         next(results)
 
 
+def test_a_result_that_cannot_be_unpickled_fails_that_item(pool):
+    unreadable = "the result of item {} cannot be unpickled here: ValueError: refused on purpose"
+    with pytest.raises(jobd.RemoteError, match=unreadable.format(2)):
+        pool.map(work.unreadable_if, [0, 1, 0], chunksize=1)
+    with pytest.raises(jobd.RemoteError, match=unreadable.format(1)):  # the chunk's
+        pool.map(work.unreadable_if, [0, 1, 0], chunksize=3)
+    outcomes = []
+    results = pool.imap_unordered(work.unreadable_if, [0, 1, 0], chunksize=1)
+    for _ in range(3):
+        try:
+            outcomes.append(next(results))
+        except jobd.RemoteError as error:
+            outcomes.append(str(error))
+    assert sorted(outcomes, key=str) == [0, 0, unreadable.format(2)]
+
+
 def test_unpicklable_argument_or_function_fails_at_the_call(pool):
     with pytest.raises(TypeError, match="cannot send the arguments of item 2.*cannot be pickled"):
         pool.map(work.echo, [1, threading.Lock()], chunksize=1)

@@ -55,6 +55,21 @@ def raise_unpicklable(_):
     raise Unpicklable(1, 2)
 
 
+def refuse(message):
+    raise ValueError(message)
+
+
+class UnreadableHere:
+    """Pickles in the worker; unpickling it raises (in the caller)."""
+
+    def __reduce__(self):
+        return refuse, ("refused on purpose",)
+
+
+def unreadable_if(x):
+    return UnreadableHere() if x else x
+
+
 def return_lock(_):
     import threading
     return threading.Lock()
