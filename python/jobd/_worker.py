@@ -436,6 +436,22 @@ def picklable(value):
         return False
 
 
+class Environment:
+    """os.environ made the caller's for each job. Most jobs come from the
+    program whose environment was applied last, and leave os.environ as it
+    was: then nothing is done (it would cost more than a small job)."""
+
+    def __init__(self):
+        self.applied = None  # (the variables, os.environ's bytes after applying them)
+
+    def apply(self, variables):
+        now = getattr(os.environ, "_data", None)  # CPython's: bytes -> bytes
+        if now is not None and self.applied == (variables, now):
+            return
+        apply_environment(variables)
+        self.applied = None if now is None else (variables, dict(now))
+
+
 def apply_environment(variables):
     """os.environ becomes the caller's: only what differs is changed."""
     wanted = {}
@@ -523,6 +539,7 @@ class Answers:
         self.fd = fd
         self.pending = []
         self.since = 0.0  # when the oldest pending answer came
+        self.armed = False  # the thread sends what waits past ANSWER_DELAY
         self.lock = threading.Condition(threading.Lock())  # taken per item: the cheaper lock
         threading.Thread(target=self._send_late, daemon=True).start()
 
@@ -530,8 +547,16 @@ class Answers:
         with self.lock:
             if not self.pending:
                 self.since = time.monotonic()
-                self.lock.notify()
             self.pending.append(data)
+
+    def item_starts(self):
+        """The next item runs now: answers that wait must not wait for it
+        (the thread is woken only then, not for an item that is answered and
+        sent before the next one comes)."""
+        if self.pending and not self.armed:
+            with self.lock:
+                self.armed = True
+                self.lock.notify()
 
     def flush(self):
         with self.lock:
@@ -547,6 +572,7 @@ class Answers:
         with self.lock:
             while True:
                 if not self.pending:
+                    self.armed = False
                     self.lock.wait()
                     continue
                 late = self.since + ANSWER_DELAY - time.monotonic()
@@ -574,6 +600,7 @@ def serve():
     first_job = True
     job = None
     initialized = set()  # the tokens of the Pools whose initializer ran here
+    environment = Environment()
     items_run = 0
     buffer = bytearray()
     out = Answers(protocol_out)
@@ -602,7 +629,7 @@ def serve():
                     sys.path[0:0] = [os.fsdecode(p) for p in frames[4:4 + paths]]
                     first_job = False
                 os.chdir(frames[1])  # an earlier job may have left elsewhere
-                apply_environment(frames[4 + paths:])
+                environment.apply(frames[4 + paths:])
                 importlib.invalidate_caches()  # modules and folders made since the last job
                 SEGMENTS.clear()  # the last job's: its mappings go with what uses them
                 job = Job(header, frames, initialized)
@@ -611,6 +638,7 @@ def serve():
             if job.max_items and items_run >= job.max_items:
                 replace_me()  # maxtasksperchild: a fresh one takes it from here
             items_run += 1
+            out.item_starts()
             job.run(out, frames)
         del buffer[:start]
         out.flush()

@@ -169,6 +169,13 @@ TEST_F(PythonTest, AnItemPastItsTimeoutIsStopped) {
   EXPECT_EQ(run.out, "a\nb\n");
   EXPECT_TRUE(Has(run.err, "item 2 failed: timed out after 1 s")) << run.err;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+  // The same with the three in one task: the interpreter answers 'a' while
+  // 'slow' runs, so that the timeout is the slow item's, not the task's first.
+  Command one_task = Python({"map", "--timeout", "1", "--retries", "0", "--chunksize", "3",
+                             "--python", "slow:f", "a", "slow", "b"});
+  EXPECT_EQ(one_task.status, 1) << one_task.err;
+  EXPECT_EQ(one_task.out, "a\nb\n");
+  EXPECT_TRUE(Has(one_task.err, "item 2 failed: timed out after 1 s")) << one_task.err;
 }
 
 TEST_F(PythonTest, AnItemThatKillsItsInterpreterIsRetriedThenFailsAlone) {
