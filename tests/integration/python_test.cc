@@ -94,6 +94,7 @@ TEST_F(PythonTest, EveryJobGetsItsCallersDirectoryAndEnvironment) {
                          "    if name == 'wander':\n"
                          "        os.chdir('/')\n"
                          "    return os.getcwd() if name in ('cwd', 'wander') else os.environ.get(name, '-')\n"
+                         "def set(name):\n    os.environ[name] = 'set by a job'\n    return name\n"
                          "def pid(_):\n    return os.getpid()\n");
   const std::string here = std::filesystem::current_path().string();
   const std::vector<std::string> one = {"map", "--workers", "1"};
@@ -112,6 +113,11 @@ TEST_F(PythonTest, EveryJobGetsItsCallersDirectoryAndEnvironment) {
   EXPECT_EQ(run({"--python", "context:get", "cwd", "JOBD_TEST_VALUE", "JOBD_OTHER"},
                 {"JOBD_OTHER=other"}),
             here + "\n-\nother\n");
+  // A job that changed os.environ leaves nothing to the next one, even with
+  // the same caller's environment.
+  const std::vector<std::string> caller = {"JOBD_TEST_VALUE=from the caller"};
+  EXPECT_EQ(run({"--python", "context:set", "JOBD_TEST_VALUE"}, caller), "JOBD_TEST_VALUE\n");
+  EXPECT_EQ(run({"--python", "context:get", "JOBD_TEST_VALUE"}, caller), "from the caller\n");
   EXPECT_EQ(run({"--python", "context:pid", "x"}, {}), pid) << "the interpreter was not kept";
   // A variable read only as an interpreter starts needs another one.
   EXPECT_NE(run({"--python", "context:pid", "x"}, {"PYTHONHASHSEED=7"}), pid);
