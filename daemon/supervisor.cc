@@ -785,13 +785,21 @@ void Supervisor::Dispatch() {
     const size_t size = NodeWorkers(name) +
                         std::count_if(pool.workers.begin(), pool.workers.end(),
                                       [](const auto& w) { return w->fate == Fate::kServe; });
-    // Rounds of one task per worker with credit, until no worker takes one.
+    // Rounds of one task per worker with credit, until no worker takes one;
+    // in each, the workers that hold the least go first: an item that comes
+    // alone goes to an idle worker, never to the back of a busy one's queue.
+    std::vector<Worker*> order;
+    order.reserve(pool.workers.size());
+    for (auto& worker : pool.workers) order.push_back(worker.get());
     bool gave = true;
     while (gave) {
       gave = false;
-      for (auto& worker : pool.workers) {
+      std::stable_sort(order.begin(), order.end(), [](const Worker* a, const Worker* b) {
+        return std::pair(a->tasks.size(), a->estimate_ns) < std::pair(b->tasks.size(), b->estimate_ns);
+      });
+      for (Worker* worker : order) {
         if (!worker->ready || !HasCredit(*worker, pool.config) ||
-            batch_bytes[worker.get()] >= kMaxBatchBytes) {
+            batch_bytes[worker] >= kMaxBatchBytes) {
           continue;
         }
         const Task* task = scheduler_.NextTask(name, size, worker->key);
@@ -800,21 +808,21 @@ void Supervisor::Dispatch() {
         if (head_task != nullptr) {  // a node runs its head's tasks after its own
           worker->tasks.push_back(head_task->id());
           ++worker->unestimated;  // (so the worker holds no second one meanwhile)
-          auto [batch, fresh] = batches.try_emplace(worker.get());
+          auto [batch, fresh] = batches.try_emplace(worker);
           if (fresh) batch->second.set_version(wire::VERSION_CURRENT);
-          batch_bytes[worker.get()] += head_task->ByteSizeLong();
+          batch_bytes[worker] += head_task->ByteSizeLong();
           pool.moved.Count(*head_task);
           batch->second.mutable_tasks()->mutable_tasks()->AddAllocated(head_task.get());
           sent_head_tasks.push_back(std::move(head_task));
           gave = true;
           continue;
         }
-        batch_bytes[worker.get()] += task->bytes;
+        batch_bytes[worker] += task->bytes;
         pool.moved.Count(*task->message);
         worker->tasks.push_back(task->message->id());
         worker->estimate_ns += task->estimate_ns;
         worker->unestimated += task->estimate_ns == 0;
-        auto [batch, fresh] = batches.try_emplace(worker.get());
+        auto [batch, fresh] = batches.try_emplace(worker);
         if (fresh) batch->second.set_version(wire::VERSION_CURRENT);
         // Lent to the batch for serialisation, taken back below: no copy.
         batch->second.mutable_tasks()->mutable_tasks()->AddAllocated(task->message.get());

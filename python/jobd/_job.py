@@ -14,9 +14,8 @@ import weakref
 from . import _client
 
 EXCEPTION_MARK = "\njobd-pickled-exception:"  # as in _worker.py
-# Items pickled and handed over at once, when the input is not lazy (a chunk
-# of at least so many goes alone: a worker may start on it at once), unless
-# their pickles reach FIRST_BATCH_BYTES first.
+# Items pickled and handed over at once, when the input is not lazy, unless
+# their pickles reach FIRST_BATCH_BYTES first (see Run._put_first).
 PUT_BATCH = 512
 FIRST_BATCH_BYTES = 4 << 20
 IDLE_EXIT = 600  # seconds a jobd started by jobd.Pool lives without a job
@@ -278,11 +277,12 @@ class Run:
     its outcome)."""
 
     def __init__(self, spec, connection, function, ordered, chunksize, deliver, finish,
-                 items=None, chunk=1, star=False):
+                 items=None, chunk=1, star=False, workers=1):
         self.deliver, self.finish = deliver, finish
         self.wake = None  # set by a target whose `deliver` may wait
         self.star = star  # each item is an arguments tuple (starmap)
         self.ordered = ordered
+        self.workers = workers  # how many may run its items at once
         # Items pickled together as one jobd item (multiprocessing's chunksize).
         self.chunk = chunk
         self.count = None  # of items, once the feeder knows it
@@ -363,19 +363,22 @@ class Run:
             self.job.cancel()
 
     def _put_first(self, parts):
-        """Puts the first batch of a sized input, its first item at once (the
-        job starts on it while the others are pickled); returns whether more
-        follow."""
+        """Puts the first items of a sized input: one for each worker the job
+        may use, at once (so that every worker starts while the rest is
+        pickled: with fewer, the others wait for a second message), then a
+        batch; returns whether more follow."""
         count = -(-len(self._items) // self.chunk)  # jobd items
-        batch, size, put = [], 0, 0
+        batch, size, put, puts = [], 0, 0, 0
         for item in parts:
             batch.append(item)
             size += sum(memoryview(part).nbytes for part in item)
-            if put == 0 or size >= FIRST_BATCH_BYTES or len(batch) * self.chunk >= PUT_BATCH:
+            enough = len(batch) >= self.workers if puts == 0 else len(batch) * self.chunk >= PUT_BATCH
+            if enough or size >= FIRST_BATCH_BYTES:
                 put += len(batch)
+                puts += 1
                 self.job.put(batch, last=put == count)
-                batch = []
-                if put > 1:
+                batch, size = [], 0
+                if puts == 2:
                     break
         if batch:
             put += len(batch)

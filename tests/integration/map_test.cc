@@ -518,6 +518,19 @@ TEST_F(MapTest, StatusShowsARunningJob) {
   EXPECT_EQ(WEXITSTATUS(wait_status), 0);
 }
 
+// An item that comes alone goes to an idle worker, not to the back of a busy
+// one's queue: once `sleep 1` items have taught jobd that sleep costs ~1 ms,
+// a worker busy with a 500 ms item still has credit for another, but the item
+// that comes 0.2 s later runs at once on the idle one.
+TEST_F(MapTest, AnItemThatComesAloneGoesToAnIdleWorker) {
+  ASSERT_EQ(Jobctl({"map", "sleep", "1", "1", "1", "1"}).status, 0);
+  Command run = RunCommand(
+      {"/bin/sh", "-c", "(echo 500; sleep 0.2; echo 1) | " + Bin("jobctl") + " map sleep --unordered"},
+      "", Env());
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(run.out, "1\n500\n") << "the second item waited behind the first";
+}
+
 // A job is shown as what it runs: a stream is not an "exec".
 TEST_F(MapTest, StatusNamesWhatAJobRuns) {
   const std::string in = dir_ + "/in", out = dir_ + "/out";
