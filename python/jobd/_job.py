@@ -183,7 +183,7 @@ def dumps_whole(value, what):
                         f"({type(error).__name__}: {error})") from error
 
 
-_ONE_PART = struct.Struct("<II")  # a count of 1, then the part's length
+_ONE_PART = struct.Struct("<II")  # a count of 1, then the part's length (as in _worker.py)
 
 
 def loads(blob):

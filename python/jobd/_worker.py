@@ -71,7 +71,7 @@ def frame_at(buffer, start):
 
 
 STAR, AMPERSAND, ONE = b"*&1"
-ONE_PART = struct.Struct("<II")  # an answer of one part: the count, its length
+ONE_PART = struct.Struct("<II")  # an answer of one part: the count, its length (as pack lays out)
 
 
 def message_at(buffer, start):
@@ -329,9 +329,6 @@ def answer_pickled(out, value, chunk=False):
     result cannot be pickled."""
     try:
         data, buffers = dumps(value)
-        if not buffers and len(data) < SEGMENT_FROM:  # most results: kept short
-            out.append(b"%d\n%s%s" % (len(data) + 8, ONE_PART.pack(1, len(data)), data))
-            return
     except Exception as error:
         if chunk:
             answer_pickled(out, unpicklable_results(value))
@@ -339,6 +336,9 @@ def answer_pickled(out, value, chunk=False):
         failure = TypeError(f"the result, of type {type(value).__qualname__}, cannot be pickled "
                             f"to return it: {error}")
         answer_exception(out, failure)
+        return
+    if not buffers and len(data) + 8 < SEGMENT_FROM:  # most results: packed here, for speed
+        out.append(b"%d\n%s%s" % (len(data) + 8, ONE_PART.pack(1, len(data)), data))
         return
     parts = [data, *buffers]
     size = 4 + sum(4 + memoryview(part).nbytes for part in parts)
