@@ -37,6 +37,8 @@ using std::chrono::seconds;
 // Tasks a worker may hold at once, however short (its pool's credit_window
 // bounds their estimated run time).
 constexpr size_t kMaxCredit = 256;
+// A task estimated to run less than this may wait behind another (prefetch).
+constexpr uint64_t kPrefetchBelowNs = 20'000'000;
 // Inline bytes per message to a worker; tasks beyond wait for the next round.
 constexpr size_t kMaxBatchBytes = 8 << 20;
 constexpr auto kStartDeadline = seconds(15);
@@ -798,7 +800,7 @@ void Supervisor::Dispatch() {
         return std::pair(a->tasks.size(), a->estimate_ns) < std::pair(b->tasks.size(), b->estimate_ns);
       });
       for (Worker* worker : order) {
-        if (!worker->ready || !HasCredit(*worker, pool.config) ||
+        if (!worker->ready || !HasCredit(*worker, pool.config, size) ||
             batch_bytes[worker] >= kMaxBatchBytes) {
           continue;
         }
@@ -840,7 +842,8 @@ void Supervisor::Dispatch() {
   DispatchToNodes();
 }
 
-bool Supervisor::HasCredit(const Worker& worker, const PoolConfig& pool) const {
+bool Supervisor::HasCredit(const Worker& worker, const PoolConfig& pool,
+                           size_t pool_workers) const {
   const size_t held = worker.tasks.size();
   const uint32_t max_tasks = pool.max_tasks_per_worker;
   if (worker.fate != Fate::kServe || worker.stop_sent ||
@@ -848,8 +851,17 @@ bool Supervisor::HasCredit(const Worker& worker, const PoolConfig& pool) const {
     return false;
   }
   if (held == 0) return true;
-  return held < kMaxCredit && worker.unestimated == 0 &&
-         worker.estimate_ns < uint64_t{pool.credit_window_ms} * 1'000'000;
+  if (worker.unestimated > 0) return false;
+  if (held < kMaxCredit && worker.estimate_ns < uint64_t{pool.credit_window_ms} * 1'000'000) {
+    return true;
+  }
+  // One task ahead (prefetch), so that the worker starts it as it sends the
+  // results of the one it runs, instead of idling for the round trip to
+  // jobd: only for short tasks, and while the pool has more items queued
+  // than workers, so that at a job's tail an idle worker finds work in the
+  // queue, not held by a busy one.
+  return held == 1 && pool.credit_window_ms > 0 && worker.estimate_ns < kPrefetchBelowNs &&
+         scheduler_.QueuedItems(worker.pool) > pool_workers;
 }
 
 void Supervisor::Untrack(Worker& worker, uint64_t task_id) {
