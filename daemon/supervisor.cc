@@ -799,13 +799,16 @@ void Supervisor::Dispatch() {
       std::stable_sort(order.begin(), order.end(), [](const Worker* a, const Worker* b) {
         return std::pair(a->tasks.size(), a->estimate_ns) < std::pair(b->tasks.size(), b->estimate_ns);
       });
+      uint64_t queued = scheduler_.QueuedItems(name);  // less what this round takes
       for (Worker* worker : order) {
-        if (!worker->ready || !HasCredit(*worker, pool.config, size) ||
+        if (!worker->ready || !HasCredit(*worker, pool.config, queued > size) ||
             batch_bytes[worker] >= kMaxBatchBytes) {
           continue;
         }
         const Task* task = scheduler_.NextTask(name, size, worker->key);
-        std::unique_ptr<wire::Task> head_task = task == nullptr ? TakeHeadTask(name) : nullptr;
+        // A node runs its head's tasks on workers that hold nothing else.
+        std::unique_ptr<wire::Task> head_task =
+            task == nullptr && worker->tasks.empty() ? TakeHeadTask(name) : nullptr;
         if (task == nullptr && head_task == nullptr) continue;
         if (head_task != nullptr) {  // a node runs its head's tasks after its own
           worker->tasks.push_back(head_task->id());
@@ -820,6 +823,7 @@ void Supervisor::Dispatch() {
           continue;
         }
         batch_bytes[worker] += task->bytes;
+        queued -= std::min<uint64_t>(queued, task->indexes.size());
         pool.moved.Count(*task->message);
         worker->tasks.push_back(task->message->id());
         worker->estimate_ns += task->estimate_ns;
@@ -843,7 +847,7 @@ void Supervisor::Dispatch() {
 }
 
 bool Supervisor::HasCredit(const Worker& worker, const PoolConfig& pool,
-                           size_t pool_workers) const {
+                           bool plenty_queued) const {
   const size_t held = worker.tasks.size();
   const uint32_t max_tasks = pool.max_tasks_per_worker;
   if (worker.fate != Fate::kServe || worker.stop_sent ||
@@ -861,7 +865,7 @@ bool Supervisor::HasCredit(const Worker& worker, const PoolConfig& pool,
   // than workers, so that at a job's tail an idle worker finds work in the
   // queue, not held by a busy one.
   return held == 1 && pool.credit_window_ms > 0 && worker.estimate_ns < kPrefetchBelowNs &&
-         scheduler_.QueuedItems(worker.pool) > pool_workers;
+         plenty_queued;
 }
 
 void Supervisor::Untrack(Worker& worker, uint64_t task_id) {

@@ -144,8 +144,9 @@ class Supervisor {
   // `sender_pid`: the client's pid as the kernel tells it; 0 if unknown.
   void Submit(const std::string& client, pid_t sender_pid, wire::Submit& submit);
   void Dispatch();
-  // Whether `worker` may be sent another task; `pool_workers`: its pool's.
-  bool HasCredit(const Worker& worker, const PoolConfig& pool, size_t pool_workers) const;
+  // Whether `worker` may be sent another task; `plenty_queued`: its pool has
+  // more items queued than workers (a worker may then hold one task ahead).
+  bool HasCredit(const Worker& worker, const PoolConfig& pool, bool plenty_queued) const;
   void SendStop(const Worker& worker);
   void Untrack(Worker& worker, uint64_t task_id);
   void FlushResults();

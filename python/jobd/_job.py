@@ -18,6 +18,7 @@ EXCEPTION_MARK = "\njobd-pickled-exception:"  # as in _worker.py
 # their pickles reach FIRST_BATCH_BYTES first (see Run._put_first).
 PUT_BATCH = 512
 FIRST_BATCH_BYTES = 4 << 20
+DELIVER_BATCH = 256  # results of single items handed out at once, in order
 IDLE_EXIT = 600  # seconds a jobd started by jobd.Pool lives without a job
 
 
@@ -454,8 +455,11 @@ class Run:
                     break
                 if outcomes is None:
                     break
-                if self.chunk == 1 and self.ordered and outcomes:
-                    self._deliver_in_order(outcomes)
+                if self.chunk == 1 and self.ordered:
+                    # A few at a time: imap's bound on results ahead holds
+                    # to within one of these, and the first is out sooner.
+                    for start in range(0, len(outcomes), DELIVER_BATCH):
+                        self._deliver_in_order(outcomes[start:start + DELIVER_BATCH])
                     continue
                 for outcome in outcomes:
                     self.deliver(*self._outcomes(*outcome), len(outcome[2]))
