@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -56,20 +57,26 @@ Result<std::string> PythonLoop() {
 // A job's header for its interpreter:
 //   "!<protocol> <paths> <variables> <pickled> <max items>\n"
 // then frames of the function's name, the directory, the pickled callable,
-// the pickled initializer, each path entry and each environment variable.
-// The protocol's version (2) is PROTOCOL in python/jobd/_worker.py: a loop of
-// another release fails the job's items.
-std::string PythonHeader(const wire::Python& python) {
-  std::string header = "!2 " + std::to_string(python.path_size()) + " " +
-                       std::to_string(python.environment_size()) + " " +
-                       (python.pickled() ? "1 " : "0 ") + std::to_string(python.max_items()) + "\n";
+// the pickled initializer, each path entry and each environment variable;
+// <variables> is -1, and no variable follows, when the environment is the
+// one the interpreter got last (`same_environment`: most jobs, as a program's
+// maps follow each other). The protocol's version (3) is PROTOCOL in
+// python/jobd/_worker.py: a loop of another release fails the job's items.
+std::string PythonHeader(const wire::Python& python, bool same_environment) {
+  std::string header = "!3 " + std::to_string(python.path_size()) + " " +
+                       (same_environment ? std::string("-1")
+                                         : std::to_string(python.environment_size())) +
+                       " " + (python.pickled() ? "1 " : "0 ") +
+                       std::to_string(python.max_items()) + "\n";
   auto frame = [&](const std::string& bytes) { header += std::to_string(bytes.size()) + "\n" + bytes; };
   frame(python.function());
   frame(python.cwd());
   frame(python.callable());
   frame(python.initializer());
   for (const std::string& entry : python.path()) frame(entry);
-  for (const std::string& variable : python.environment()) frame(variable);
+  if (!same_environment) {
+    for (const std::string& variable : python.environment()) frame(variable);
+  }
   return header;
 }
 
@@ -177,6 +184,7 @@ Status Coprocess::Start(const wire::Task& task, uint32_t slot) {
   key_ = KeyOf(task);
   warm_ = task.has_python();
   header_job_ = 0;
+  sent_environment_.reset();
   in_ = std::exchange(in.write, -1);
   out_ = std::exchange(out.read, -1);
   err_ = std::exchange(err.read, -1);
@@ -305,7 +313,12 @@ void Coprocess::Run(const wire::Task& task, const std::vector<Item>& items,
     while (pending.size() - pending_at < kWriteChunk && next_write < count &&
            !(careful && next_write > next_read)) {
       if (task.has_python() && header_job_ != task.job()) {  // a new job: its header first
-        pending += PythonHeader(task.python());
+        const auto& environment = task.python().environment();
+        const bool same = sent_environment_.has_value() &&
+                          std::equal(environment.begin(), environment.end(),
+                                     sent_environment_->begin(), sent_environment_->end());
+        pending += PythonHeader(task.python(), same);
+        if (!same) sent_environment_.emplace(environment.begin(), environment.end());
         header_job_ = task.job();
       }
       if (refused[next_write].empty()) {

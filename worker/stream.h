@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -83,6 +84,8 @@ class Coprocess {
   std::string key_;
   bool warm_ = false;
   uint64_t header_job_ = 0;  // the job whose header the interpreter has (Python)
+  // The environment the interpreter got with the last header that carried one.
+  std::optional<std::vector<std::string>> sent_environment_;
   int in_ = -1, out_ = -1, err_ = -1;
   std::string stderr_tail_;
 };

@@ -9,7 +9,8 @@ stdout), in the framed protocol of `jobctl map --stream --framed`:
   "!<protocol> <paths> <variables> <pickled> <max items>\n", then frames of a
       function name ("module:qualname"), the caller's directory, the pickled
       function, the pickled initializer, path entries and environment: a
-      job's header, before its first item
+      job's header, before its first item (<variables> -1 and no
+      environment: the last job's)
   "<length>\n<bytes>": an item (a str, decoded as UTF-8 with surrogateescape),
       or "*<count>\n" and that many frames: the arguments of a starmap item
 
@@ -49,7 +50,7 @@ import threading
 import time
 import traceback
 
-PROTOCOL = 2  # of the header (worker/stream.cc)
+PROTOCOL = 3  # of the header (worker/stream.cc)
 ANSWER_DELAY = 0.002  # seconds an answer may wait for the next ones, to share a write
 EXCEPTION_MARK = "\njobd-pickled-exception:"  # then the exception, pickled, in base64
 SEGMENT_FROM = 64 << 10  # results this large go through shared memory, not the pipe
@@ -95,7 +96,8 @@ def message_at(buffer, start):
     first = buffer[start:newline]
     if first[:1] == b"!":
         protocol, paths, variables = (int(n) for n in first[1:].split()[:3])
-        count, header = (4 if protocol >= 2 else 2) + paths + variables, bytes(first)
+        # variables: -1 when the job has the last job's environment (none follow)
+        count, header = (4 if protocol >= 2 else 2) + paths + max(variables, 0), bytes(first)
     elif first[:1] == b"*":
         count, header = int(first[1:]), None
     else:
@@ -438,18 +440,23 @@ def picklable(value):
 
 class Environment:
     """os.environ made the caller's for each job. Most jobs come from the
-    program whose environment was applied last, and leave os.environ as it
-    was: then nothing is done (it would cost more than a small job)."""
+    program whose environment was applied last (the worker then sends none),
+    and leave os.environ as it was: then nothing is done (it would cost more
+    than a small job)."""
 
     def __init__(self):
-        self.applied = None  # (the variables, os.environ's bytes after applying them)
+        self.variables = None  # the caller's, as applied last
+        self.after = None      # os.environ's bytes after they were applied
 
     def apply(self, variables):
+        """variables: the caller's environment; None: the last job's."""
+        if variables is None:
+            variables = self.variables
         now = getattr(os.environ, "_data", None)  # CPython's: bytes -> bytes
-        if now is not None and self.applied == (variables, now):
+        if now is not None and variables == self.variables and now == self.after:
             return
         apply_environment(variables)
-        self.applied = None if now is None else (variables, dict(now))
+        self.variables, self.after = variables, None if now is None else dict(now)
 
 
 def apply_environment(variables):
@@ -620,7 +627,7 @@ def serve():
         while (message := message_at(buffer, start)) is not None:
             header, frames, start = message
             if header is not None:
-                paths = int(header[1:].split()[1])
+                paths, variables = (int(n) for n in header[1:].split()[1:3])
                 frames = [bytes(f) for f in frames]
                 if not first_job and modules.changed():
                     replace_me()
@@ -629,7 +636,7 @@ def serve():
                     sys.path[0:0] = [os.fsdecode(p) for p in frames[4:4 + paths]]
                     first_job = False
                 os.chdir(frames[1])  # an earlier job may have left elsewhere
-                environment.apply(frames[4 + paths:])
+                environment.apply(frames[4 + paths:] if variables >= 0 else None)
                 importlib.invalidate_caches()  # modules and folders made since the last job
                 SEGMENTS.clear()  # the last job's: its mappings go with what uses them
                 job = Job(header, frames, initialized)
