@@ -236,12 +236,19 @@ def caller_path():
 
 _live = weakref.WeakSet()  # Runs not ended yet
 _collecting = threading.local()  # `active` in a Run's collector thread (where callbacks run)
+SPARE_SECONDS = 10  # how long a helper thread waits for the next job's work before it ends
+_spare = []  # helper threads waiting for work
+_spare_lock = threading.Lock()
 
 
 def _forget_runs():
     """In a forked child: its parent's jobs are not the child's to cancel or
-    wait for at exit (their eventfds and threads are the parent's)."""
+    wait for at exit (their eventfds and threads are the parent's), nor are
+    the parent's spare helper threads."""
+    global _spare_lock
     _live.clear()
+    _spare.clear()
+    _spare_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_runs)
@@ -257,9 +264,73 @@ def _end_runs():
         run.cancel()
     for run in runs:
         run.job.join()
-        for thread in run._threads:
-            if thread.is_alive() and thread is not threading.current_thread():
-                thread.join(5)
+        for work in run._work:
+            if not work.running_here():
+                work.join(5)
+
+
+class Work:
+    """A function given to a helper thread (see in_helper)."""
+
+    def __init__(self, target, args, name):
+        self.target, self.args, self.name = target, args, name
+        self.thread = None  # the thread that runs it, once it does
+        self.done = threading.Event()
+
+    def join(self, timeout=None):
+        return self.done.wait(timeout)
+
+    def running_here(self):
+        """Whether the current thread is running this work now."""
+        return self.thread is threading.current_thread() and not self.done.is_set()
+
+
+def in_helper(target, *args, name):
+    """Runs target(*args) on a helper thread: a spare one if any waits, else a
+    new one, kept afterwards for SPARE_SECONDS. Starting a thread costs a
+    Python program 0.15-0.3 ms (start() waits until it runs), a good part of
+    a short job's cost; handing work to a waiting thread costs a wake-up."""
+    work = Work(target, args, name)
+    with _spare_lock:
+        helper = _spare.pop() if _spare else None
+    if helper is None:
+        _Helper(work)
+    else:
+        helper.give(work)
+    return work
+
+
+class _Helper:
+    """A daemon thread that runs Work, then waits to be given more."""
+
+    def __init__(self, work):
+        self._work = work
+        self._go = threading.Lock()  # released when work is given
+        self._go.acquire()
+        threading.Thread(target=self._serve, daemon=True, name=work.name).start()
+
+    def give(self, work):
+        self._work = work
+        self._go.release()
+
+    def _serve(self):
+        thread = threading.current_thread()
+        while True:
+            work, self._work = self._work, None
+            thread.name, work.thread = work.name, thread
+            try:
+                work.target(*work.args)
+            finally:
+                work.done.set()
+            with _spare_lock:
+                _spare.append(self)
+            if self._go.acquire(timeout=SPARE_SECONDS):
+                continue
+            with _spare_lock:
+                if self in _spare:  # not taken meanwhile: it ends
+                    _spare.remove(self)
+                    return
+            self._go.acquire()  # taken as it gave up waiting: its work comes
 
 
 def in_collector():
@@ -297,7 +368,7 @@ class Run:
         self.job = _client.Job(connection=connection, callable=packed, chunk=chunk,
                                ordered=ordered, chunksize=chunksize or 0, **spec)
         self._items = items
-        self._threads = [threading.Thread(target=self._collect, daemon=True, name="jobd-results")]
+        self._work = []  # given to helper threads: the collector's, then the feeder's
 
     def start(self):
         """Starts the job (once the caller knows this Run). Items at hand (a
@@ -305,14 +376,12 @@ class Run:
         travel with the job's submission; a thread puts the rest, another
         hands the outcomes out."""
         _live.add(self)
-        self._threads[0].start()  # first: a thread starts late on a busy machine
+        self._work.append(in_helper(self._collect, name="jobd-results"))
         if self._items is not None:
             parts, lazy = self._parts(self._items)
             if lazy or self._guarded(self._put_first, parts):
-                feeder = threading.Thread(target=self._guarded, args=(self._put_rest, parts, lazy),
-                                          daemon=True, name="jobd-items")
-                self._threads.append(feeder)
-                feeder.start()
+                self._work.append(in_helper(self._guarded, self._put_rest, parts, lazy,
+                                            name="jobd-items"))
             self._items = None
         return self
 
@@ -324,7 +393,7 @@ class Run:
 
     def collects_here(self):
         """Whether the current thread is this Run's collector."""
-        return threading.current_thread() is self._threads[0]
+        return self._work[0].running_here()
 
     def close(self):
         self.job.close()
@@ -471,5 +540,8 @@ class Run:
             if self.error is None and self.cancelled:
                 self.error = JobdError("the job was cancelled")
             _live.discard(self)
-            self.finish(self.error)
-            self._done.set()
+            try:
+                self.finish(self.error)
+            finally:
+                self._done.set()
+                _collecting.active = False  # the thread may serve another job next

@@ -285,6 +285,27 @@ def test_terminate_from_a_callback_returns(jobd_server):
     p.join()
 
 
+def test_jobs_one_after_another_reuse_their_threads(pool):
+    """A job's results are handed out on a helper thread that the next job
+    reuses (starting a thread costs a short job a good part of its time), and
+    a helper that served callbacks does not act as a callback's thread after."""
+    threads = []
+    for n in range(8):
+        result = pool.map_async(work.square, [n], callback=lambda _: threads.append(
+            (threading.current_thread(), jobd._job.in_collector())))
+        assert result.get(10) == [n * n]
+    assert len(threads) == 8 and all(collector for _, collector in threads)
+    distinct = {id(thread) for thread, _ in threads}  # the threads are held: ids stay theirs
+    # A job may start before the last one's helper waits again: two or three, not eight.
+    assert len(distinct) <= 3, f"{len(distinct)} threads for 8 jobs run one after another"
+    assert not jobd._job.in_collector()
+    reused = []
+    done = threading.Event()
+    helper = jobd._job.in_helper(lambda: (reused.append(jobd._job.in_collector()), done.set()),
+                                 name="test")
+    assert done.wait(5) and helper.join(5) and reused == [False]
+
+
 def test_join_after_close_does_not_wait_for_an_unread_imap(jobd_server):
     p = jobd.Pool()
     results = p.imap(work.square, range(20000))
