@@ -270,12 +270,20 @@ def _end_runs():
 
 
 class Work:
-    """A function given to a helper thread (see in_helper)."""
+    """A function run on a helper thread (see in_helper), or by its caller."""
 
     def __init__(self, target, args, name):
         self.target, self.args, self.name = target, args, name
         self.thread = None  # the thread that runs it, once it does
         self.done = threading.Event()
+
+    def run(self):
+        """Runs it in the current thread."""
+        self.thread = threading.current_thread()
+        try:
+            self.target(*self.args)
+        finally:
+            self.done.set()
 
     def join(self, timeout=None):
         return self.done.wait(timeout)
@@ -285,12 +293,12 @@ class Work:
         return self.thread is threading.current_thread() and not self.done.is_set()
 
 
-def in_helper(target, *args, name):
-    """Runs target(*args) on a helper thread: a spare one if any waits, else a
-    new one, kept afterwards for SPARE_SECONDS. Starting a thread costs a
-    Python program 0.15-0.3 ms (start() waits until it runs), a good part of
-    a short job's cost; handing work to a waiting thread costs a wake-up."""
-    work = Work(target, args, name)
+def in_helper(work):
+    """Runs `work` on a helper thread: a spare one if any waits, else a new
+    one, kept afterwards for SPARE_SECONDS; returns `work`. Starting a thread
+    costs a Python program 0.15-0.3 ms (start() waits until it runs), a good
+    part of a short job's cost; handing work to a waiting thread costs a
+    wake-up."""
     with _spare_lock:
         helper = _spare.pop() if _spare else None
     if helper is None:
@@ -317,11 +325,8 @@ class _Helper:
         thread = threading.current_thread()
         while True:
             work, self._work = self._work, None
-            thread.name, work.thread = work.name, thread
-            try:
-                work.target(*work.args)
-            finally:
-                work.done.set()
+            thread.name = work.name
+            work.run()
             with _spare_lock:
                 _spare.append(self)
             if self._go.acquire(timeout=SPARE_SECONDS):
@@ -370,19 +375,24 @@ class Run:
         self._items = items
         self._work = []  # given to helper threads: the collector's, then the feeder's
 
-    def start(self):
+    def start(self, collect_here=False):
         """Starts the job (once the caller knows this Run). Items at hand (a
         list, tuple or range) are put from here up to a batch, so that they
-        travel with the job's submission; a thread puts the rest, another
-        hands the outcomes out."""
+        travel with the job's submission; a helper thread puts the rest,
+        another hands the outcomes out, or, if `collect_here`, the calling
+        thread does, returning once the job has ended (a map that the caller
+        waits for: no thread to wake for each result)."""
         _live.add(self)
-        self._work.append(in_helper(self._collect, name="jobd-results"))
+        collector = Work(self._collect, (), "jobd-results")
+        self._work.append(collector if collect_here else in_helper(collector))
         if self._items is not None:
             parts, lazy = self._parts(self._items)
             if lazy or self._guarded(self._put_first, parts):
-                self._work.append(in_helper(self._guarded, self._put_rest, parts, lazy,
-                                            name="jobd-items"))
+                self._work.append(in_helper(Work(self._guarded, (self._put_rest, parts, lazy),
+                                                 "jobd-items")))
             self._items = None
+        if collect_here:
+            collector.run()
         return self
 
     def put_call(self, call):
@@ -517,7 +527,8 @@ class Run:
         try:
             while True:
                 try:
-                    outcomes = self.job.take(0.5)
+                    # Not long: Ctrl-C in a caller that collects is seen between takes.
+                    outcomes = self.job.take(0.1)
                 except RuntimeError as error:  # the job's own error
                     if not self.cancelled and self.error is None:
                         self.error = JobdError(str(error))

@@ -293,10 +293,11 @@ class Pool:
         if self._state != RUN:
             raise ValueError("Pool not running")
 
-    def _start(self, function, items, ordered, chunksize, star, target):
+    def _start(self, function, items, ordered, chunksize, star, target, collect_here=False):
         """A job that maps `function` over `items`, its outcomes to `target`.
         As in multiprocessing, `chunksize` items travel (and are pickled)
-        together; jobd then sizes its tasks to the chunks' measured cost."""
+        together; jobd then sizes its tasks to the chunks' measured cost.
+        `collect_here`: see Run.start."""
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
         with self._lock:
@@ -309,7 +310,7 @@ class Pool:
             target._cancel = run.cancel
             run.wake = getattr(target, "_wake", None)
             self._runs.add(run)
-        run.start()
+        run.start(collect_here)
         return target
 
     def _connection(self):
@@ -328,7 +329,9 @@ class Pool:
                 self._idle.append(run.connection)
         target._finish(error)
 
-    def _map_async(self, function, iterable, chunksize, callback, error_callback, star, progress):
+    def _map_async(self, function, iterable, chunksize, callback, error_callback, star, progress,
+                   wait=False):
+        """map_async, or with `wait`, map: returns once the job has ended."""
         self._check_running()
         items = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         result = MapResult(self, len(items), callback, error_callback,
@@ -339,7 +342,7 @@ class Pool:
         if chunksize is None:  # multiprocessing's: four chunks per worker
             chunksize, extra = divmod(len(items), self._processes * 4)
             chunksize += 1 if extra else 0
-        return self._start(function, items, True, chunksize, star, result)
+        return self._start(function, items, True, chunksize, star, result, collect_here=wait)
 
     def _imap(self, function, iterable, chunksize, ordered, star, progress):
         self._check_running()
@@ -349,7 +352,7 @@ class Pool:
 
     def map(self, func, iterable, chunksize=None, *, progress=False):
         """[func(item) for item in iterable], computed by the workers."""
-        return self._map_async(func, iterable, chunksize, None, None, False, progress).get()
+        return self._map_async(func, iterable, chunksize, None, None, False, progress, True).get()
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, *,
                   progress=False):
@@ -358,7 +361,7 @@ class Pool:
 
     def starmap(self, func, iterable, chunksize=None, *, progress=False):
         """[func(*args) for args in iterable], computed by the workers."""
-        return self._map_async(func, iterable, chunksize, None, None, True, progress).get()
+        return self._map_async(func, iterable, chunksize, None, None, True, progress, True).get()
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None,
                       *, progress=False):

@@ -301,8 +301,8 @@ def test_jobs_one_after_another_reuse_their_threads(pool):
     assert not jobd._job.in_collector()
     reused = []
     done = threading.Event()
-    helper = jobd._job.in_helper(lambda: (reused.append(jobd._job.in_collector()), done.set()),
-                                 name="test")
+    helper = jobd._job.in_helper(jobd._job.Work(
+        lambda: (reused.append(jobd._job.in_collector()), done.set()), (), "test"))
     assert done.wait(5) and helper.join(5) and reused == [False]
 
 
