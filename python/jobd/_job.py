@@ -523,6 +523,8 @@ class Run:
         self.deliver(outcomes[0][0], results, failures, size)
 
     def _collect(self):
+        # A map() in a callback collects in its collector's thread: restored after.
+        was_active = in_collector()
         _collecting.active = True
         try:
             while True:
@@ -555,4 +557,4 @@ class Run:
                 self.finish(self.error)
             finally:
                 self._done.set()
-                _collecting.active = False  # the thread may serve another job next
+                _collecting.active = was_active  # the thread may serve another job next

@@ -306,6 +306,21 @@ def test_jobs_one_after_another_reuse_their_threads(pool):
     assert done.wait(5) and helper.join(5) and reused == [False]
 
 
+def test_a_map_in_a_callback_runs_and_leaves_it_a_callback(pool):
+    """map() collects its results in the calling thread: in a callback, that
+    is the callback's collector thread, which stays one after the map (its
+    calls never wait for room: its own results are what would make room)."""
+    seen = []
+    done = threading.Event()
+
+    def callback(_):
+        seen.append(pool.map(work.square, [3, 4]))
+        seen.append(jobd._job.in_collector())
+        done.set()
+    pool.apply_async(work.square, (2,), callback=callback)
+    assert done.wait(10) and seen == [[9, 16], True]
+
+
 def test_join_after_close_does_not_wait_for_an_unread_imap(jobd_server):
     p = jobd.Pool()
     results = p.imap(work.square, range(20000))
