@@ -315,7 +315,8 @@ class _Helper:
         self._work = work
         self._go = threading.Lock()  # released when work is given
         self._go.acquire()
-        threading.Thread(target=self._serve, daemon=True, name=work.name).start()
+        self._thread = threading.Thread(target=self._serve, daemon=True, name=work.name)
+        self._thread.start()
 
     def give(self, work):
         self._work = work

@@ -294,10 +294,13 @@ def test_jobs_one_after_another_reuse_their_threads(pool):
         result = pool.map_async(work.square, [n], callback=lambda _: threads.append(
             (threading.current_thread(), jobd._job.in_collector())))
         assert result.get(10) == [n * n]
+        deadline = time.monotonic() + 5  # until its helper waits for work again
+        while threads[-1][0] not in [h._thread for h in jobd._job._spare]:
+            assert time.monotonic() < deadline, "the job's helper thread did not wait for more"
+            time.sleep(0.001)
     assert len(threads) == 8 and all(collector for _, collector in threads)
     distinct = {id(thread) for thread, _ in threads}  # the threads are held: ids stay theirs
-    # A job may start before the last one's helper waits again: two or three, not eight.
-    assert len(distinct) <= 3, f"{len(distinct)} threads for 8 jobs run one after another"
+    assert len(distinct) == 1, f"{len(distinct)} threads for 8 jobs run one after another"
     assert not jobd._job.in_collector()
     reused = []
     done = threading.Event()
