@@ -642,11 +642,13 @@ void Supervisor::HandleRequest(const std::string& client, const zmq::message_t& 
       const std::string who = "cancelled by `jobctl cancel` (pid " + std::to_string(sender_pid) + ")";
       JOBD_LOG(kInfo) << "job " << job->id << " " << who << " after " << job->done() << " of "
                       << job->received << " items";
-      reply.mutable_cancelled()->set_job(job->id);
+      const uint64_t id = job->id;
+      reply.mutable_cancelled()->set_job(id);
       reply.mutable_cancelled()->set_done(job->done());
       reply.mutable_cancelled()->set_received(job->received);
-      ReplyError(job->spec.client, "job " + std::to_string(job->id) + " was " + who, job->id);
-      CancelJob(job->id, JobEnding::kCancelled, who);
+      // If its client is gone, this reply ends its jobs: `job` may be gone after it.
+      ReplyError(job->spec.client, "job " + std::to_string(id) + " was " + who, id);
+      CancelJob(id, JobEnding::kCancelled, who);
       Reply(client, reply);
       return;
     }
@@ -769,13 +771,19 @@ void Supervisor::Submit(const std::string& client, pid_t sender_pid, wire::Submi
   JOBD_LOG(kInfo) << "job " << job.id << ": " << JobLabel(job.spec) << " on pool " << pool_name
                   << (job.spec.remote ? std::string(" for a client on the cluster endpoint")
                                       : " for pid " + std::to_string(job.spec.client_pid));
+  const uint64_t id = job.id;
   wire::Reply reply;
-  reply.mutable_accepted()->set_job(job.id);
+  reply.mutable_accepted()->set_job(id);
   reply.mutable_accepted()->set_pool(pool_name);
   Reply(client, reply);
-  if (submit.has_items()) {
-    submit.mutable_items()->set_job(job.id);
-    if (Status s = scheduler_.AddItems(job, *submit.mutable_items()); !s.ok()) EndJob(job.id, s.message());
+  // A client gone before its job was accepted (the reply could not be sent)
+  // took the job with it.
+  Job* accepted = scheduler_.FindJob(id);
+  if (accepted != nullptr && submit.has_items()) {
+    submit.mutable_items()->set_job(id);
+    if (Status s = scheduler_.AddItems(*accepted, *submit.mutable_items()); !s.ok()) {
+      EndJob(id, s.message());
+    }
   }
 }
 

@@ -56,7 +56,9 @@ class Jobd:
 
     def status(self):
         import json
-        return json.loads(self.jobctl("status", "--json").stdout)
+        status = self.jobctl("status", "--json")
+        assert status.returncode == 0, f"jobctl status failed: {status.stderr}"
+        return json.loads(status.stdout)
 
     def wait_idle(self, timeout=10):
         """Waits until jobd runs no job; fails naming the jobs that remain."""

@@ -134,6 +134,119 @@ def test_ctrl_c_cancels_the_job(jobd_server):
     program.wait()
 
 
+def test_ctrl_c_goes_up_at_once_while_jobd_does_not_answer(jobd_server):
+    """map() hands its results out in the caller's thread; Ctrl-C there
+    cancels the job and is raised at once, even while jobd has not answered
+    the submission yet (here: stopped), not after the client's wait for it."""
+    program = run_program("""
+        import time, jobd, work
+        pool = jobd.Pool()
+        pool.map(work.square, [1])
+        print("ready", flush=True)
+        input()  # jobd is stopped now
+        start = time.monotonic()
+        try:
+            pool.map(work.square, [1, 2])
+        except KeyboardInterrupt:
+            print(f"interrupted after {time.monotonic() - start:.1f} s", flush=True)
+        """, stdin=subprocess.PIPE)
+    daemon = jobd_server.status()["pid"]
+    try:
+        assert program.stdout.readline() == "ready\n"
+        os.kill(daemon, signal.SIGSTOP)
+        program.stdin.write("\n")
+        program.stdin.flush()
+        time.sleep(1)
+        program.send_signal(signal.SIGINT)
+        line = program.stdout.readline()
+        assert line.startswith("interrupted after "), (line, program.stderr.read())
+        assert float(line.split()[2]) < 5, f"Ctrl-C came 1 s into the map: {line}"
+    finally:
+        os.kill(daemon, signal.SIGCONT)
+        program.kill()
+        program.wait()
+    jobd_server.wait_idle()
+
+
+def test_a_client_gone_before_its_job_is_accepted_costs_jobd_nothing(jobd_server):
+    """A program that submits a job and exits while jobd is busy (here:
+    stopped) is gone when jobd reads its submission: jobd drops the job and
+    serves on. (It used to end the job as the acceptance found no client,
+    then add the submission's items to the freed job.)"""
+    daemon = jobd_server.status()["pid"]
+    for _ in range(5):
+        program = run_program("""
+            import os, time, jobd, work
+            pool = jobd.Pool()
+            print("ready", flush=True)
+            input()  # jobd is stopped now
+            pool.map_async(work.square, range(100))
+            time.sleep(0.3)  # the submission, items and all, is in the socket
+            os._exit(0)
+            """, stdin=subprocess.PIPE)
+        assert program.stdout.readline() == "ready\n"
+        os.kill(daemon, signal.SIGSTOP)
+        try:
+            program.communicate("\n", timeout=30)
+        finally:
+            os.kill(daemon, signal.SIGCONT)
+    jobd_server.wait_idle()
+    with jobd.Pool() as pool:
+        assert pool.map(work.square, range(10)) == [x * x for x in range(10)]
+
+
+def test_cancelling_a_job_whose_client_died_costs_jobd_nothing(jobd_server):
+    """`jobctl cancel` of a job whose client was killed before jobd sent it
+    anything: telling that client fails, which ends its jobs, this one too;
+    jobd cancels it once and serves on."""
+    client = subprocess.Popen([os.path.join(BUILD, "bin", "jobctl"), "--socket",
+                               jobd_server.endpoint, "map", "sleep"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    client.stdin.write("30\n30\n")
+    client.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not (jobs := jobd_server.status().get("jobs")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert jobs, "the job did not start"
+    client.kill()
+    client.wait()
+    cancelled = jobd_server.jobctl("cancel", str(jobs[0]["id"]))
+    assert cancelled.returncode == 0, cancelled.stderr
+    jobd_server.wait_idle()
+    with jobd.Pool() as pool:
+        assert pool.map(work.square, range(10)) == [x * x for x in range(10)]
+
+
+def test_a_signal_handler_that_terminates_the_pool_during_map(jobd_server):
+    """A handler (on the main thread, where map() hands its results out) that
+    terminates the Pool while map() still pickles its items: terminate()
+    returns, and map() ends with the handler's exception."""
+    program = run_program("""
+        import signal, time, jobd, work
+
+        class SlowToPickle:
+            def __reduce__(self):
+                time.sleep(0.002)
+                return int, (1,)
+
+        pool = jobd.Pool()
+
+        def stop(signum, frame):
+            pool.terminate()
+            print("terminated", flush=True)
+            raise SystemExit(3)
+        signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # while the first 512 items are pickled
+        pool.map(work.square, [SlowToPickle()] * 2000, chunksize=1)
+        """)
+    try:
+        out, err = program.communicate(timeout=30)
+    finally:
+        program.kill()
+    assert out == "terminated\n" and program.returncode == 3, (out, err)
+    jobd_server.wait_idle()
+
+
 def test_autostart_when_no_jobd_runs(tmp_path):
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
