@@ -374,7 +374,8 @@ class Run:
         self.job = _client.Job(connection=connection, callable=packed, chunk=chunk,
                                ordered=ordered, chunksize=chunksize or 0, **spec)
         self._items = items
-        self._work = []  # given to helper threads: the collector's, then the feeder's
+        # Who hands the outcomes out (a helper thread, or start()'s caller), then the feeder.
+        self._work = [Work(self._collect, (), "jobd-results")]
 
     def start(self, collect_here=False):
         """Starts the job (once the caller knows this Run). Items at hand (a
@@ -382,18 +383,42 @@ class Run:
         travel with the job's submission; a helper thread puts the rest,
         another hands the outcomes out, or, if `collect_here`, the calling
         thread does, returning once the job has ended (a map that the caller
-        waits for: no thread to wake for each result)."""
+        waits for: no thread to wake for each result). Ctrl-C there cancels
+        the job and goes up at once; a helper thread ends the Run."""
         _live.add(self)
-        collector = Work(self._collect, (), "jobd-results")
-        self._work.append(collector if collect_here else in_helper(collector))
-        if self._items is not None:
-            parts, lazy = self._parts(self._items)
-            if lazy or self._guarded(self._put_first, parts):
-                self._work.append(in_helper(Work(self._guarded, (self._put_rest, parts, lazy),
-                                                 "jobd-items")))
-            self._items = None
+        collector = self._work[0]
         if collect_here:
-            collector.run()
+            collector.thread = threading.current_thread()  # collects_here(), in a signal handler too
+        else:
+            in_helper(collector)
+        # A map() in a callback collects in that callback's thread: restored after.
+        was_active = in_collector()
+        try:
+            if self._items is not None:
+                parts, lazy = self._parts(self._items)
+                if lazy or self._guarded(self._put_first, parts):
+                    self._work.append(in_helper(Work(self._guarded, (self._put_rest, parts, lazy),
+                                                     "jobd-items")))
+                self._items = None
+            if collect_here:
+                _collecting.active = True
+                self._hand_out()
+        except BaseException as error:
+            if not collect_here:
+                raise
+            _collecting.active = was_active
+            self.error = self.error or error
+            self.cancel()
+            collector.done.set()
+            # Its join may wait for jobd; exit waits for it (_end_runs).
+            self._work.append(in_helper(Work(self._end, (), "jobd-results")))
+            raise
+        if collect_here:
+            try:
+                self._end()
+            finally:
+                _collecting.active = was_active
+                collector.done.set()
         return self
 
     def put_call(self, call):
@@ -524,38 +549,47 @@ class Run:
         self.deliver(outcomes[0][0], results, failures, size)
 
     def _collect(self):
-        # A map() in a callback collects in its collector's thread: restored after.
-        was_active = in_collector()
-        _collecting.active = True
+        """A helper thread's: hands the outcomes out, then ends the Run."""
+        _collecting.active = True  # the callbacks' thread, until the Run has ended
         try:
-            while True:
-                try:
-                    # Not long: Ctrl-C in a caller that collects is seen between takes.
-                    outcomes = self.job.take(0.1)
-                except RuntimeError as error:  # the job's own error
-                    if not self.cancelled and self.error is None:
-                        self.error = JobdError(str(error))
-                    break
-                if outcomes is None:
-                    break
-                if self.chunk == 1 and self.ordered:
-                    # A few at a time: imap's bound on results ahead holds
-                    # to within one of these, and the first is out sooner.
-                    for start in range(0, len(outcomes), DELIVER_BATCH):
-                        self._deliver_in_order(outcomes[start:start + DELIVER_BATCH])
-                    continue
-                for outcome in outcomes:
-                    self.deliver(*self._outcomes(*outcome), len(outcome[2]))
+            self._hand_out()
         except BaseException as error:  # from `deliver`: a callback's, say
             self.error = self.error or error
             self.job.cancel()
         finally:
+            try:
+                self._end()
+            finally:
+                _collecting.active = False  # the thread may serve another job next
+
+    def _hand_out(self):
+        """Hands the outcomes out until the job has ended."""
+        while True:
+            try:
+                # Not long: Ctrl-C in a caller that collects is seen between takes.
+                outcomes = self.job.take(0.1)
+            except RuntimeError as error:  # the job's own error
+                if not self.cancelled and self.error is None:
+                    self.error = JobdError(str(error))
+                return
+            if outcomes is None:
+                return
+            if self.chunk == 1 and self.ordered:
+                # A few at a time: imap's bound on results ahead holds
+                # to within one of these, and the first is out sooner.
+                for start in range(0, len(outcomes), DELIVER_BATCH):
+                    self._deliver_in_order(outcomes[start:start + DELIVER_BATCH])
+                continue
+            for outcome in outcomes:
+                self.deliver(*self._outcomes(*outcome), len(outcome[2]))
+
+    def _end(self):
+        """Once the job has ended (or was cancelled): `finish`, then wait() returns."""
+        try:
             self.job.join()
             if self.error is None and self.cancelled:
                 self.error = JobdError("the job was cancelled")
             _live.discard(self)
-            try:
-                self.finish(self.error)
-            finally:
-                self._done.set()
-                _collecting.active = was_active  # the thread may serve another job next
+            self.finish(self.error)
+        finally:
+            self._done.set()
