@@ -4,7 +4,8 @@
 #   bash build.sh demo    start jobd on its embedded default config, map a
 #                         CPU-heavy job on every core, compare with one worker
 #   bash build.sh test    run every test (unit and integration under ctest, then
-#                         the fuzz targets for a bounded time)
+#                         the fuzz targets for a bounded time, then the Python
+#                         tests against a sanitized jobd)
 #   bash build.sh build   only build
 #   bash build.sh package build the Debian package: build/jobd_VERSION_ARCH.deb
 set -euo pipefail
@@ -41,6 +42,7 @@ build() {
 run_tests() {
   ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" --timeout 300
   bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}"
+  bash tests/sanitized_daemon.sh
 }
 
 demo() {

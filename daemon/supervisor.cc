@@ -1264,8 +1264,9 @@ void Supervisor::HandleTimers(Clock::time_point now) {
       pool.degraded.clear();
       pool.deaths.clear();
     }
+    const std::string& pool_name = name;  // (clang 14 cannot capture a structured binding)
     const bool has_jobs = std::any_of(scheduler_.jobs().begin(), scheduler_.jobs().end(),
-                                      [&](const auto& job) { return job.second.spec.pool == name; });
+                                      [&](const auto& job) { return job.second.spec.pool == pool_name; });
     if (pool.removed && !has_jobs && !workers_stopping_) Resize(pool, 0);
   }
   Compact();

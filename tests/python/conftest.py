@@ -2,7 +2,9 @@
 own, with real forked workers, stopped at the end.
 
 The build tree is $JOBD_BUILD_DIR (ctest sets it), else ./build; the package
-is imported from its python/ folder."""
+is imported from its python/ folder. The tests' jobd (and its workers) may
+come from another build tree, $JOBD_DAEMON_DIR: one built with AddressSanitizer
+(tests/sanitized_daemon.sh)."""
 
 import os
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 BUILD = os.path.abspath(os.environ.get("JOBD_BUILD_DIR", os.path.join(
     os.path.dirname(__file__), "..", "..", "build")))
 sys.path.insert(0, os.path.join(BUILD, "python"))
+DAEMON = os.path.abspath(os.environ.get("JOBD_DAEMON_DIR", BUILD))
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CONFIG = """\
@@ -45,7 +48,7 @@ class Jobd:
         # --idle-exit: a session killed before its teardown leaves no jobd behind for long.
         # Also on loopback TCP, as a head is reached from other hosts.
         self.cluster_file = os.path.join(root, "cluster")
-        subprocess.run([os.path.join(BUILD, "bin", "jobd"), "--config", config, "--listen",
+        subprocess.run([os.path.join(DAEMON, "bin", "jobd"), "--config", config, "--listen",
                         self.endpoint, "--listen", "tcp://127.0.0.1:0", "--cluster-file",
                         self.cluster_file, "--idle-exit", "300", "--detach", "--log-file",
                         self.log], check=True, stdout=subprocess.DEVNULL)

@@ -198,7 +198,8 @@ def test_a_client_gone_before_its_job_is_accepted_costs_jobd_nothing(jobd_server
 def test_cancelling_a_job_whose_client_died_costs_jobd_nothing(jobd_server):
     """`jobctl cancel` of a job whose client was killed before jobd sent it
     anything: telling that client fails, which ends its jobs, this one too;
-    jobd cancels it once and serves on."""
+    jobd cancels it once and serves on. (jobd may also have seen the client's
+    pid gone first and cancelled the job itself: then there is none to cancel.)"""
     client = subprocess.Popen([os.path.join(BUILD, "bin", "jobctl"), "--socket",
                                jobd_server.endpoint, "map", "sleep"], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
@@ -211,7 +212,7 @@ def test_cancelling_a_job_whose_client_died_costs_jobd_nothing(jobd_server):
     client.kill()
     client.wait()
     cancelled = jobd_server.jobctl("cancel", str(jobs[0]["id"]))
-    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.returncode == 0 or "is running" in cancelled.stderr, cancelled.stderr
     jobd_server.wait_idle()
     with jobd.Pool() as pool:
         assert pool.map(work.square, range(10)) == [x * x for x in range(10)]
