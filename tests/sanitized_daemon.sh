@@ -4,22 +4,21 @@
 # that vanish, cancel or crash mid-job exercise the daemon's paths that free
 # jobs and tasks, where a use after free would otherwise corrupt the heap
 # silently. A sanitizer report fails the run and is printed.
-#   bash tests/sanitized_daemon.sh     (after build.sh has built ./build)
+#   bash tests/sanitized_daemon.sh     (after build.sh has built $BUILD_DIR, default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${FUZZ_BUILD_DIR:-build-fuzz}
+tree=${BUILD_DIR:-build}  # the normal build: its Python package and jobctl
 cmake -S . -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJOBD_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
+# (jobd-worker brings the package, whose _worker.py its interpreters run.)
 cmake --build "$build" --target jobd jobd-worker
-# The workers' Python loop, where jobd looks for it beside its binary.
-mkdir -p "$build/python/jobd"
-cp python/jobd/_worker.py "$build/python/jobd/"
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
-python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/CMakeCache.txt)
+python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' "$tree/CMakeCache.txt")
 status=0
 ASAN_OPTIONS="detect_leaks=0:log_path=$reports/asan" UBSAN_OPTIONS="log_path=$reports/ubsan" \
-  JOBD_BUILD_DIR="$PWD/build" JOBD_DAEMON_DIR="$PWD/$build" \
+  JOBD_BUILD_DIR="$(realpath "$tree")" JOBD_DAEMON_DIR="$(realpath "$build")" \
   "$python" -m pytest -q -p no:cacheprovider tests/python || status=$?
 if compgen -G "$reports/*" >/dev/null; then
   cat "$reports"/* >&2
