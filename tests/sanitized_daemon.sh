@@ -7,12 +7,9 @@
 #   bash tests/sanitized_daemon.sh     (after build.sh has built $BUILD_DIR, default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${FUZZ_BUILD_DIR:-build-fuzz}
 tree=${BUILD_DIR:-build}  # the normal build: its Python package and jobctl
-cmake -S . -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJOBD_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 # (jobd-worker brings the package, whose _worker.py its interpreters run.)
-cmake --build "$build" --target jobd jobd-worker
+build=$(bash tests/fuzz/sanitized_tree.sh jobd jobd-worker)
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' "$tree/CMakeCache.txt")

@@ -7,10 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-10}
-build=${FUZZ_BUILD_DIR:-build-fuzz}
-cmake -S . -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJOBD_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
-cmake --build "$build" --target client_messages_fuzzer worker_messages_fuzzer shared_memory_fuzzer
+build=$(bash tests/fuzz/sanitized_tree.sh client_messages_fuzzer worker_messages_fuzzer \
+  shared_memory_fuzzer)
 mkdir -p "$build/findings"
 for target in client_messages worker_messages shared_memory; do
   new=$(mktemp -d)  # new inputs go here, not into the tree
