@@ -283,7 +283,13 @@ class Work:
         try:
             self.target(*self.args)
         finally:
-            self.done.set()
+            self.end()
+
+    def end(self):
+        """It ran, or its caller did its part: its target (a bound method of
+        its Run, a cycle) is let go, and join() returns."""
+        self.target = self.args = None
+        self.done.set()
 
     def join(self, timeout=None):
         return self.done.wait(timeout)
@@ -409,7 +415,7 @@ class Run:
             _collecting.active = was_active
             self.error = self.error or error
             self.cancel()
-            collector.done.set()
+            collector.end()
             # Its join may wait for jobd; exit waits for it (_end_runs).
             self._work.append(in_helper(Work(self._end, (), "jobd-results")))
             raise
@@ -418,7 +424,7 @@ class Run:
                 self._end()
             finally:
                 _collecting.active = was_active
-                collector.done.set()
+                collector.end()
         return self
 
     def put_call(self, call):
@@ -437,8 +443,9 @@ class Run:
     def cancel(self):
         self.cancelled = True
         self.job.cancel()
-        if self.wake is not None:
-            self.wake()  # a `deliver` that waits for its caller gives up
+        wake = self.wake  # (None once the run has ended)
+        if wake is not None:
+            wake()  # a `deliver` that waits for its caller gives up
 
     def wait(self, timeout=None):
         return self._done.wait(timeout)
@@ -503,8 +510,9 @@ class Run:
         self.job.put(batch, last=True)
 
     def _dumps_chunk(self, chunk, first):
-        """A chunk's parts: [star, its items], pickled together."""
-        chunk = list(chunk)
+        """A chunk's parts: [star, its items], pickled together. A slice of a
+        range stays a range: a few bytes instead of an int object per item to
+        make and pickle here (the interpreter makes them as it maps)."""
         if self.count is None and len(chunk) < self.chunk:
             self.count = first + len(chunk)  # the last chunk: its size is known now
         return dumps([self.star, chunk], "the arguments of items {}-{}", first + 1, first + len(chunk))
@@ -593,3 +601,7 @@ class Run:
             self.finish(self.error)
         finally:
             self._done.set()
+            # The caller's result keeps this Run (its cancel is a no-op now);
+            # the Run lets go of the result, so that reference counting frees
+            # a finished map's values at once, not the cyclic GC some maps later.
+            self.deliver = self.finish = self.wake = None

@@ -408,8 +408,9 @@ class Pool:
                 self._calls.run.close()
             runs = list(self._runs)
         for run in runs:
-            if run.wake is not None:
-                run.wake(unbounded=True)
+            wake = run.wake  # (None once the run has ended)
+            if wake is not None:
+                wake(unbounded=True)
 
     def terminate(self):
         """Stops at once: every job of this Pool is cancelled in jobd."""

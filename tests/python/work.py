@@ -6,6 +6,10 @@ import signal
 import time
 
 
+class Token:
+    """A value that can be referenced weakly."""
+
+
 def square(x):
     return x * x
 
