@@ -9,15 +9,20 @@ import pickle
 import struct
 import sys
 import threading
+import time
 import weakref
 
 from . import _client
 
 EXCEPTION_MARK = "\njobd-pickled-exception:"  # as in _worker.py
-# Items pickled and handed over at once, when the input is not lazy, unless
-# their pickles reach FIRST_BATCH_BYTES first (see Run._put_first).
-PUT_BATCH = 512
-FIRST_BATCH_BYTES = 4 << 20
+# Items of an input at hand are handed over once pickling them has taken
+# PUT_SECONDS (FIRST_PUT_SECONDS for the submission's, so that the workers
+# start soon) or their pickles reach PUT_BYTES: cheap pickles travel
+# together, each message costing more than they do, and costly ones do not
+# keep the workers waiting (see Run._put_first).
+PUT_SECONDS = 0.001
+FIRST_PUT_SECONDS = 0.0002
+PUT_BYTES = 4 << 20
 DELIVER_BATCH = 256  # results of single items handed out at once, in order
 IDLE_EXIT = 600  # seconds a jobd started by jobd.Pool lives without a job
 
@@ -361,12 +366,11 @@ class Run:
     its outcome)."""
 
     def __init__(self, spec, connection, function, ordered, chunksize, deliver, finish,
-                 items=None, chunk=1, star=False, workers=1):
+                 items=None, chunk=1, star=False):
         self.deliver, self.finish = deliver, finish
         self.wake = None  # set by a target whose `deliver` may wait
         self.star = star  # each item is an arguments tuple (starmap)
         self.ordered = ordered
-        self.workers = workers  # how many may run its items at once
         # Items pickled together as one jobd item (multiprocessing's chunksize).
         self.chunk = chunk
         self.count = None  # of items, once the feeder knows it
@@ -401,10 +405,12 @@ class Run:
         was_active = in_collector()
         try:
             if self._items is not None:
-                parts, lazy = self._parts(self._items)
-                if lazy or self._guarded(self._put_first, parts):
-                    self._work.append(in_helper(Work(self._guarded, (self._put_rest, parts, lazy),
-                                                     "jobd-items")))
+                parts, count = self._parts(self._items)
+                put = 0 if count is None else self._guarded(self._put_sized, parts, count, 0, 2)
+                if put is not None and put != count:
+                    rest = (self._put_lazy, parts) if count is None else \
+                        (self._put_sized, parts, count, put)
+                    self._work.append(in_helper(Work(self._guarded, rest, "jobd-items")))
                 self._items = None
             if collect_here:
                 _collecting.active = True
@@ -451,19 +457,20 @@ class Run:
         return self._done.wait(timeout)
 
     def _parts(self, items):
-        """(each jobd item's parts, lazily; whether `items` itself is lazy)."""
+        """(each jobd item's parts, lazily; how many there are, None if
+        `items` itself is lazy)."""
+        sized = isinstance(items, (list, tuple, range))
         if self.chunk == 1:
             star = self.star
             return ((dumps(tuple(args) if star else (args,), "the arguments of item {}", n)
-                     for n, args in enumerate(items, 1)),
-                    not isinstance(items, (list, tuple, range)))
-        if isinstance(items, (list, tuple, range)):  # slices: no loop per item
+                     for n, args in enumerate(items, 1)), len(items) if sized else None)
+        if sized:  # slices: no loop per item
             self.count = len(items)
             return ((self._dumps_chunk(items[start:start + self.chunk], start)
-                     for start in range(0, len(items), self.chunk)), False)
+                     for start in range(0, len(items), self.chunk)), -(-len(items) // self.chunk))
         iterator = iter(items)
         chunks = iter(lambda: list(itertools.islice(iterator, self.chunk)), [])
-        return (self._dumps_chunk(chunk, n * self.chunk) for n, chunk in enumerate(chunks)), True
+        return (self._dumps_chunk(chunk, n * self.chunk) for n, chunk in enumerate(chunks)), None
 
     def _guarded(self, put, *args):
         """put(*args), where an error of the input (or of pickling it) ends the job."""
@@ -475,39 +482,37 @@ class Run:
             self.error = self.error or error
             self.job.cancel()
 
-    def _put_first(self, parts):
-        """Puts the first items of a sized input: one for each worker the job
-        may use, at once (so that every worker starts while the rest is
-        pickled: with fewer, the others wait for a second message), then a
-        batch; returns whether more follow."""
-        count = -(-len(self._items) // self.chunk)  # jobd items
-        batch, size, put, puts = [], 0, 0, 0
+    def _put_sized(self, parts, count, put, batches=None):
+        """Puts the items of a sized input, `count` in all, of which `put`
+        are already, in batches (at most `batches`); returns how many are put.
+        Its first batch travels with the job's submission."""
+        while batches != 0:
+            batch = self._batch(parts, FIRST_PUT_SECONDS if put == 0 else PUT_SECONDS)
+            put += len(batch)
+            self.job.put(batch, last=put == count)
+            if put == count:
+                break
+            batches = None if batches is None else batches - 1
+        return put
+
+    def _put_lazy(self, parts):
+        """Puts each item as it comes: each may wait on its source."""
+        for item in parts:
+            self.job.put([item])
+        self.job.put([], last=True)
+
+    @staticmethod
+    def _batch(parts, seconds):
+        """The next items of `parts` pickled within `seconds` or PUT_BYTES
+        (at least one, if any is left)."""
+        batch, size = [], 0
+        deadline = time.perf_counter() + seconds
         for item in parts:
             batch.append(item)
             size += sum(memoryview(part).nbytes for part in item)
-            enough = len(batch) >= self.workers if puts == 0 else len(batch) * self.chunk >= PUT_BATCH
-            if enough or size >= FIRST_BATCH_BYTES:
-                put += len(batch)
-                puts += 1
-                self.job.put(batch, last=put == count)
-                batch, size = [], 0
-                if puts == 2:
-                    break
-        if batch:
-            put += len(batch)
-            self.job.put(batch, last=put == count)
-        return put < count
-
-    def _put_rest(self, parts, lazy):
-        """Hands `parts` (each an item's) to the job: one at a time if they
-        come lazily (each may wait on its source), else in batches."""
-        batch = []
-        for item in parts:
-            batch.append(item)
-            if lazy or len(batch) * self.chunk >= PUT_BATCH:
-                self.job.put(batch)
-                batch = []
-        self.job.put(batch, last=True)
+            if size >= PUT_BYTES or time.perf_counter() >= deadline:
+                break
+        return batch
 
     def _dumps_chunk(self, chunk, first):
         """A chunk's parts: [star, its items], pickled together. A slice of a

@@ -305,7 +305,7 @@ class Pool:
             run = _job.Run(self._spec, self._connection(), function, ordered, 0,
                            deliver=target._deliver,
                            finish=lambda error: self._ended(run, target, error), items=items,
-                           chunk=chunksize, star=star, workers=self._processes)
+                           chunk=chunksize, star=star)
             target._run = run
             target._cancel = run.cancel
             run.wake = getattr(target, "_wake", None)
