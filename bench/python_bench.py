@@ -31,6 +31,7 @@ import time
 import pool_work
 
 CORES = os.cpu_count()
+MAP_PAIRS = 15
 
 
 def timed(call):
@@ -40,26 +41,34 @@ def timed(call):
 
 
 def bench_map():
+    """chunksize=1: one map each. The default chunksize's map takes
+    milliseconds, on a machine whose speed drifts by tens of percent within
+    seconds: MAP_PAIRS pairs of maps, the sides taking turns to go first;
+    each pair's seconds are reported (bench.py takes the median of their
+    ratios), and the best of each side."""
     import multiprocessing
 
     import jobd
     items = range(100_000)
     expected = list(items)
-    out = {}
+    out, pairs = {}, []
     with jobd.Pool() as ours, multiprocessing.Pool(CORES) as theirs:
         sides = (("jobd", ours), ("multiprocessing", theirs))
         for _, pool in sides:
             pool.map(pool_work.identity, range(100))  # warm: imports done
-        # The default chunksize's map takes milliseconds: the best of several,
-        # as timeit does, so that one descheduling does not decide; the sides
-        # take turns, so that this machine's drifting speed favours neither.
-        for chunksize, runs in ((1, 1), (None, 9)):
-            for _ in range(runs):
-                for name, pool in sides:
+        for chunksize, runs in ((1, 1), (None, MAP_PAIRS)):
+            for run in range(runs):
+                pair = {}
+                for name, pool in sides[::1 if run % 2 == 0 else -1]:
                     seconds, result = timed(lambda: pool.map(pool_work.identity, items, chunksize))
                     assert result == expected, name
+                    del result  # freed outside the timed map, as the other side's
                     key = f"{name} chunksize={chunksize}"
                     out[key] = min(out.get(key, seconds), seconds)
+                    pair[name] = seconds
+                if chunksize is None:
+                    pairs.append([pair["jobd"], pair["multiprocessing"]])
+    out["pairs chunksize=None"] = pairs
     return out
 
 

@@ -19,8 +19,8 @@ EXCEPTION_MARK = "\njobd-pickled-exception:"  # as in _worker.py
 # PUT_SECONDS (FIRST_PUT_SECONDS for the submission's, so that the workers
 # start soon) or their pickles reach PUT_BYTES: cheap pickles travel
 # together, each message costing more than they do, and costly ones do not
-# keep the workers waiting (see Run._put_first).
-PUT_SECONDS = 0.001
+# keep the workers waiting (see Run._put_sized).
+PUT_SECONDS = 0.002
 FIRST_PUT_SECONDS = 0.0002
 PUT_BYTES = 4 << 20
 DELIVER_BATCH = 256  # results of single items handed out at once, in order
@@ -509,7 +509,8 @@ class Run:
         deadline = time.perf_counter() + seconds
         for item in parts:
             batch.append(item)
-            size += sum(memoryview(part).nbytes for part in item)
+            # (Most items are one pickle: no loop for them.)
+            size += len(item[0]) if len(item) == 1 else sum(memoryview(p).nbytes for p in item)
             if size >= PUT_BYTES or time.perf_counter() >= deadline:
                 break
         return batch
