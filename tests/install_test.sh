@@ -75,6 +75,12 @@ fi
 # installed jobd (its workers find their loop under share/).
 python=$(sed -n 's/^Python3_EXECUTABLE:FILEPATH=//p' "$build/CMakeCache.txt")
 site=$(cd "$work/prefix" && ls -d lib/python3*/dist-packages)
+# Byte-compiled there: a user who cannot write under the prefix would compile
+# the modules at every import.
+for module in __init__ _job _pool _executor; do
+  ls "$work/prefix/$site/jobd/__pycache__/$module".cpython-*.pyc >/dev/null 2>&1 ||
+    { echo "install test: $module of the Python package is not byte-compiled" >&2; exit 1; }
+done
 PYTHONPATH=$work/prefix/$site JOBD_AUTOSTART=0 "$python" -c '
 import jobd, sys
 assert jobd.__file__.startswith(sys.argv[1]), jobd.__file__

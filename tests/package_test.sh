@@ -32,6 +32,10 @@ fi
 
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" > "$work/apt" 2>&1 ||
   fail "apt-get install: $(tail -20 "$work/apt")"
+# (Checked before any Python runs here, which might write them itself.)
+python_dir=/usr/lib/python3/dist-packages/jobd
+ls "$python_dir"/__pycache__/_job.cpython-*.pyc >/dev/null 2>&1 ||
+  fail "the Python package is not byte-compiled (postinst): every import would compile it"
 /usr/bin/jobd --check-config --config /etc/jobd/jobd.yaml >/dev/null || fail "the conffile"
 /usr/bin/jobd --detach --log-file "$work/jobd.log" >/dev/null || fail "jobd did not start"
 [ "$(/usr/bin/jobctl map len abc)" = 3 ] || fail "jobctl map"
@@ -48,6 +52,7 @@ DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq jobd >/dev/null
 [ -f /etc/jobd/jobd.yaml ] || fail "remove took the conffile (only purge should)"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq jobd >/dev/null
 [ ! -e /etc/jobd ] || fail "purge left /etc/jobd"
+[ ! -e "$python_dir" ] || fail "purge left $python_dir: $(find "$python_dir")"
 left=$(dpkg -L jobd 2>/dev/null || true)
 [ -z "$left" ] || fail "dpkg still lists files of jobd: $left"
 echo "ok: lintian clean but for one justified warning; installed, ran, removed and purged"
