@@ -407,7 +407,7 @@ class Run:
             if self._items is not None:
                 parts, count = self._parts(self._items)
                 put = 0 if count is None else self._guarded(self._put_sized, parts, count, 0, 2)
-                if put is not None and put != count:
+                if put is not None:  # more to put
                     rest = (self._put_lazy, parts) if count is None else \
                         (self._put_sized, parts, count, put)
                     self._work.append(in_helper(Work(self._guarded, rest, "jobd-items")))
@@ -484,14 +484,17 @@ class Run:
 
     def _put_sized(self, parts, count, put, batches=None):
         """Puts the items of a sized input, `count` in all, of which `put`
-        are already, in batches (at most `batches`); returns how many are put.
-        Its first batch travels with the job's submission."""
+        are already, in batches (at most `batches`); returns how many are
+        put, or None once the last is. Its first batch travels with the
+        job's submission."""
         while batches != 0:
             batch = self._batch(parts, FIRST_PUT_SECONDS if put == 0 else PUT_SECONDS)
             put += len(batch)
-            self.job.put(batch, last=put == count)
-            if put == count:
-                break
+            # (No batch: a list that shrank as it was read ends there.)
+            if put >= count or not batch:
+                self.job.put(batch, last=True)
+                return None
+            self.job.put(batch)
             batches = None if batches is None else batches - 1
         return put
 
