@@ -143,12 +143,15 @@ LOCAL_FILE_SYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay"
 
 class Watches:
     """inotify watches on the folders of module files: a job's check is then
-    one read of the events, not a stat of every module."""
+    one read of the events, not a stat of every module. A file written is
+    seen when it is closed (IN_CLOSE_WRITE), not at each write (IN_MODIFY):
+    a program's logs in the same folder, written in turn, would otherwise
+    fill the queue between two jobs, and its overflow counts as a change."""
 
-    IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+    IN_ATTRIB, IN_CLOSE_WRITE = 0x4, 0x8
     IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
     IN_DELETE_SELF, IN_MOVE_SELF, IN_Q_OVERFLOW, IN_IGNORED = 0x400, 0x800, 0x4000, 0x8000
-    MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE
+    MASK = (IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE
             | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF)
     LOST = IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF  # anything may have changed
 

@@ -61,6 +61,22 @@ def test_other_files_in_the_folder_change_nothing(modules):
     assert not found.changed()
 
 
+def test_logs_written_beside_a_module_change_nothing(modules):
+    """A program's logs written in its modules' folder while jobs run: two
+    written in turn make events the kernel cannot merge, more than its queue
+    holds, and an overflow would look like any change (the interpreter would
+    be replaced). A module saved is seen when it is closed (or renamed)."""
+    found, path = modules
+    with open("/proc/sys/fs/inotify/max_queued_events") as limit:
+        writes = int(limit.read()) + 1000
+    with open(path.parent / "a.log", "w") as a, open(path.parent / "b.log", "w") as b:
+        for line in range(writes):
+            for log in (a, b):
+                log.write(f"{line}\n")
+                log.flush()
+    assert not found.changed()
+
+
 def test_a_module_changed_after_its_import_but_before_the_look_is_seen(tmp_path, monkeypatch):
     """A job's function imports a module that is then edited before the next
     job's check: noted by that check, so only its mtime can tell."""
