@@ -15,15 +15,18 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +43,50 @@ namespace {
 // and the C++ thread (besides the window that jobd holds).
 constexpr size_t kMaxQueuedItems = 4096;
 constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
+
+// The program's exit. Python ends a daemon thread that takes the GIL back
+// while the interpreter finalizes, from inside gil_scoped_release's
+// destructor, which C++ turns into std::terminate: the program would abort at
+// exit (a helper thread woken in put() by terminate() did, one run in ten).
+// So the waits without the GIL are counted, none starts once the program
+// exits (PrepareExit, at atexit), and PrepareExit lets those under way out,
+// and the connections' threads end their jobs, before it returns.
+std::atomic<bool> g_exiting{false};
+std::atomic<int> g_waiting{0};
+
+class Job;
+// Every Job of this process, for PrepareExit. A forked child starts with none
+// (and no waits): the parent's are not its own, and their mutex may be held.
+struct JobRegistry {
+  std::mutex mutex;
+  std::set<Job*> jobs;
+};
+JobRegistry* g_registry = new JobRegistry;  // never destroyed: Jobs may outlive static destruction
+void ForgetJobsInChild() {
+  g_registry = new JobRegistry;  // (the parent's copy is left: its mutex may be held)
+  g_waiting = 0;
+  g_exiting = false;
+}
+
+// The GIL released for a wait, counted (see g_exiting). Constructed with the
+// GIL held, after checking g_exiting: the GIL orders that check with
+// PrepareExit's.
+class WaitWithoutGil {
+ public:
+  WaitWithoutGil() {
+    ++g_waiting;
+    release_.emplace();
+  }
+  ~WaitWithoutGil() {
+    release_.reset();
+    --g_waiting;
+  }
+  WaitWithoutGil(const WaitWithoutGil&) = delete;
+  WaitWithoutGil& operator=(const WaitWithoutGil&) = delete;
+
+ private:
+  std::optional<py::gil_scoped_release> release_;
+};
 
 // A connection to jobd, used by one job at a time and kept for the next (a
 // connection costs a new socket and a round trip), with the C++ thread that
@@ -81,6 +128,11 @@ class Connection {
       runner_->busy = true;
     }
     runner_->changed.notify_all();
+  }
+  // Whether it runs a job now.
+  bool Busy() {
+    std::lock_guard lock(runner_->mutex);
+    return runner_->busy;
   }
   // Waits until the job given to Run has returned.
   void WaitIdle() {
@@ -124,8 +176,9 @@ std::shared_ptr<Connection> Connected(jobd::Result<jobd::Client> client) {
 }
 
 std::shared_ptr<Connection> Connect(const std::string& endpoint) {
+  if (g_exiting) throw std::runtime_error("the program is exiting: no new connection to jobd");
   return Connected([&] {
-    py::gil_scoped_release release;
+    WaitWithoutGil wait;
     return jobd::Client::Connect(endpoint);
   }());
 }
@@ -215,6 +268,8 @@ class JobEnded : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+
+
 class Job : public jobd::ItemSource {
  public:
   Job(std::shared_ptr<Connection> connection, const std::string& interpreter,
@@ -237,6 +292,8 @@ class Job : public jobd::ItemSource {
     options_.retries = retries;
     options_.timeout_seconds = timeout;
     options_.cancel_fd = cancel_.fd();
+    std::lock_guard lock(g_registry->mutex);
+    g_registry->jobs.insert(this);
   }
 
   ~Job() override {
@@ -246,8 +303,33 @@ class Job : public jobd::ItemSource {
       (void)sync_.release();
       return;
     }
+    {
+      std::lock_guard lock(g_registry->mutex);
+      g_registry->jobs.erase(this);
+    }
     Cancel();
     Join();
+  }
+
+  // At the program's exit (atexit, before the interpreter finalizes): every
+  // job is cancelled, and this returns once no thread waits without the GIL
+  // and no connection's thread runs a job (see g_exiting).
+  static void PrepareExit() {
+    g_exiting = true;
+    {
+      std::lock_guard lock(g_registry->mutex);
+      for (Job* job : g_registry->jobs) job->Cancel();
+    }
+    py::gil_scoped_release release;  // the waiters take it back on their way out
+    for (int waited = 0; waited < 10'000; ++waited) {  // (bounded: 10 s)
+      bool busy = g_waiting > 0;
+      {
+        std::lock_guard lock(g_registry->mutex);
+        for (const Job* job : g_registry->jobs) busy = busy || job->connection_->Busy();
+      }
+      if (!busy) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   }
 
   // Adds items (each a list of bytes-like parts); waits while the input is
@@ -269,6 +351,7 @@ class Job : public jobd::ItemSource {
       }
       batch.push_back(std::move(parts));
     }
+    if (g_exiting) throw JobEnded("the program is exiting");
     uint64_t first = 0;
     auto room = [&] {
       return !block || done_ || cancelled_ || input_.empty() ||
@@ -276,7 +359,7 @@ class Job : public jobd::ItemSource {
     };
     while (true) {
       {
-        py::gil_scoped_release release;
+        WaitWithoutGil wait;
         std::unique_lock lock(mutex_);
         if (closed_) throw std::runtime_error("the job's input is closed");
         if (room_.wait_for(lock, std::chrono::milliseconds(100), room)) {
@@ -315,11 +398,12 @@ class Job : public jobd::ItemSource {
   // None once the job has ended and everything was taken. The job's error is
   // raised once its results are taken.
   py::object Take(double timeout) {
+    if (g_exiting) return py::none();  // (its job was cancelled)
     std::deque<Outcome> taken;
     bool ended = false;
     std::string error;
     {
-      py::gil_scoped_release release;
+      WaitWithoutGil wait;
       std::unique_lock lock(mutex_);
       results_ready_.wait_for(lock, std::chrono::duration<double>(timeout),
                               [&] { return done_ || !results_.empty(); });
@@ -361,7 +445,8 @@ class Job : public jobd::ItemSource {
   // Several Python threads may call it at once (a job's collector, exit).
   void Join() {
     {
-      py::gil_scoped_release release;
+      std::optional<WaitWithoutGil> wait;
+      if (!g_exiting) wait.emplace();  // exiting: the connections are idle (PrepareExit)
       {
         std::lock_guard start(start_mutex_);
         started_ = true;  // not started by now: never (running_ stays as it is from here)
@@ -413,7 +498,7 @@ class Job : public jobd::ItemSource {
         function_, *this, options_, [this](const jobd::ItemResult& result) -> jobd::Status {
           Outcome outcome{result.index, result.ok, {}, {}};
           if (result.value.size() >= kObjectFrom) {
-            if (_Py_IsFinalizing()) return jobd::Status::Error("the interpreter is exiting");
+            if (g_exiting || _Py_IsFinalizing()) return jobd::Status::Error("the program is exiting");
             std::unique_ptr<SharedBytes> shared =
                 result.segment != nullptr ? SharedBytes::Map(*result.segment) : nullptr;
             py::gil_scoped_acquire gil;  // before the lock: Python threads take it holding the GIL
@@ -458,7 +543,7 @@ class Job : public jobd::ItemSource {
     std::lock_guard start(start_mutex_);
     if (std::exchange(started_, true)) return;
     std::lock_guard lock(mutex_);
-    if (cancelled_) {  // cancelled before it started: it never reaches jobd
+    if (cancelled_ || g_exiting) {  // cancelled before it started: it never reaches jobd
       done_ = true;
       results_ready_.notify_all();
       return;
@@ -509,6 +594,7 @@ class Job : public jobd::ItemSource {
 }  // namespace
 
 PYBIND11_MODULE(_client, m) {
+  pthread_atfork(nullptr, nullptr, ForgetJobsInChild);
   m.doc() = "The jobd C++ client library, for the jobd package.";
   m.def("default_endpoint", &jobd::DefaultEndpoint);
   py::class_<SharedBytes>(m, "SharedBytes", py::buffer_protocol())
@@ -520,8 +606,9 @@ PYBIND11_MODULE(_client, m) {
   m.def("connect", &Connect, py::arg("endpoint"));
   // A connection to the jobd whose cluster file is at `path` (over TCP, CurveZMQ).
   m.def("connect_cluster", [](const std::string& path) {
+    if (g_exiting) throw std::runtime_error("the program is exiting: no new connection to jobd");
     return Connected([&] {
-      py::gil_scoped_release release;
+      WaitWithoutGil wait;
       return jobd::Client::ConnectCluster(path);
     }());
   }, py::arg("path"));
@@ -547,4 +634,7 @@ PYBIND11_MODULE(_client, m) {
       .def("take", &Job::Take, py::arg("timeout"))
       .def("cancel", &Job::Cancel)
       .def("join", &Job::Join);
+  // At the program's exit: every job cancelled, every wait of this module let
+  // out, before the interpreter finalizes (see g_exiting).
+  m.def("prepare_exit", &Job::PrepareExit);
 }

@@ -263,10 +263,13 @@ os.register_at_fork(after_in_child=_forget_runs)
 def _end_runs():
     """At exit, the jobs still running are cancelled and their threads ended
     before the interpreter goes: a thread left waiting in the binding could
-    not take the interpreter back as it shuts down."""
+    not take the interpreter back as it shuts down. The binding cancels the
+    rest (jobs already ended whose helper threads may still wait in it) and
+    lets every such wait out."""
     runs = list(_live)
     for run in runs:
         run.cancel()
+    _client.prepare_exit()
     for run in runs:
         run.job.join()
         for work in run._work:
@@ -521,7 +524,11 @@ class Run:
     def _dumps_chunk(self, chunk, first):
         """A chunk's parts: [star, its items], pickled together. A slice of a
         range stays a range: a few bytes instead of an int object per item to
-        make and pickle here (the interpreter makes them as it maps)."""
+        make and pickle here (the interpreter makes them as it maps). Slices
+        of other sequences go as lists: a subclass's slice may carry more
+        than its items (torch.Size's are Sizes)."""
+        if type(chunk) not in (list, tuple, range):
+            chunk = list(chunk)
         if self.count is None and len(chunk) < self.chunk:
             self.count = first + len(chunk)  # the last chunk: its size is known now
         return dumps([self.star, chunk], "the arguments of items {}-{}", first + 1, first + len(chunk))

@@ -309,3 +309,20 @@ def test_exiting_with_a_job_running_ends_it_cleanly(jobd_server):
         assert program.returncode == 0, err
         assert "terminate called" not in err
     jobd_server.wait_idle()
+
+
+def test_exiting_right_after_terminate_does_not_abort(jobd_server):
+    """`with` ends the Pool (terminate()) as a helper thread still waits in
+    the binding to put items the job no longer takes; the program then exits.
+    A thread that came back from that wait as the interpreter finalized made
+    the program abort (std::terminate, exit status 134), one run in ten."""
+    for _ in range(30):
+        program = run_program("""
+            import jobd, work
+            with jobd.Pool() as pool:
+                for square in pool.imap(work.square, list(range(300000))):
+                    break
+            """)
+        out, err = program.communicate(timeout=60)
+        assert (program.returncode, err) == (0, "")
+    jobd_server.wait_idle()

@@ -39,6 +39,21 @@ def test_map_equals_multiprocessing(pool, reference):
     assert pool.map(work.square, iter(range(5))) == [0, 1, 4, 9, 16]
 
 
+class Slices(list):
+    """A list whose slices are its own kind and hold what pickle refuses."""
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            return super().__getitem__(index)
+        part = Slices(super().__getitem__(index))
+        part.lock = threading.Lock()
+        return part
+
+
+def test_chunks_of_a_sequence_subclass_travel_as_lists(pool):
+    assert pool.map(work.square, Slices(range(10)), 3) == [n * n for n in range(10)]
+
+
 def test_starmap_equals_multiprocessing(pool, reference):
     pairs = [(a, b) for a in range(30) for b in range(30)]
     assert pool.starmap(work.add, pairs) == reference.starmap(work.add, pairs)
