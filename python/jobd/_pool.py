@@ -142,7 +142,9 @@ class IMapIterator:
     __next__ = next
 
     def _deliver(self, first, results, failures, size):
-        with self._cond:
+        if not self._lock_for_collector():
+            return  # cancelled: no one wants them
+        try:
             # A caller that takes results slowly holds the job back: memory stays bounded.
             self._cond.wait_for(lambda: not self._outcomes or self._run.cancelled or self._unbounded
                                 or (len(self._outcomes) < RESULTS_AHEAD
@@ -152,15 +154,34 @@ class IMapIterator:
                                   for offset, result in enumerate(results))
             self._bytes += share * len(results)
             self._cond.notify_all()
+        finally:
+            self._cond.release()
         if self._progress is not None:
             self._progress.update(len(results))
 
     def _finish(self, error):
         if self._progress is not None:
             self._progress.close()
-        with self._cond:
+        if not self._lock_for_collector():
+            # (Its holder is the caller's thread, in a signal handler: it
+            # finds these when it looks next.)
+            self._ended, self._error = True, error
+            return
+        try:
             self._ended, self._error = True, error
             self._cond.notify_all()
+        finally:
+            self._cond.release()
+
+    def _lock_for_collector(self):
+        """Takes the lock, for the job's collector thread; False, without it,
+        once the job is cancelled while another thread holds it: a signal
+        handler that terminates the Pool in the caller's thread, as it holds
+        the lock in next(), waits for the job to end, which waits for this."""
+        while not self._cond.acquire(timeout=0.05):
+            if self._run.cancelled:
+                return False
+        return True
 
     def _wake(self, unbounded=False):
         with self._cond:

@@ -326,3 +326,25 @@ def test_exiting_right_after_terminate_does_not_abort(jobd_server):
         out, err = program.communicate(timeout=60)
         assert (program.returncode, err) == (0, "")
     jobd_server.wait_idle()
+
+
+def test_terminate_while_the_caller_holds_the_imap_lock_returns(jobd_server):
+    """A signal handler runs where it lands: in next(), as it holds the
+    iterator's lock. One that terminates the Pool waits for the job's end,
+    so the job's collector must not wait for that lock (it did: a hang)."""
+    program = run_program("""
+        import jobd, work
+        pool = jobd.Pool()
+        squares = pool.imap(work.square, range(100000))
+        next(squares)
+        with squares._cond:  # as next() holds it when the handler runs
+            pool.terminate()
+        print("returned")
+        """)
+    try:
+        out, err = program.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        program.kill()  # hung in terminate()
+        raise
+    assert (program.returncode, out) == (0, "returned\n"), err
+    jobd_server.wait_idle()
