@@ -418,12 +418,12 @@ class Run:
             if collect_here:
                 _collecting.active = True
                 self._hand_out()
-        except BaseException as error:
+        except BaseException as error:  # Ctrl-C, a thread that could not start
+            self.error = self.error or error
+            self.cancel()  # a helper collector then ends the Run
             if not collect_here:
                 raise
             _collecting.active = was_active
-            self.error = self.error or error
-            self.cancel()
             collector.end()
             # Its join may wait for jobd; exit waits for it (_end_runs).
             self._work.append(in_helper(Work(self._end, (), "jobd-results")))

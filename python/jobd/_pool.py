@@ -116,6 +116,10 @@ class IMapIterator:
         self._ended, self._error = False, None
         self._progress = progress
         self._run = None
+        # The collector waits for room on this, not on the lock's condition
+        # (see _lock_for_collector), when it says so in _wants_room.
+        self._room = threading.Event()
+        self._wants_room = False
 
     def __iter__(self):
         return self
@@ -134,7 +138,9 @@ class IMapIterator:
                 raise StopIteration
             ok, value, size = self._outcomes.popleft()
             self._bytes -= size
-            self._cond.notify_all()
+            if self._wants_room:
+                self._wants_room = False
+                self._room.set()
         if ok:
             return value
         raise value
@@ -142,20 +148,25 @@ class IMapIterator:
     __next__ = next
 
     def _deliver(self, first, results, failures, size):
-        if not self._lock_for_collector():
-            return  # cancelled: no one wants them
-        try:
-            # A caller that takes results slowly holds the job back: memory stays bounded.
-            self._cond.wait_for(lambda: not self._outcomes or self._run.cancelled or self._unbounded
-                                or (len(self._outcomes) < RESULTS_AHEAD
-                                    and self._bytes < RESULTS_AHEAD_BYTES))
-            share = size // len(results)
-            self._outcomes.extend((offset not in failures, failures.get(offset, result), share)
-                                  for offset, result in enumerate(results))
-            self._bytes += share * len(results)
-            self._cond.notify_all()
-        finally:
-            self._cond.release()
+        while True:
+            if not self._lock_for_collector():
+                return  # cancelled: no one wants them
+            try:
+                # A caller that takes results slowly holds the job back: memory stays bounded.
+                if (not self._outcomes or self._run.cancelled or self._unbounded
+                        or (len(self._outcomes) < RESULTS_AHEAD
+                            and self._bytes < RESULTS_AHEAD_BYTES)):
+                    share = size // len(results)
+                    self._outcomes.extend((offset not in failures, failures.get(offset, result),
+                                           share) for offset, result in enumerate(results))
+                    self._bytes += share * len(results)
+                    self._cond.notify_all()
+                    break
+                self._room.clear()
+                self._wants_room = True
+            finally:
+                self._cond.release()
+            self._room.wait(0.1)
         if self._progress is not None:
             self._progress.update(len(results))
 
@@ -177,7 +188,9 @@ class IMapIterator:
         """Takes the lock, for the job's collector thread; False, without it,
         once the job is cancelled while another thread holds it: a signal
         handler that terminates the Pool in the caller's thread, as it holds
-        the lock in next(), waits for the job to end, which waits for this."""
+        the lock in next(), waits for the job to end, which waits for this.
+        (So the collector never waits on the lock's condition: taking the
+        lock back after that wait cannot give up.)"""
         while not self._cond.acquire(timeout=0.05):
             if self._run.cancelled:
                 return False
@@ -187,6 +200,7 @@ class IMapIterator:
         with self._cond:
             self._unbounded |= unbounded
             self._cond.notify_all()
+        self._room.set()
 
 
 class _Calls:

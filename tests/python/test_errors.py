@@ -331,20 +331,48 @@ def test_exiting_right_after_terminate_does_not_abort(jobd_server):
 def test_terminate_while_the_caller_holds_the_imap_lock_returns(jobd_server):
     """A signal handler runs where it lands: in next(), as it holds the
     iterator's lock. One that terminates the Pool waits for the job's end,
-    so the job's collector must not wait for that lock (it did: a hang)."""
+    so the job's collector must not wait for that lock (it did: a hang),
+    whether it was handing results over or waiting for room for more."""
     program = run_program("""
+        import faulthandler, time
         import jobd, work
-        pool = jobd.Pool()
-        squares = pool.imap(work.square, range(100000))
-        next(squares)
-        with squares._cond:  # as next() holds it when the handler runs
-            pool.terminate()
-        print("returned")
+        faulthandler.dump_traceback_later(30, exit=True)  # a hang shows where
+        for pause in (0, 0.5):  # (0.5 s: the collector has filled the room ahead)
+            pool = jobd.Pool()
+            squares = pool.imap(work.square, range(100000))
+            next(squares)
+            time.sleep(pause)
+            with squares._cond:  # as next() holds it when the handler runs
+                pool.terminate()
+            print("returned")
         """)
     try:
         out, err = program.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        program.kill()  # hung in terminate()
+        program.kill()
         raise
-    assert (program.returncode, out) == (0, "returned\n"), err
+    assert (program.returncode, out) == (0, "returned\nreturned\n"), err
     jobd_server.wait_idle()
+
+
+def test_a_job_that_fails_to_start_its_feeder_leaves_the_pool_joinable(pool, monkeypatch):
+    """An error in the caller's thread once the collector runs (Ctrl-C there,
+    or a thread that cannot start) goes up and ends the job: the Pool still
+    closes and joins."""
+    from jobd import _job
+    start_helper = _job.in_helper
+
+    def no_feeder(work):
+        if work.name == "jobd-items":
+            raise RuntimeError("can't start new thread")
+        return start_helper(work)
+    monkeypatch.setattr(_job, "in_helper", no_feeder)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        pool.imap(work.square, iter(range(10)))
+    monkeypatch.setattr(_job, "in_helper", start_helper)
+    assert pool.map(work.square, range(3)) == [0, 1, 4]
+    pool.close()
+    joined = threading.Thread(target=pool.join, daemon=True)
+    joined.start()
+    joined.join(10)
+    assert not joined.is_alive(), "join() waits for a job that never ends"
