@@ -170,17 +170,20 @@ class Connection {
   std::unique_ptr<Runner> runner_;
 };
 
-std::shared_ptr<Connection> Connected(jobd::Result<jobd::Client> client) {
+// A new connection, made by `connect` (without the GIL: it waits for jobd's answer).
+template <typename Connect>
+std::shared_ptr<Connection> Connected(const Connect& connect) {
+  if (g_exiting) throw std::runtime_error("the program is exiting: no new connection to jobd");
+  jobd::Result<jobd::Client> client = [&] {
+    WaitWithoutGil wait;
+    return connect();
+  }();
   if (!client.ok()) throw std::runtime_error(client.message());
   return std::make_shared<Connection>(std::move(*client));
 }
 
 std::shared_ptr<Connection> Connect(const std::string& endpoint) {
-  if (g_exiting) throw std::runtime_error("the program is exiting: no new connection to jobd");
-  return Connected([&] {
-    WaitWithoutGil wait;
-    return jobd::Client::Connect(endpoint);
-  }());
+  return Connected([&] { return jobd::Client::Connect(endpoint); });
 }
 
 // A bytes-like object's memory, held (and read without the GIL) until released
@@ -268,8 +271,6 @@ class JobEnded : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-
-
 class Job : public jobd::ItemSource {
  public:
   Job(std::shared_ptr<Connection> connection, const std::string& interpreter,
@@ -351,13 +352,13 @@ class Job : public jobd::ItemSource {
       }
       batch.push_back(std::move(parts));
     }
-    if (g_exiting) throw JobEnded("the program is exiting");
     uint64_t first = 0;
     auto room = [&] {
       return !block || done_ || cancelled_ || input_.empty() ||
              (input_.size() < kMaxQueuedItems && input_bytes_ < kMaxQueuedBytes);
     };
     while (true) {
+      if (g_exiting) throw JobEnded("the program is exiting");
       {
         WaitWithoutGil wait;
         std::unique_lock lock(mutex_);
@@ -606,11 +607,7 @@ PYBIND11_MODULE(_client, m) {
   m.def("connect", &Connect, py::arg("endpoint"));
   // A connection to the jobd whose cluster file is at `path` (over TCP, CurveZMQ).
   m.def("connect_cluster", [](const std::string& path) {
-    if (g_exiting) throw std::runtime_error("the program is exiting: no new connection to jobd");
-    return Connected([&] {
-      WaitWithoutGil wait;
-      return jobd::Client::ConnectCluster(path);
-    }());
+    return Connected([&] { return jobd::Client::ConnectCluster(path); });
   }, py::arg("path"));
   // How many workers pool `pool` (empty: the default pool) had when the
   // connection was made; ValueError naming the pools if jobd has no such pool.
