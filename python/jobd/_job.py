@@ -492,9 +492,11 @@ class Run:
         job's submission."""
         while batches != 0:
             batch = self._batch(parts, FIRST_PUT_SECONDS if put == 0 else PUT_SECONDS)
+            if not batch and put < count:  # (the job fails: not results padded with None)
+                raise RuntimeError(f"the input changed size during iteration: {count} items "
+                                   f"became {put}")
             put += len(batch)
-            # (No batch: a list that shrank as it was read ends there.)
-            if put >= count or not batch:
+            if put >= count:
                 self.job.put(batch, last=True)
                 return None
             self.job.put(batch)

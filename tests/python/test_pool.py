@@ -54,6 +54,18 @@ def test_chunks_of_a_sequence_subclass_travel_as_lists(pool):
     assert pool.map(work.square, Slices(range(10)), 3) == [n * n for n in range(10)]
 
 
+def test_a_list_that_shrinks_as_it_is_read_fails_the_map(pool):
+    items = list(range(10))
+
+    class Shrinks:
+        def __reduce__(self):
+            del items[2:]
+            return int, (0,)
+    items.insert(1, Shrinks())
+    with pytest.raises(RuntimeError, match="changed size during iteration: 11 items became 2"):
+        pool.map(work.square, items, chunksize=1)
+
+
 def test_starmap_equals_multiprocessing(pool, reference):
     pairs = [(a, b) for a in range(30) for b in range(30)]
     assert pool.starmap(work.add, pairs) == reference.starmap(work.add, pairs)
