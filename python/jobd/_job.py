@@ -409,7 +409,8 @@ class Run:
         try:
             if self._items is not None:
                 parts, count = self._parts(self._items)
-                put = 0 if count is None else self._guarded(self._put_sized, parts, count, 0, 2)
+                put = 0 if count is None else \
+                    self._guarded(self._put_sized, parts, count, 0, 2, here=True)
                 if put is not None:  # more to put
                     rest = (self._put_lazy, parts) if count is None else \
                         (self._put_sized, parts, count, put)
@@ -475,8 +476,9 @@ class Run:
         chunks = iter(lambda: list(itertools.islice(iterator, self.chunk)), [])
         return (self._dumps_chunk(chunk, n * self.chunk) for n, chunk in enumerate(chunks)), None
 
-    def _guarded(self, put, *args):
-        """put(*args), where an error of the input (or of pickling it) ends the job."""
+    def _guarded(self, put, *args, here=False):
+        """put(*args), where an error of the input (or of pickling it) ends
+        the job; `here`: in the caller's thread, where Ctrl-C also goes up."""
         try:
             return put(*args)
         except _client.JobEnded:
@@ -484,6 +486,8 @@ class Run:
         except BaseException as error:
             self.error = self.error or error
             self.job.cancel()
+            if here and not isinstance(error, Exception):
+                raise
 
     def _put_sized(self, parts, count, put, batches=None):
         """Puts the items of a sized input, `count` in all, of which `put`

@@ -376,3 +376,20 @@ def test_a_job_that_fails_to_start_its_feeder_leaves_the_pool_joinable(pool, mon
     joined.start()
     joined.join(10)
     assert not joined.is_alive(), "join() waits for a job that never ends"
+
+
+class Interrupting:
+    """Pickling it is interrupted, as by Ctrl-C."""
+
+    def __reduce__(self):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_the_items_are_pickled_goes_up_at_once(pool):
+    """In map_async and imap too, not later at get() or next(): the job is
+    cancelled, and the Pool goes on."""
+    with pytest.raises(KeyboardInterrupt):
+        pool.map_async(work.square, [1, Interrupting()])
+    with pytest.raises(KeyboardInterrupt):
+        pool.imap(work.square, [1, Interrupting()])
+    assert pool.map(work.square, range(3)) == [0, 1, 4]
