@@ -392,8 +392,8 @@ class Run:
 
     def start(self, collect_here=False):
         """Starts the job (once the caller knows this Run). Items at hand (a
-        list, tuple or range) are put from here up to a batch, so that they
-        travel with the job's submission; a helper thread puts the rest,
+        list, tuple or range) are put from here, two batches at most, the
+        first with the job's submission; a helper thread puts the rest,
         another hands the outcomes out, or, if `collect_here`, the calling
         thread does, returning once the job has ended (a map that the caller
         waits for: no thread to wake for each result). Ctrl-C there cancels
